@@ -1,0 +1,25 @@
+// The 4-bit error-feedback quantizer (spec steps 1, 4 and 5), pure functions.
+
+// Quantization unit u = (max - min) / 15 of a stored (bf16) min/max pair.
+fn ef_unit(mn: f32, mx: f32) -> f32 {
+  return div_rn(mx - mn, 15.0);
+}
+
+// Spec step 5: nearest 4-bit code of r in [mn, mx].
+fn quantize(r: f32, mn: f32, mx: f32) -> u32 {
+  let u = ef_unit(mn, mx);
+  if (u == 0.0) { return 0u; }
+  let q = floor(div_rn(r - mn, u) + 0.5);
+  return u32(clamp(q, 0.0, 15.0));
+}
+
+// The (bf16) stored min/max of an EF block from the atomic accumulators of
+// this step: min rounded down, max rounded up (exact when the data are bf16).
+fn stats_from_scratch(min_key: u32, max_key: u32) -> u32 {
+  if (max_key == 0u) { return 0u; } // an empty block (Q divides d)
+  // A -0 is stored as +0, as the CPU reference stores it (a compiler may drop
+  // a float `+ 0.0`, so compare bits).
+  let mn = bf16_bits_down(ordered_dec(~min_key));
+  let mx = bf16_bits_up(ordered_dec(max_key));
+  return select(mn, 0u, mn == 0x8000u) | (select(mx, 0u, mx == 0x8000u) << 16u);
+}

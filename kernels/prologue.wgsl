@@ -1,0 +1,32 @@
+// Step 2: one thread decides whether the step is applied, advances the step
+// counter and the window ring, and computes the bias-correction scalars.
+
+@group(0) @binding(0) var<uniform> cfg: Config;
+@group(0) @binding(1) var<storage, read_write> step: Step;
+@group(0) @binding(2) var<storage, read_write> flags: array<atomic<u32>>;
+
+@compute @workgroup_size(1)
+fn main() {
+  let bad = atomicLoad(&flags[0]);
+  if (bad != 0xffffffffu) {
+    atomicStore(&flags[0], 0xffffffffu);
+    step.skip = 1u;
+    step.skipped = step.skipped + 1u;
+    step.bad_tensor = bad + 1u;
+    return;
+  }
+  step.skip = 0u;
+  let t = step.t + 1u;
+  step.t = t;
+  let p1 = pow_f32(cfg.beta1, t);
+  let p2 = pow_f32(cfg.beta2, t);
+  if (cfg.kind == 1u) {
+    step.slot = step.ring;
+    step.ring = (step.ring + 1u) % cfg.window;
+    step.c1 = div_rn(1.0 - cfg.beta1, 1.0 - p1);
+    step.c2 = div_rn(1.0 - cfg.beta2, 1.0 - p2);
+  } else {
+    step.c1 = 1.0 - p1;
+    step.c2 = sqrt(1.0 - p2);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Small buffer helpers: create-and-fill, and reading ranges back.
+ *
+ * @module
+ */
+
+/**
+ * Creates a buffer of at least 4 bytes and writes `data` into it.
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { createFilled, readBuffer } from "./buffers.ts";
+ * const device = await requestDevice();
+ * const b = createFilled(device, new Uint32Array([7]), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, "seven");
+ * console.log(new Uint32Array(await readBuffer(device, b))[0]); // 7
+ * device.destroy();
+ * ```
+ */
+export function createFilled(
+  device: GPUDevice,
+  data: ArrayBufferView,
+  usage: number,
+  label: string,
+): GPUBuffer {
+  const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+  const buffer = device.createBuffer({
+    label,
+    size,
+    usage: usage | GPUBufferUsage.COPY_DST,
+  });
+  if (data.byteLength) {
+    device.queue.writeBuffer(
+      buffer,
+      0,
+      data.buffer as ArrayBuffer,
+      data.byteOffset,
+      Math.floor(data.byteLength / 4) * 4,
+    );
+  }
+  return buffer;
+}
+
+/** A byte range of a GPU buffer. */
+export interface BufferRange {
+  /** The buffer (needs COPY_SRC usage). */
+  buffer: GPUBuffer;
+  /** Byte offset (multiple of 4). */
+  offset: number;
+  /** Byte length. */
+  size: number;
+}
+
+/**
+ * Reads several buffer ranges back with one submit and one map.
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { createFilled, readRanges } from "./buffers.ts";
+ * const device = await requestDevice();
+ * const b = createFilled(device, new Uint32Array([1, 2, 3]), GPUBufferUsage.COPY_SRC, "b");
+ * const [r] = await readRanges(device, [{ buffer: b, offset: 4, size: 8 }]);
+ * console.log(new Uint32Array(r.buffer)); // Uint32Array(2) [ 2, 3 ]
+ * device.destroy();
+ * ```
+ */
+export async function readRanges(
+  device: GPUDevice,
+  ranges: BufferRange[],
+): Promise<Uint8Array[]> {
+  let total = 0;
+  const at = ranges.map((r) => {
+    const o = total;
+    total += Math.ceil(r.size / 4) * 4;
+    return o;
+  });
+  const staging = device.createBuffer({
+    label: "microadam readback",
+    size: Math.max(total, 4),
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  try {
+    const enc = device.createCommandEncoder();
+    ranges.forEach((r, i) => {
+      const size = Math.ceil(r.size / 4) * 4;
+      if (size) {
+        enc.copyBufferToBuffer(r.buffer, r.offset, staging, at[i], size);
+      }
+    });
+    device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const all = new Uint8Array(staging.getMappedRange());
+    return ranges.map((r, i) => all.slice(at[i], at[i] + r.size));
+  } finally {
+    staging.destroy();
+  }
+}
+
+/**
+ * Reads a whole buffer back (it needs COPY_SRC usage).
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { createFilled, readBuffer } from "./buffers.ts";
+ * const device = await requestDevice();
+ * const b = createFilled(device, new Float32Array([1.5]), GPUBufferUsage.COPY_SRC, "b");
+ * console.log(new Float32Array(await readBuffer(device, b))[0]); // 1.5
+ * device.destroy();
+ * ```
+ */
+export async function readBuffer(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+): Promise<ArrayBuffer> {
+  const [bytes] = await readRanges(device, [{
+    buffer,
+    offset: 0,
+    size: buffer.size,
+  }]);
+  return bytes.buffer as ArrayBuffer;
+}

@@ -1,0 +1,90 @@
+/**
+ * Getting a WebGPU device with the limits this library needs, and clear
+ * errors when there is none.
+ *
+ * @module
+ */
+
+import { GpuUnavailableError } from "../errors.ts";
+
+/** Options of {@link requestDevice}. */
+export interface RequestDeviceOptions {
+  /** Adapter preference. @default {"high-performance"} */
+  powerPreference?: GPUPowerPreference;
+  /** Extra limits to request on top of the adapter maxima used by default. @default {{}} */
+  requiredLimits?: Record<string, number>;
+}
+
+/** Limits raised to the adapter's maximum: the WebGPU defaults are small. */
+const RAISED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupsPerDimension",
+] as const;
+
+const HOW_TO_GET_ONE =
+  "Deno exposes WebGPU through Vulkan (Linux), Metal (macOS) or DirectX 12 (Windows). " +
+  "On Linux without a GPU, install Mesa's software Vulkan driver (Debian/Ubuntu: " +
+  "`apt-get install mesa-vulkan-drivers`), or use the CPU optimizers (MicroAdamCpu, AdamCpu, …).";
+
+/**
+ * Requests a WebGPU device with the adapter's maximum storage-binding,
+ * buffer and workgroup limits, and `timestamp-query` when available.
+ * Throws {@link GpuUnavailableError} saying how to get an adapter when none exists.
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * const device = await requestDevice();
+ * console.log(device.limits.maxStorageBufferBindingSize >= 128 * 2 ** 20); // true
+ * device.destroy();
+ * ```
+ */
+export async function requestDevice(
+  options: RequestDeviceOptions = {},
+): Promise<GPUDevice> {
+  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+  if (!gpu) {
+    throw new GpuUnavailableError(
+      `WebGPU is not available in this runtime (navigator.gpu is undefined). ${HOW_TO_GET_ONE}`,
+    );
+  }
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter({
+      powerPreference: options.powerPreference ?? "high-performance",
+    });
+  } catch (e) {
+    throw new GpuUnavailableError(
+      `requesting a WebGPU adapter failed: ${
+        (e as Error).message
+      }. ${HOW_TO_GET_ONE}`,
+    );
+  }
+  if (!adapter) {
+    throw new GpuUnavailableError(`no WebGPU adapter found. ${HOW_TO_GET_ONE}`);
+  }
+  const requiredLimits: Record<string, number> = {};
+  const available = adapter.limits as unknown as Record<string, number>;
+  for (const name of RAISED_LIMITS) {
+    if (typeof available[name] === "number") {
+      requiredLimits[name] = available[name];
+    }
+  }
+  Object.assign(requiredLimits, options.requiredLimits ?? {});
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (adapter.features.has("timestamp-query")) {
+    requiredFeatures.push("timestamp-query");
+  }
+  try {
+    return await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  } catch (e) {
+    throw new GpuUnavailableError(
+      `the WebGPU adapter refused a device: ${(e as Error).message}`,
+    );
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * WGSL sources assembled into compute pipelines, cached per device. WGSL has
+ * no includes, so each kernel is the concatenation of the shared snippets it
+ * needs and its own file.
+ *
+ * @module
+ */
+
+import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
+import layout from "../../kernels/layout.wgsl" with { type: "text" };
+import segments from "../../kernels/segments.wgsl" with { type: "text" };
+import efQuant from "../../kernels/ef_quant.wgsl" with { type: "text" };
+import microCommon from "../../kernels/microadam_common.wgsl" with {
+  type: "text",
+};
+import checkFinite from "../../kernels/check_finite.wgsl" with {
+  type: "text",
+};
+import prologue from "../../kernels/prologue.wgsl" with { type: "text" };
+import adam from "../../kernels/adam.wgsl" with { type: "text" };
+import select from "../../kernels/microadam_select.wgsl" with { type: "text" };
+import update from "../../kernels/microadam_update.wgsl" with { type: "text" };
+import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
+
+/** The compute kernels of this library. */
+export type KernelName =
+  | "checkFinite"
+  | "prologue"
+  | "adam"
+  | "microadamSelect"
+  | "microadamUpdate"
+  | "microadamCommit";
+
+const SOURCES: Record<KernelName, string[]> = {
+  checkFinite: [layout, segments, checkFinite],
+  prologue: [numeric, layout, prologue],
+  adam: [layout, segments, adam],
+  microadamSelect: [numeric, layout, segments, efQuant, microCommon, select],
+  microadamUpdate: [numeric, layout, segments, efQuant, microCommon, update],
+  microadamCommit: [numeric, layout, efQuant, commit],
+};
+
+/**
+ * The full WGSL source of a kernel (shared snippets included).
+ *
+ * @example
+ * ```ts
+ * import { kernelSource } from "./kernels.ts";
+ * console.log(kernelSource("adam").includes("fn main")); // true
+ * ```
+ */
+export function kernelSource(name: KernelName): string {
+  return SOURCES[name].join("\n");
+}
+
+const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/**
+ * A compute pipeline for `name` with the given override constants, compiled
+ * once per device. Compilation errors are thrown with the shader's messages.
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { pipeline } from "./kernels.ts";
+ * const device = await requestDevice();
+ * const p = pipeline(device, "adam");
+ * console.log(p === pipeline(device, "adam")); // true
+ * device.destroy();
+ * ```
+ */
+export function pipeline(
+  device: GPUDevice,
+  name: KernelName,
+  constants: Record<string, number> = {},
+): GPUComputePipeline {
+  let perDevice = cache.get(device);
+  if (!perDevice) cache.set(device, perDevice = new Map());
+  const key = `${name}:${JSON.stringify(constants)}`;
+  let p = perDevice.get(key);
+  if (!p) {
+    const module = device.createShaderModule({
+      label: name,
+      code: kernelSource(name),
+    });
+    p = device.createComputePipeline({
+      label: name,
+      layout: "auto",
+      compute: { module, entryPoint: "main", constants },
+    });
+    perDevice.set(key, p);
+  }
+  return p;
+}
+
+/**
+ * Splits a workgroup count into (x, y) under the per-dimension limit; the
+ * kernels fold them back with `linear_workgroup`.
+ *
+ * @example
+ * ```ts
+ * import { dispatchSize } from "./kernels.ts";
+ * console.log(dispatchSize(100000, 65535)); // [50000, 2]
+ * ```
+ */
+export function dispatchSize(
+  count: number,
+  maxPerDim: number,
+): [number, number] {
+  if (count <= maxPerDim) return [Math.max(count, 1), 1];
+  const y = Math.ceil(count / maxPerDim);
+  return [Math.ceil(count / y), y];
+}

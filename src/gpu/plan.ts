@@ -1,0 +1,331 @@
+/**
+ * Dispatch planning: which tensors share one dispatch, and how tensors larger
+ * than a storage binding are split.
+ *
+ * A dispatch group binds one parameter range and one gradient range (each at
+ * most `maxStorageBufferBindingSize`) and walks a table of segments. Tensors
+ * that already share buffers are grouped as they lie. Small tensors in
+ * buffers of their own are gathered: copied into an arena before the step
+ * and back after it, so 500 biases cost 500 copies and one dispatch chain,
+ * not 500 dispatch chains. A tensor over the binding limit is cut into
+ * chunks at multiples of `chunkUnit` (top-k block and code-word boundaries).
+ *
+ * @module
+ */
+
+import { InvalidOptionError } from "../errors.ts";
+import type { PlacedTensor } from "./tensors.ts";
+
+/** A contiguous range of one tensor inside a dispatch group. */
+export interface Segment {
+  /** Index of the tensor. */
+  tensor: number;
+  /** First element, as a coordinate of the tensor. */
+  coordStart: number;
+  /** Number of elements. */
+  len: number;
+  /** Element offset of the segment inside the group's params binding. */
+  paramOff: number;
+  /** Element offset inside the grads binding. */
+  gradOff: number;
+}
+
+/** A buffer range bound to a kernel. */
+export interface Binding {
+  /** The buffer. */
+  buffer: GPUBuffer;
+  /** Byte offset (a multiple of the device's offset alignment). */
+  offset: number;
+  /** Byte size (a multiple of 4). */
+  size: number;
+}
+
+/** A copy between a user's tensor and a gather arena. */
+export interface GatherCopy {
+  /** Tensor index. */
+  tensor: number;
+  /** User parameter buffer and byte offset. */
+  param: GPUBuffer;
+  /** Byte offset in `param`. */
+  paramOffset: number;
+  /** User gradient buffer. */
+  grad: GPUBuffer;
+  /** Byte offset in `grad`. */
+  gradOffset: number;
+  /** Byte offset in both arenas. */
+  arenaOffset: number;
+  /** Bytes to copy (a multiple of 4). */
+  bytes: number;
+}
+
+/** One dispatch group. */
+export interface DispatchGroup {
+  /** Parameters binding. */
+  params: Binding;
+  /** Gradients binding. */
+  grads: Binding;
+  /** Segments, in dispatch order. */
+  segments: Segment[];
+  /** For gathered groups, the copies in (grads, params) and out (params). */
+  gather?: GatherCopy[];
+}
+
+/** What the planner needs to know. */
+export interface PlanOptions {
+  /** Bytes per parameter/gradient element. */
+  bytesPerElement: 2 | 4;
+  /** Largest byte size of one binding. */
+  bindLimit: number;
+  /** Byte alignment of binding offsets. */
+  offsetAlignment: number;
+  /** Tensors of at most this many elements, alone in their buffers, are gathered. */
+  gatherBelow: number;
+  /** Chunk boundaries of tensor `t` are multiples of this many elements. */
+  chunkUnit(t: PlacedTensor): number;
+  /** Bytes of each optimizer-owned state binding a segment needs. */
+  segmentStateBytes(t: PlacedTensor, coordStart: number, len: number): number[];
+}
+
+/** The plan plus the arena buffers it allocated (owned by the caller). */
+export interface Plan {
+  /** Dispatch groups. */
+  groups: DispatchGroup[];
+  /** Gather arenas to destroy with the optimizer. */
+  arenas: GPUBuffer[];
+  /** Bytes of the gather arenas. */
+  arenaBytes: number;
+}
+
+const COPY = GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+const alignDown = (x: number, a: number) => Math.floor(x / a) * a;
+const alignUp = (x: number, a: number) => Math.ceil(x / a) * a;
+
+/**
+ * Plans the dispatch groups of `tensors`.
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { planDispatch } from "./plan.ts";
+ * import { validateTensors } from "./tensors.ts";
+ * const device = await requestDevice();
+ * const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+ * const make = () => ({ param: device.createBuffer({ size: 40, usage }), grad: device.createBuffer({ size: 40, usage }), length: 10 });
+ * const tensors = validateTensors([[make(), make(), make()]], 4);
+ * const plan = planDispatch(device, tensors, {
+ *   bytesPerElement: 4, bindLimit: 1 << 20, offsetAlignment: 256, gatherBelow: 65536,
+ *   chunkUnit: () => 8, segmentStateBytes: (_t, _s, len) => [8 * len],
+ * });
+ * console.log(plan.groups.length, plan.groups[0].segments.length); // 1 3
+ * device.destroy();
+ * ```
+ */
+export function planDispatch(
+  device: GPUDevice,
+  tensors: PlacedTensor[],
+  o: PlanOptions,
+): Plan {
+  const bpe = o.bytesPerElement;
+  const room = o.bindLimit - o.offsetAlignment; // payload that always fits
+  const uses = new Map<GPUBuffer, number>();
+  for (const t of tensors) {
+    uses.set(t.param, (uses.get(t.param) ?? 0) + 1);
+    uses.set(t.grad, (uses.get(t.grad) ?? 0) + 1);
+  }
+  const canGather = (t: PlacedTensor) =>
+    t.length <= o.gatherBelow && uses.get(t.param) === 1 &&
+    uses.get(t.grad) === 1 && (t.param.usage & COPY) === COPY &&
+    (t.grad.usage & GPUBufferUsage.COPY_SRC) !== 0;
+  let gathered = tensors.filter(canGather);
+  if (gathered.length < 2) gathered = [];
+  const inArena = new Set(gathered);
+  const groups: DispatchGroup[] = [];
+
+  // Tensors as they lie: bucket by (param buffer, grad buffer), pack by offset.
+  const buckets = new Map<GPUBuffer, Map<GPUBuffer, PlacedTensor[]>>();
+  for (const t of tensors) {
+    if (inArena.has(t)) continue;
+    const byGrad = buckets.get(t.param) ?? new Map();
+    buckets.set(t.param, byGrad);
+    byGrad.set(t.grad, [...(byGrad.get(t.grad) ?? []), t]);
+  }
+  for (const byGrad of buckets.values()) {
+    for (const list of byGrad.values()) {
+      list.sort((a, b) => a.offset - b.offset);
+      let current: PlacedTensor[] = [];
+      const flush = () => {
+        if (current.length) groups.push(nativeGroup(current, bpe, o));
+        current = [];
+      };
+      for (const t of list) {
+        if (!fitsWhole([t], bpe, o, room)) {
+          flush();
+          groups.push(...chunkTensor(t, bpe, o, room));
+          continue;
+        }
+        if (!fitsWhole([...current, t], bpe, o, room)) flush();
+        current.push(t);
+      }
+      flush();
+    }
+  }
+
+  // Small tensors in buffers of their own: gather into arenas.
+  const arenas: GPUBuffer[] = [];
+  let arenaBytes = 0;
+  let batch: PlacedTensor[] = [];
+  const arenaFor = (list: PlacedTensor[]) => {
+    const offsets: number[] = [];
+    let cursor = 0;
+    for (const t of list) {
+      offsets.push(cursor);
+      cursor = alignUp(cursor + t.length * bpe, 32);
+    }
+    const size = Math.max(cursor, 4);
+    const param = device.createBuffer({
+      label: "microadam gather params",
+      size,
+      usage: GPUBufferUsage.STORAGE | COPY,
+    });
+    const grad = device.createBuffer({
+      label: "microadam gather grads",
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    arenas.push(param, grad);
+    arenaBytes += 2 * size;
+    groups.push({
+      params: { buffer: param, offset: 0, size },
+      grads: { buffer: grad, offset: 0, size },
+      segments: list.map((t, i) => ({
+        tensor: t.index,
+        coordStart: 0,
+        len: t.length,
+        paramOff: offsets[i] / bpe,
+        gradOff: offsets[i] / bpe,
+      })),
+      gather: list.map((t, i) => ({
+        tensor: t.index,
+        param: t.param,
+        paramOffset: t.offset * bpe,
+        grad: t.grad,
+        gradOffset: t.offset * bpe,
+        arenaOffset: offsets[i],
+        bytes: alignUp(t.length * bpe, 4),
+      })),
+    });
+  };
+  for (const t of gathered) {
+    const next = [...batch, t];
+    const bytes = next.reduce((s, x) => alignUp(s + x.length * bpe, 32), 0);
+    const state = sumState(next, o);
+    if (batch.length && (bytes > room || state.some((b) => b > room))) {
+      arenaFor(batch);
+      batch = [t];
+    } else {
+      batch = next;
+    }
+  }
+  if (batch.length) arenaFor(batch);
+  return { groups, arenas, arenaBytes };
+}
+
+function sumState(list: PlacedTensor[], o: PlanOptions): number[] {
+  const total: number[] = [];
+  for (const t of list) {
+    o.segmentStateBytes(t, 0, t.length).forEach((b, i) =>
+      total[i] = (total[i] ?? 0) + b
+    );
+  }
+  return total;
+}
+
+function fitsWhole(
+  list: PlacedTensor[],
+  bpe: number,
+  o: PlanOptions,
+  room: number,
+): boolean {
+  const start = Math.min(...list.map((t) => t.offset)) * bpe;
+  const end = Math.max(...list.map((t) => (t.offset + t.length) * bpe));
+  return end - alignDown(start, o.offsetAlignment) <= room &&
+    sumState(list, o).every((b) => b <= room);
+}
+
+function binding(
+  buffer: GPUBuffer,
+  startByte: number,
+  endByte: number,
+  alignment: number,
+): Binding {
+  const offset = alignDown(startByte, alignment);
+  return {
+    buffer,
+    offset,
+    size: Math.min(alignUp(endByte, 4), buffer.size) - offset,
+  };
+}
+
+function nativeGroup(
+  list: PlacedTensor[],
+  bpe: number,
+  o: PlanOptions,
+): DispatchGroup {
+  const first = Math.min(...list.map((t) => t.offset)) * bpe;
+  const last = Math.max(...list.map((t) => (t.offset + t.length) * bpe));
+  const params = binding(list[0].param, first, last, o.offsetAlignment);
+  const grads = binding(list[0].grad, first, last, o.offsetAlignment);
+  return {
+    params,
+    grads,
+    segments: list.map((t) => ({
+      tensor: t.index,
+      coordStart: 0,
+      len: t.length,
+      paramOff: (t.offset * bpe - params.offset) / bpe,
+      gradOff: (t.offset * bpe - grads.offset) / bpe,
+    })),
+  };
+}
+
+function chunkTensor(
+  t: PlacedTensor,
+  bpe: number,
+  o: PlanOptions,
+  room: number,
+): DispatchGroup[] {
+  const unit = o.chunkUnit(t);
+  let chunk = Math.floor(room / bpe / unit) * unit;
+  while (
+    chunk >= unit &&
+    o.segmentStateBytes(t, 0, Math.min(chunk, t.length)).some((b) => b > room)
+  ) {
+    chunk = Math.floor(chunk / 2 / unit) * unit;
+  }
+  if (chunk < unit) {
+    throw new InvalidOptionError(
+      `tensor ${t.index} ("${t.name}") cannot be split to fit a ${o.bindLimit}-byte storage binding: one block of ${unit} elements needs more; lower topkBlockSize or window`,
+    );
+  }
+  const groups: DispatchGroup[] = [];
+  for (let start = 0; start < t.length; start += chunk) {
+    const len = Math.min(chunk, t.length - start);
+    const first = (t.offset + start) * bpe;
+    const last = first + len * bpe;
+    const params = binding(t.param, first, last, o.offsetAlignment);
+    const grads = binding(t.grad, first, last, o.offsetAlignment);
+    groups.push({
+      params,
+      grads,
+      segments: [{
+        tensor: t.index,
+        coordStart: start,
+        len,
+        paramOff: (first - params.offset) / bpe,
+        gradOff: (first - grads.offset) / bpe,
+      }],
+    });
+  }
+  return groups;
+}

@@ -1,0 +1,222 @@
+/**
+ * Adam, AdamW and AMSGrad on WebGPU (f32), the dense baselines MicroAdam is
+ * measured against: 8 bytes of state per parameter (12 with AMSGrad).
+ *
+ * @module
+ */
+
+import type { BufferRange } from "../gpu/buffers.ts";
+import type { GpuTensor } from "../gpu/tensors.ts";
+import type { ParamGroupSpec } from "./groups.ts";
+import {
+  type AdamOptions,
+  resolveAdamOptions,
+  type ResolvedAdamOptions,
+} from "./options.ts";
+import { GpuOptimizer, type PlacementOptions } from "./gpu_optimizer.ts";
+import type { ConfigValue } from "./state.ts";
+
+const MOMENTS = ["expAvg", "expAvgSq", "maxExpAvgSq"] as const;
+
+/**
+ * Adam (Kingma & Ba) over WebGPU, with PyTorch's semantics: L2 weight decay
+ * added to the gradient unless `decoupledWeightDecay`, optional AMSGrad.
+ *
+ * @example
+ * ```ts
+ * import { Adam, requestDevice } from "../../mod.ts";
+ * const device = await requestDevice();
+ * const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+ * const param = device.createBuffer({ size: 16, usage });
+ * const grad = device.createBuffer({ size: 16, usage });
+ * const opt = new Adam(device, [{ param, grad, length: 4 }], { lr: 1e-3 });
+ * console.log(opt.stateBytes()); // 32
+ * opt.dispose();
+ * device.destroy();
+ * ```
+ */
+export class Adam extends GpuOptimizer {
+  /** Resolved options. */
+  readonly options: ResolvedAdamOptions;
+  readonly #groups: {
+    bind: GPUBindGroup;
+    tiles: number;
+    moments: GPUBuffer[];
+    offsets: number[];
+  }[];
+
+  /**
+   * @param device The device owning the tensors' buffers.
+   * @param params Tensors or param groups.
+   * @param options Hyperparameters and placement options.
+   * @param kind Name recorded in checkpoints (set by the subclasses).
+   * @param defaults Defaults that differ per subclass.
+   */
+  constructor(
+    device: GPUDevice,
+    params: readonly (GpuTensor | ParamGroupSpec<GpuTensor>)[],
+    options: AdamOptions & PlacementOptions = {},
+    kind = "Adam",
+    defaults: { weightDecay?: number; decoupledWeightDecay?: boolean } = {},
+  ) {
+    const o = resolveAdamOptions(options, defaults);
+    const states = o.amsgrad ? 3 : 2;
+    super(device, params, {
+      name: kind,
+      bytesPerElement: 4,
+      defaults: { lr: o.lr, weightDecay: o.weightDecay, schedule: o.schedule },
+      nonFinite: o.nonFinite,
+      kernel: {
+        kind: 0,
+        beta1: o.betas[0],
+        beta2: o.betas[1],
+        eps: o.eps,
+        amsgrad: o.amsgrad,
+        decoupled: o.decoupledWeightDecay,
+      },
+      chunkUnit: () => 8,
+      segmentStateBytes: (_t, _s, len) => new Array(states).fill(4 * len),
+    }, options);
+    this.options = o;
+    const offsets = this.plan.groups.map((g) => {
+      let at = 0;
+      return g.segments.map((s) => (at += s.len) - s.len);
+    });
+    const planned = this.planGroups((gi, si) => ({
+      stateOff: offsets[gi][si],
+    }));
+    const pipe = this.pipeline("adam");
+    const dummy = o.amsgrad ? undefined : this.own(device.createBuffer({
+      label: "adam unused max",
+      size: 4,
+      usage: GPUBufferUsage.STORAGE,
+    }));
+    this.#groups = planned.map((p, gi) => {
+      const total = this.plan.groups[gi].segments.reduce(
+        (s, x) => s + x.len,
+        0,
+      );
+      const moments = MOMENTS.slice(0, states).map((name) =>
+        this.stateBuffer(`adam ${name}`, 4 * total)
+      );
+      return {
+        tiles: p.tiles,
+        moments,
+        offsets: offsets[gi],
+        bind: device.createBindGroup({
+          layout: pipe.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: { buffer: this.configBuffer } },
+            { binding: 1, resource: { buffer: this.stepBuffer } },
+            { binding: 2, resource: { buffer: p.table } },
+            { binding: 3, resource: p.params },
+            { binding: 4, resource: p.grads },
+            { binding: 5, resource: { buffer: moments[0] } },
+            { binding: 6, resource: { buffer: moments[1] } },
+            { binding: 7, resource: { buffer: moments[2] ?? dummy! } },
+          ],
+        }),
+      };
+    });
+  }
+
+  protected stateConfig(): Record<string, ConfigValue> {
+    return { amsgrad: this.options.amsgrad };
+  }
+
+  protected tensorStateRanges(i: number): Record<string, BufferRange[]> {
+    const pieces: { start: number; ranges: BufferRange[] }[] = [];
+    this.plan.groups.forEach((g, gi) =>
+      g.segments.forEach((s, si) => {
+        if (s.tensor !== i) return;
+        const st = this.#groups[gi];
+        pieces.push({
+          start: s.coordStart,
+          ranges: st.moments.map((buffer) => ({
+            buffer,
+            offset: 4 * st.offsets[si],
+            size: 4 * s.len,
+          })),
+        });
+      })
+    );
+    pieces.sort((a, b) => a.start - b.start);
+    return Object.fromEntries(
+      MOMENTS.slice(0, this.options.amsgrad ? 3 : 2).map((name, m) => [
+        name,
+        pieces.map((p) => p.ranges[m]),
+      ]),
+    );
+  }
+
+  protected encodeKernels(pass: GPUComputePassEncoder): void {
+    const pipe = this.pipeline("adam");
+    for (const g of this.#groups) this.dispatch(pass, pipe, g.bind, g.tiles);
+  }
+}
+
+/**
+ * AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, default 0.01.
+ *
+ * @example
+ * ```ts
+ * import { AdamW, requestDevice } from "../../mod.ts";
+ * const device = await requestDevice();
+ * const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+ * const param = device.createBuffer({ size: 16, usage });
+ * const grad = device.createBuffer({ size: 16, usage });
+ * const opt = new AdamW(device, [{ param, grad, length: 4 }]);
+ * console.log(opt.paramGroups[0].weightDecay); // 0.01
+ * opt.dispose();
+ * device.destroy();
+ * ```
+ */
+export class AdamW extends Adam {
+  /**
+   * @param device The device owning the tensors' buffers.
+   * @param params Tensors or param groups.
+   * @param options Hyperparameters and placement options.
+   */
+  constructor(
+    device: GPUDevice,
+    params: readonly (GpuTensor | ParamGroupSpec<GpuTensor>)[],
+    options: AdamOptions & PlacementOptions = {},
+  ) {
+    super(device, params, options, "AdamW", {
+      weightDecay: 0.01,
+      decoupledWeightDecay: true,
+    });
+  }
+}
+
+/**
+ * AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second
+ * moment (taken before bias correction, as PyTorch does).
+ *
+ * @example
+ * ```ts
+ * import { AMSGrad, requestDevice } from "../../mod.ts";
+ * const device = await requestDevice();
+ * const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+ * const param = device.createBuffer({ size: 16, usage });
+ * const grad = device.createBuffer({ size: 16, usage });
+ * const opt = new AMSGrad(device, [{ param, grad, length: 4 }]);
+ * console.log(opt.stateBytes()); // 48
+ * opt.dispose();
+ * device.destroy();
+ * ```
+ */
+export class AMSGrad extends Adam {
+  /**
+   * @param device The device owning the tensors' buffers.
+   * @param params Tensors or param groups.
+   * @param options Hyperparameters and placement options (`amsgrad` is always on).
+   */
+  constructor(
+    device: GPUDevice,
+    params: readonly (GpuTensor | ParamGroupSpec<GpuTensor>)[],
+    options: AdamOptions & PlacementOptions = {},
+  ) {
+    super(device, params, { ...options, amsgrad: true }, "AMSGrad");
+  }
+}

@@ -1,0 +1,448 @@
+/**
+ * The shared base of the CPU optimizers: parameter groups, the step and call
+ * counters, the non-finite-gradient guard, tensor validation, `stateDict()` /
+ * `loadStateDict()` and disposal. Subclasses only allocate their state arrays
+ * and implement the arithmetic of one applied step, so every CPU optimizer
+ * behaves the same way around the numbers.
+ *
+ * @module
+ */
+
+import {
+  CheckpointError,
+  describe,
+  NonFiniteGradientError,
+  TensorMismatchError,
+} from "../errors.ts";
+import { assertStateMatches } from "../checkpoint/validate.ts";
+import { groupHyper, normalizeGroups } from "../optim/groups.ts";
+import type { ParamGroup, ParamGroupSpec } from "../optim/groups.ts";
+import type { DType, NonFinitePolicy } from "../optim/options.ts";
+import type { Schedule } from "../optim/schedule.ts";
+import type {
+  ConfigValue,
+  OptimizerState,
+  OptimizerStatus,
+  TensorState,
+} from "../optim/state.ts";
+
+/**
+ * One tensor handed to a CPU optimizer. `param` is updated in place at every
+ * applied step; `grad` is read at every step. A `Uint16Array` holds raw bf16
+ * bit patterns and is accepted only by MicroAdam with `dtype: "bf16"`.
+ *
+ * @example
+ * ```ts
+ * import type { CpuTensor } from "./cpu_optimizer.ts";
+ * const w: CpuTensor = { name: "w", param: new Float32Array(4), grad: new Float32Array(4) };
+ * console.log(w.param.length); // 4
+ * ```
+ */
+export interface CpuTensor {
+  /** Parameter values (f32, or bf16 bits). */
+  param: Float32Array | Uint16Array;
+  /** Gradient values, same length and type as `param`. */
+  grad: Float32Array | Uint16Array;
+  /** Name used in error messages and state dicts. @default {the tensor's index} */
+  name?: string;
+}
+
+/**
+ * A typed array that holds optimizer state.
+ *
+ * @example
+ * ```ts
+ * import type { StateArray } from "./cpu_optimizer.ts";
+ * const window: StateArray = new Uint32Array(10);
+ * console.log(window.byteLength); // 40
+ * ```
+ */
+export type StateArray = Float32Array | Uint32Array;
+
+/**
+ * The options every CPU optimizer's resolved options carry.
+ *
+ * @example
+ * ```ts
+ * import type { BaseResolvedOptions } from "./cpu_optimizer.ts";
+ * const o: BaseResolvedOptions = { lr: 1e-3, weightDecay: 0, nonFinite: "skip" };
+ * console.log(o.nonFinite); // "skip"
+ * ```
+ */
+export interface BaseResolvedOptions {
+  /** Base learning rate. */
+  lr: number;
+  /** Weight decay. */
+  weightDecay: number;
+  /** Schedule, or undefined for a constant lr. */
+  schedule?: Schedule;
+  /** Non-finite gradient policy. */
+  nonFinite: NonFinitePolicy;
+}
+
+/**
+ * What `CpuOptimizer.applyStep` gets for each tensor: the lr and weight
+ * decay of its group at this step (schedule applied).
+ *
+ * @example
+ * ```ts
+ * import type { TensorStepInput } from "./cpu_optimizer.ts";
+ * const x: TensorStepInput = {
+ *   index: 0,
+ *   tensor: { param: new Float32Array(1), grad: new Float32Array(1) },
+ *   lr: 0.01,
+ *   weightDecay: 0,
+ * };
+ * console.log(x.lr); // 0.01
+ * ```
+ */
+export interface TensorStepInput {
+  /** Flat tensor index (over all groups, in order). */
+  index: number;
+  /** The tensor itself. */
+  tensor: CpuTensor;
+  /** Learning rate for this step (schedule applied). */
+  lr: number;
+  /** Weight decay for this step. */
+  weightDecay: number;
+}
+
+/**
+ * Base class of the CPU optimizers. Not used directly: see `AdamCpu`,
+ * `MicroAdamCpu` and friends.
+ *
+ * Semantics shared by all of them:
+ * - `step()` evaluates every group's lr and weight decay (schedule called
+ *   with the 1-based call number), then checks every gradient for NaN/±Inf
+ *   before anything is mutated. A non-finite gradient counts a call and a
+ *   skip and leaves the state bit-identical; with `nonFinite: "error"` it then
+ *   throws {@link NonFiniteGradientError}. An invalid lr from a schedule
+ *   throws before anything is counted.
+ * - `t` (`status().step`) counts applied steps only, shared by all tensors.
+ * - State dicts hold little-endian byte copies of the state arrays.
+ *
+ * @example
+ * ```ts
+ * import { AdamCpu } from "./adam.ts";
+ * const opt = new AdamCpu([{ param: new Float32Array([1]), grad: new Float32Array([NaN]) }]);
+ * console.log(opt.step(), opt.status()); // false { step: 0, calls: 1, skipped: 1 }
+ * ```
+ */
+export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
+  /** Parameter groups; `lr`, `weightDecay` and `schedule` are read at every step. */
+  readonly paramGroups: ParamGroup<CpuTensor>[];
+  /** The resolved options. */
+  readonly options: O;
+  /** Optimizer kind written into state dicts, e.g. `"Adam"`. */
+  readonly kind: string;
+  /** Element type the tensors must have. */
+  readonly dtype: DType;
+  #lengths: number[];
+  #names: string[];
+  #state: Record<string, StateArray>[] | null = null;
+  #step = 0;
+  #calls = 0;
+  #skipped = 0;
+  #disposed = false;
+
+  /**
+   * Resolves the groups and validates every tensor; the subclass then
+   * allocates its state with {@link CpuOptimizer.initState}.
+   *
+   * @param kind Optimizer kind for state dicts and messages.
+   * @param params Tensors, or groups of tensors.
+   * @param options Already resolved and validated options.
+   * @param dtype The array type every tensor must use.
+   */
+  protected constructor(
+    kind: string,
+    params: readonly (CpuTensor | ParamGroupSpec<CpuTensor>)[],
+    options: O,
+    dtype: DType,
+  ) {
+    this.kind = kind;
+    this.options = options;
+    this.dtype = dtype;
+    this.paramGroups = normalizeGroups<CpuTensor>(params, options);
+    const tensors = this.paramGroups.flatMap((g) => g.params);
+    this.#names = tensors.map((t, i) =>
+      typeof t?.name === "string" ? t.name : String(i)
+    );
+    this.#lengths = tensors.map((t, i) => this.#checkTensor(t, i));
+  }
+
+  /** Validates one tensor and returns its length. */
+  #checkTensor(t: CpuTensor, i: number, length?: number): number {
+    const label = `tensor ${i} (${JSON.stringify(this.#names[i])})`;
+    if (typeof t !== "object" || t === null) {
+      throw new TensorMismatchError(
+        `${label}: expected { param, grad }, got ${describe(t)}`,
+      );
+    }
+    const want = this.dtype === "bf16" ? Uint16Array : Float32Array;
+    const wantName = this.dtype === "bf16"
+      ? "Uint16Array (bf16 bits)"
+      : "Float32Array";
+    for (const field of ["param", "grad"] as const) {
+      if (!(t[field] instanceof want)) {
+        throw new TensorMismatchError(
+          `${label}: ${field} should be a ${wantName} for dtype "${this.dtype}", got ${
+            describe(t[field])
+          }`,
+        );
+      }
+    }
+    if (t.param.length !== t.grad.length) {
+      throw new TensorMismatchError(
+        `${label}: param has ${t.param.length} elements but grad has ${t.grad.length}`,
+      );
+    }
+    if (t.param.length === 0) {
+      throw new TensorMismatchError(
+        `${label}: expected at least one element, got 0`,
+      );
+    }
+    if (length !== undefined && t.param.length !== length) {
+      throw new TensorMismatchError(
+        `${label}: expected ${length} elements (as at construction), got ${t.param.length}`,
+      );
+    }
+    return t.param.length;
+  }
+
+  /** Element counts of the tensors, in optimizer order. */
+  protected get lengths(): readonly number[] {
+    return this.#lengths;
+  }
+
+  /** Installs the state arrays; subclasses call it once from their constructor. */
+  protected initState(state: Record<string, StateArray>[]): void {
+    this.#state = state;
+  }
+
+  /** The live state arrays (throws once disposed). */
+  protected get state(): Record<string, StateArray>[] {
+    return this.#live();
+  }
+
+  #live(): Record<string, StateArray>[] {
+    if (this.#disposed || this.#state === null) {
+      throw new Error(
+        `${this.kind}: this optimizer has been disposed; create a new one`,
+      );
+    }
+    return this.#state;
+  }
+
+  /** One applied step, with `t` already incremented and every gradient finite. */
+  protected abstract applyStep(t: number, tensors: TensorStepInput[]): void;
+
+  /** State-shaping configuration stored in (and demanded from) state dicts. */
+  protected abstract stateConfig(): Record<string, ConfigValue>;
+
+  /** Window ring position for state dicts (0 unless overridden). */
+  protected get ring(): number {
+    return 0;
+  }
+
+  /** Restores the ring position from a state dict (no-op unless overridden). */
+  protected set ring(_r: number) {}
+
+  /**
+   * Extra checks of a state dict beyond sizes and config (e.g. ring range,
+   * index bounds). Throw {@link CheckpointError}; nothing is loaded yet.
+   */
+  protected validateState(_s: OptimizerState): void {}
+
+  /**
+   * Performs one optimizer step.
+   *
+   * @returns true when applied, false when skipped for a non-finite gradient.
+   * @throws {NonFiniteGradientError} on a non-finite gradient with `nonFinite: "error"`.
+   */
+  step(): boolean {
+    this.#live();
+    const call = this.#calls + 1;
+    const hyper = this.paramGroups.map((g, i) => groupHyper(g, call, i));
+    const count = this.paramGroups.reduce((n, g) => n + g.params.length, 0);
+    if (count !== this.#lengths.length) {
+      // State is allocated per tensor at construction; it cannot follow edits.
+      throw new TensorMismatchError(
+        `expected ${this.#lengths.length} tensors (as at construction), the groups now hold ${count}`,
+      );
+    }
+    const inputs: TensorStepInput[] = [];
+    let index = 0;
+    this.paramGroups.forEach((g, gi) => {
+      for (const tensor of g.params) {
+        this.#checkTensor(tensor, index, this.#lengths[index]);
+        inputs.push({ index, tensor, ...hyper[gi] });
+        index++;
+      }
+    });
+    // Every gradient is checked before any state changes, so a skip is exact.
+    const bad = inputs.find((x) => !allFinite(x.tensor.grad));
+    this.#calls = call;
+    if (bad) {
+      this.#skipped++;
+      if (this.options.nonFinite === "error") {
+        throw new NonFiniteGradientError(this.#names[bad.index], call);
+      }
+      return false;
+    }
+    this.#step++;
+    this.applyStep(this.#step, inputs);
+    return true;
+  }
+
+  /**
+   * Progress counters.
+   *
+   * @returns applied steps, calls and skips.
+   */
+  status(): OptimizerStatus {
+    this.#live();
+    return { step: this.#step, calls: this.#calls, skipped: this.#skipped };
+  }
+
+  /**
+   * Exact bytes of the optimizer state arrays held (scratch excluded).
+   *
+   * @returns the byte count.
+   */
+  stateBytes(): number {
+    let n = 0;
+    for (const t of this.#live()) {
+      for (const a of Object.values(t)) n += a.byteLength;
+    }
+    return n;
+  }
+
+  /**
+   * A copy of the full state.
+   *
+   * @returns counters, config and a byte copy of every state buffer.
+   */
+  stateDict(): OptimizerState {
+    const state = this.#live();
+    const tensors: TensorState[] = state.map((bufs, i) => ({
+      name: this.#names[i],
+      length: this.#lengths[i],
+      buffers: Object.fromEntries(
+        Object.entries(bufs).map((
+          [k, a],
+        ) => [k, new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice()]),
+      ),
+    }));
+    return {
+      optimizer: this.kind,
+      config: this.stateConfig(),
+      step: this.#step,
+      calls: this.#calls,
+      skipped: this.#skipped,
+      ring: this.ring,
+      tensors,
+    };
+  }
+
+  /**
+   * Replaces the state with `s`, after validating all of it.
+   *
+   * @param s A state from `stateDict()` (of this or a GPU optimizer of the same kind and config).
+   * @throws {CheckpointError} when `s` does not fit; the current state is then untouched.
+   */
+  loadStateDict(s: OptimizerState): void {
+    const state = this.#live();
+    if (typeof s !== "object" || s === null || !Array.isArray(s.tensors)) {
+      throw new CheckpointError(
+        `expected an optimizer state object, got ${describe(s)}`,
+      );
+    }
+    try {
+      assertStateMatches(s, {
+        optimizer: this.kind,
+        config: this.stateConfig(),
+        tensors: state.map((bufs, i) => ({
+          length: this.#lengths[i],
+          buffers: Object.fromEntries(
+            Object.entries(bufs).map(([k, a]) => [k, a.byteLength]),
+          ),
+        })),
+      });
+    } catch (e) {
+      // A malformed object (missing config, buffers...) is a bad checkpoint too.
+      if (e instanceof CheckpointError) throw e;
+      throw new CheckpointError(`malformed optimizer state: ${e}`);
+    }
+    if (s.calls < s.step + s.skipped) {
+      throw new CheckpointError(
+        `calls (${s.calls}) is less than step (${s.step}) + skipped (${s.skipped})`,
+      );
+    }
+    state.forEach((bufs, i) => {
+      for (const [k, b] of Object.entries(s.tensors[i].buffers)) {
+        if (!ArrayBuffer.isView(b)) {
+          throw new CheckpointError(
+            `tensor ${i} ("${
+              s.tensors[i].name
+            }"): buffer "${k}" is not bytes, got ${describe(b)}`,
+          );
+        }
+        if (!(k in bufs)) {
+          throw new CheckpointError(
+            `tensor ${i} ("${
+              s.tensors[i].name
+            }"): unexpected state buffer "${k}"`,
+          );
+        }
+      }
+    });
+    this.validateState(s);
+    state.forEach((bufs, i) => {
+      for (const [k, a] of Object.entries(bufs)) {
+        const b = s.tensors[i].buffers[k];
+        new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(
+          new Uint8Array(b.buffer, b.byteOffset, b.byteLength),
+        );
+      }
+    });
+    this.#step = s.step;
+    this.#calls = s.calls;
+    this.#skipped = s.skipped;
+    this.ring = s.ring;
+  }
+
+  /** Drops the state; any further use throws. Safe to call twice. */
+  dispose(): void {
+    this.#disposed = true;
+    this.#state = null;
+  }
+
+  /** Same as {@link CpuOptimizer.dispose}, for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * True when every value is finite. For bf16 bits, a value is non-finite
+ * when its exponent bits are all ones.
+ *
+ * @example
+ * ```ts
+ * import { allFinite } from "./cpu_optimizer.ts";
+ * console.log(allFinite(new Float32Array([1, 2])), allFinite(new Uint16Array([0x7f80]))); // true false
+ * ```
+ */
+export function allFinite(values: Float32Array | Uint16Array): boolean {
+  if (values instanceof Uint16Array) {
+    for (let i = 0; i < values.length; i++) {
+      if ((values[i] & 0x7f80) === 0x7f80) return false;
+    }
+    return true;
+  }
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) return false;
+  }
+  return true;
+}
