@@ -23,9 +23,9 @@ fn main(
   let b1 = cfg.beta1;
   let b2 = cfg.beta2;
   let step_size = h.lr / step.c1;
-  let lo = (w - s.first_tile) * TILE + tid * PER_THREAD;
-  let hi = min(lo + PER_THREAD, s.len);
-  for (var c = lo; c < hi; c++) {
+  // Thread tid takes elements tid, tid + 128, … of the tile (coalesced).
+  let lo = (w - s.first_tile) * TILE + tid;
+  for (var c = lo; c < min(lo + TILE, s.len); c += TILE_THREADS) {
     let pi = s.param_off + c;
     let si = s.state_off + c;
     var g = grads[s.grad_off + c];

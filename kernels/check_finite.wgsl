@@ -17,10 +17,9 @@ fn main(
   let w = linear_workgroup(wid, nwg);
   if (w >= table.total_tiles) { return; }
   let s = table.segs[find_segment(w, true)];
-  let lo = (w - s.first_tile) * TILE + tid * PER_THREAD;
-  let hi = min(lo + PER_THREAD, s.len);
+  let lo = (w - s.first_tile) * TILE + tid;
   var bad = false;
-  for (var c = lo; c < hi; c++) {
+  for (var c = lo; c < min(lo + TILE, s.len); c += TILE_THREADS) {
     let i = s.grad_off + c;
     if (BF16) {
       let h = (grads[i >> 1u] >> ((i & 1u) * 16u)) & 0x7f80u;

@@ -66,7 +66,6 @@ struct SegTable {
 
 const TILE: u32 = 1024u;     // elements per tile (elementwise kernels)
 const TILE_THREADS: u32 = 128u;
-const PER_THREAD: u32 = 8u;  // consecutive elements per thread: one word of EF codes
 
 // Dispatches wider than 65535 workgroups are folded into two dimensions.
 fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -20,16 +20,26 @@ fn ef_block(s: Seg, c: u32) -> u32 {
   return s.stats_off + (s.coord_start + c) / cfg.ef_block;
 }
 
-// Spec step 1: the gradient plus the dequantized error, a = g + e.
+// Spec step 1, dequantized error of one code: e = fma(code, u, min).
+fn ef_value(code: u32, mn: f32, u: f32) -> f32 {
+  let e = fma_short(u, f32(code), mn);
+  if (BF16) { return bf16_round(e); }
+  return e;
+}
+
+// Spec step 1, the error-corrected gradient a = g + e.
+fn add_error(g: f32, e: f32) -> f32 {
+  if (BF16) { return bf16_round(g + e); }
+  return g + e;
+}
+
+// a = g + e of segment-local coordinate c, straight from memory.
 fn corrected(s: Seg, c: u32) -> f32 {
   let st = stats[ef_block(s, c)];
   let mn = bf16_value(st);
   let mx = bf16_value(st >> 16u);
-  var e = fma_short(ef_unit(mn, mx), f32(load_code(s, c)), mn);
-  if (BF16) { e = bf16_round(e); }
-  var a = load_grad(s.grad_off + c) + e;
-  if (BF16) { a = bf16_round(a); }
-  return a;
+  let e = ef_value(load_code(s, c), mn, ef_unit(mn, mx));
+  return add_error(load_grad(s.grad_off + c), e);
 }
 
 // Top-k sort key: the bits of |a| (bf16 keys are 15 bits wide).

@@ -13,7 +13,8 @@
 @group(0) @binding(7) var<storage, read_write> window: array<u32>;
 
 const WG: u32 = 256u;
-const SLOTS: u32 = 256u; // EF blocks a workgroup can reduce locally
+const SLOTS: u32 = 256u;   // EF blocks a workgroup reduces locally
+const TABLE_QS: u32 = 64u; // EF blocks whose 16 dequantized values are tabulated
 
 struct BlockInfo {
   skip: u32,
@@ -29,9 +30,21 @@ struct BlockInfo {
 var<workgroup> info: BlockInfo;
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> scan: array<u32, 256>;
+var<workgroup> counts: array<vec2<u32>, 256>;
 var<workgroup> pick: vec2<u32>; // chosen digit, count strictly above it
 var<workgroup> slot_min: array<atomic<u32>, SLOTS>;
 var<workgroup> slot_max: array<atomic<u32>, SLOTS>;
+// e for every (EF block, code) of the block: the radix passes read a many
+// times, and this makes each read a lookup instead of an exact fma.
+var<workgroup> etab: array<f32, 1024>;
+
+// a = g + e of block element j.
+fn block_a(s: Seg, blk: BlockInfo, j: u32) -> f32 {
+  let c = blk.start + j;
+  if (blk.q_count > TABLE_QS) { return corrected(s, c); }
+  let e = etab[(ef_block(s, c) - blk.q_first) * 16u + load_code(s, c)];
+  return add_error(load_grad(s.grad_off + c), e);
+}
 
 // Folds one thread's running min/max of EF block q into the block's slot (or
 // straight into global memory when the block spans too many EF blocks).
@@ -43,28 +56,6 @@ fn flush(q: u32, min_key: u32, max_key: u32, local: bool) {
   } else {
     atomicMax(&scratch[2u * q], min_key);
     atomicMax(&scratch[2u * q + 1u], max_key);
-  }
-}
-
-// Inclusive prefix sum of scan[] over the workgroup (Hillis-Steele).
-fn scan_inclusive(tid: u32) {
-  for (var off = 1u; off < WG; off = off << 1u) {
-    var v = scan[tid];
-    if (tid >= off) { v = v + scan[tid - off]; }
-    workgroupBarrier();
-    scan[tid] = v;
-    workgroupBarrier();
-  }
-}
-
-// Suffix sum: scan[t] = sum of scan[u] for u >= t.
-fn scan_suffix(tid: u32) {
-  for (var off = 1u; off < WG; off = off << 1u) {
-    var v = scan[tid];
-    if (tid + off < WG) { v = v + scan[tid + off]; }
-    workgroupBarrier();
-    scan[tid] = v;
-    workgroupBarrier();
   }
 }
 
@@ -96,26 +87,42 @@ fn main(
   let blk = workgroupUniformLoad(&info);
   if (blk.skip != 0u) { return; }
   let s = table.segs[blk.seg];
+  if (blk.q_count <= TABLE_QS) {
+    for (var i = tid; i < blk.q_count * 16u; i += WG) {
+      let st = stats[blk.q_first + i / 16u];
+      let mn = bf16_value(st);
+      let mx = bf16_value(st >> 16u);
+      etab[i] = ef_value(i % 16u, mn, ef_unit(mn, mx));
+    }
+  }
+  workgroupBarrier();
 
-  // Radix select: the k-th largest key, one 8-bit digit per pass from the top.
-  let passes = select(4u, 2u, BF16);
+  // Radix select: the k-th largest key, one 8-bit digit per round from the top.
+  let rounds = select(4u, 2u, BF16);
   var prefix = 0u;
   var rem = blk.k; // entries still to place at or below the current prefix
-  for (var round = 0u; round < passes; round++) {
-    let shift = (passes - 1u - round) * 8u;
+  for (var round = 0u; round < rounds; round++) {
+    let shift = (rounds - 1u - round) * 8u;
     atomicStore(&hist[tid], 0u);
     workgroupBarrier();
     let high = select(0xffffffffu << (shift + 8u), 0u, shift + 8u >= 32u);
     for (var j = tid; j < blk.n; j += WG) {
-      let key = topk_key(corrected(s, blk.start + j));
+      let key = topk_key(block_a(s, blk, j));
       if ((key & high) == (prefix & high)) {
         atomicAdd(&hist[(key >> shift) & 255u], 1u);
       }
     }
     workgroupBarrier();
+    // Suffix sums: scan[t] = number of keys in digits >= t.
     scan[tid] = atomicLoad(&hist[tid]);
     workgroupBarrier();
-    scan_suffix(tid);
+    for (var off = 1u; off < WG; off = off << 1u) {
+      var v = scan[tid];
+      if (tid + off < WG) { v = v + scan[tid + off]; }
+      workgroupBarrier();
+      scan[tid] = v;
+      workgroupBarrier();
+    }
     let above = select(0u, scan[min(tid + 1u, WG - 1u)], tid + 1u < WG);
     if (scan[tid] >= rem && above < rem) { pick = vec2<u32>(tid, above); }
     let chosen = workgroupUniformLoad(&pick);
@@ -123,60 +130,60 @@ fn main(
     rem = rem - chosen.y;
   }
   let threshold = prefix;
-  let ties = rem;                 // entries equal to the threshold to keep
-  let greater = blk.k - rem;      // entries strictly above it
+  let ties = rem;            // entries equal to the threshold to keep
+  let greater = blk.k - rem; // entries strictly above it
 
-  // Compaction in index order: strictly greater entries first (ascending
-  // index), then the first `ties` threshold entries (ascending index), as the
-  // authors' kernel lays out a row. The residual feeds the EF statistics.
+  // Compaction: each thread owns a contiguous run of the block, so one scan
+  // of per-thread counts orders every entry by index. The row holds the
+  // strictly greater entries first (ascending index), then the first `ties`
+  // threshold entries (ascending index), as the authors' kernel lays it out.
+  let run = (blk.n + WG - 1u) / WG;
+  let c0 = min(tid * run, blk.n);
+  let c1 = min(c0 + run, blk.n);
+  var mine = vec2<u32>(0u, 0u);
+  for (var j = c0; j < c1; j++) {
+    let key = topk_key(block_a(s, blk, j));
+    mine = mine + vec2<u32>(select(0u, 1u, key > threshold), select(0u, 1u, key == threshold));
+  }
+  counts[tid] = mine;
+  workgroupBarrier();
+  for (var off = 1u; off < WG; off = off << 1u) {
+    var v = counts[tid];
+    if (tid >= off) { v = v + counts[tid - off]; }
+    workgroupBarrier();
+    counts[tid] = v;
+    workgroupBarrier();
+  }
+  var before = counts[tid] - mine;
+
+  // The residual (kept entries zeroed) feeds the EF statistics.
   let local = blk.q_count <= SLOTS;
-  var g_base = 0u;
-  var t_base = 0u;
   var cur_q = 0xffffffffu;
   var cur_min = 0u;
   var cur_max = 0u;
-  for (var base = 0u; base < blk.n; base += WG) {
-    let j = base + tid;
-    let valid = j < blk.n;
-    var a = 0.0;
-    var is_g = false;
-    var is_t = false;
-    if (valid) {
-      a = corrected(s, blk.start + j);
-      let key = topk_key(a);
-      is_g = key > threshold;
-      is_t = key == threshold;
+  for (var j = c0; j < c1; j++) {
+    let a = block_a(s, blk, j);
+    let key = topk_key(a);
+    let is_g = key > threshold;
+    let is_t = key == threshold;
+    let keep = is_g || (is_t && before.y < ties);
+    if (keep) {
+      let pos = select(greater + before.y, before.x, is_g);
+      window[blk.row + pos] = j | ((bitcast<u32>(bf16_round(a)) >> 16u) << 16u);
     }
-    let mine = select(0u, 1u, is_g) | select(0u, 0x10000u, is_t);
-    scan[tid] = mine;
-    workgroupBarrier();
-    scan_inclusive(tid);
-    let before = scan[tid] - mine;
-    let total = scan[WG - 1u];
-    if (valid) {
-      let gb = g_base + (before & 0xffffu);
-      let tb = t_base + (before >> 16u);
-      let keep = is_g || (is_t && tb < ties);
-      if (keep) {
-        let pos = select(greater + tb, gb, is_g);
-        window[blk.row + pos] = j | ((bitcast<u32>(bf16_round(a)) >> 16u) << 16u);
-      }
-      let r = select(a, 0.0, keep);
-      let q = ef_block(s, blk.start + j);
-      let kmax = ordered_enc(r);
-      if (q != cur_q) {
-        flush(cur_q, cur_min, cur_max, local);
-        cur_q = q;
-        cur_min = ~kmax;
-        cur_max = kmax;
-      } else {
-        cur_min = max(cur_min, ~kmax);
-        cur_max = max(cur_max, kmax);
-      }
+    before = before + vec2<u32>(select(0u, 1u, is_g), select(0u, 1u, is_t));
+    let r = select(a, 0.0, keep);
+    let q = ef_block(s, blk.start + j);
+    let kmax = ordered_enc(r);
+    if (q != cur_q) {
+      flush(cur_q, cur_min, cur_max, local);
+      cur_q = q;
+      cur_min = ~kmax;
+      cur_max = kmax;
+    } else {
+      cur_min = max(cur_min, ~kmax);
+      cur_max = max(cur_max, kmax);
     }
-    g_base = g_base + (total & 0xffffu);
-    t_base = t_base + (total >> 16u);
-    workgroupBarrier();
   }
   flush(cur_q, cur_min, cur_max, local);
   workgroupBarrier();

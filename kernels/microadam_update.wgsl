@@ -27,10 +27,47 @@ var<workgroup> info: TileInfo;
 var<workgroup> acc_m: array<f32, TILE>;
 var<workgroup> acc_s: array<f32, TILE>;
 var<workgroup> kept: array<atomic<u32>, 32>; // selected this step, one bit per coordinate
+var<workgroup> code_words: array<atomic<u32>, 128>; // the tile's new EF codes
 
-fn load_param(i: u32) -> f32 {
-  if (BF16) { return bf16_value(params[i >> 1u] >> ((i & 1u) * 16u)); }
-  return bitcast<f32>(params[i]);
+// Per-thread cache of the EF block last seen (threads walk the tile with a
+// stride of 128, so consecutive elements usually share an EF block).
+var<private> cache_q: u32 = 0xffffffffu;
+var<private> old_mn: f32;   // stored stats before this step: dequantize
+var<private> old_unit: f32;
+var<private> new_mn: f32;   // stats of this step: quantize
+var<private> new_mx: f32;
+
+// Steps 3, 5, 6, 8, 9 for tile coordinate l with parameter p: records the
+// new EF code in code_words and returns the new parameter.
+fn update_one(s: Seg, lo: u32, l: u32, p_in: f32, h: GroupHyper) -> f32 {
+  let c = lo + l;
+  let q = ef_block(s, c);
+  if (q != cache_q) {
+    cache_q = q;
+    let st = stats[q];
+    old_mn = bf16_value(st);
+    old_unit = ef_unit(old_mn, bf16_value(st >> 16u));
+    let nst = stats_from_scratch(scratch[2u * q], scratch[2u * q + 1u]);
+    new_mn = bf16_value(nst);
+    new_mx = bf16_value(nst >> 16u);
+  }
+  let a = add_error(load_grad(s.grad_off + c), ef_value(load_code(s, c), old_mn, old_unit));
+  let is_kept = ((atomicLoad(&kept[l >> 5u]) >> (l & 31u)) & 1u) == 1u;
+  let code = quantize(select(a, 0.0, is_kept), new_mn, new_mx);
+  atomicOr(&code_words[l >> 3u], code << ((l & 7u) * 4u));
+
+  var p = p_in;
+  if (h.wd > 0.0) {
+    p = p * h.decay;
+    if (BF16) { p = bf16_round(p); }
+  }
+  let u = (step.c1 * acc_m[l]) / (sqrt(step.c2 * acc_s[l]) + cfg.eps);
+  if (BF16) {
+    // The authors' kernel fuses this multiply-add; u is a bf16, so the exact
+    // fma_short applies.
+    return fma_short(h.neg_lr, bf16_round(u), p);
+  }
+  return fma(h.neg_lr, u, p);
 }
 
 @compute @workgroup_size(128)
@@ -54,11 +91,12 @@ fn main(
     }
     info = ti;
   }
-  for (var i = 0u; i < PER_THREAD; i++) {
-    acc_m[tid * PER_THREAD + i] = 0.0;
-    acc_s[tid * PER_THREAD + i] = 0.0;
+  for (var i = tid; i < TILE; i += TILE_THREADS) {
+    acc_m[i] = 0.0;
+    acc_s[i] = 0.0;
   }
   if (tid < 32u) { atomicStore(&kept[tid], 0u); }
+  atomicStore(&code_words[tid], 0u);
   let tile = workgroupUniformLoad(&info);
   if (tile.skip != 0u) { return; }
   let s = table.segs[tile.seg];
@@ -92,66 +130,42 @@ fn main(
     workgroupBarrier();
   }
 
-  // Steps 3, 5, 6, 8, 9 for this thread's 8 coordinates (one word of codes).
+  // Coalesced: f32 threads take elements tid, tid + 128, …; bf16 threads
+  // take whole words (element pairs) the same way.
   let h = step.groups[s.group];
-  let c1 = step.c1;
-  let c2 = step.c2;
-  let first = tile.lo + tid * PER_THREAD;
-  if (first >= tile.hi) { return; }
-  let count = min(PER_THREAD, tile.hi - first);
-  var word = 0u;
-  var last_q = 0xffffffffu;
-  var mn = 0.0;
-  var mx = 0.0;
-  var p_word = 0u;
-  for (var i = 0u; i < count; i++) {
-    let c = first + i;
-    let l = c - tile.lo;
-    let a = corrected(s, c);
-    let is_kept = ((atomicLoad(&kept[l >> 5u]) >> (l & 31u)) & 1u) == 1u;
-    let r = select(a, 0.0, is_kept);
-    let q = ef_block(s, c);
-    if (q != last_q) {
-      last_q = q;
-      let st = stats_from_scratch(scratch[2u * q], scratch[2u * q + 1u]);
-      mn = bf16_value(st);
-      mx = bf16_value(st >> 16u);
-    }
-    word = word | (quantize(r, mn, mx) << (i * 4u));
-
-    let pi = s.param_off + c;
-    var p = load_param(pi);
-    if (h.wd > 0.0) {
-      p = p * h.decay;
-      if (BF16) { p = bf16_round(p); }
-    }
-    let u = (c1 * acc_m[l]) / (sqrt(c2 * acc_s[l]) + cfg.eps);
-    if (BF16) {
-      // The authors' kernel fuses this multiply-add; u is a bf16, so the
-      // exact fma_short applies.
-      p = fma_short(h.neg_lr, bf16_round(u), p);
-    } else {
-      p = fma(h.neg_lr, u, p);
-    }
-    if (BF16) {
-      // Two bf16 per word; the thread owns whole words (offsets are even).
-      let bits = bitcast<u32>(bf16_round(p)) >> 16u;
-      if ((pi & 1u) == 0u) {
-        p_word = bits | (params[pi >> 1u] & 0xffff0000u);
-        if (i + 1u == count) { params[pi >> 1u] = p_word; }
-      } else {
-        params[pi >> 1u] = (p_word & 0xffffu) | (bits << 16u);
+  if (BF16) {
+    for (var l0 = 2u * tid; tile.lo + l0 < tile.hi; l0 += 2u * TILE_THREADS) {
+      let wi = (s.param_off + tile.lo + l0) >> 1u; // param_off is even
+      var word = params[wi];
+      for (var half = 0u; half < 2u; half++) {
+        if (tile.lo + l0 + half >= tile.hi) { break; }
+        let shift = half * 16u;
+        let p = update_one(s, tile.lo, l0 + half, bf16_value(word >> shift), h);
+        let bits = bitcast<u32>(bf16_round(p)) >> 16u;
+        word = (word & ~(0xffffu << shift)) | (bits << shift);
       }
-    } else {
-      params[pi] = bitcast<u32>(p);
+      params[wi] = word;
+    }
+  } else {
+    for (var l = tid; tile.lo + l < tile.hi; l += TILE_THREADS) {
+      let pi = s.param_off + tile.lo + l;
+      params[pi] = bitcast<u32>(update_one(s, tile.lo, l, bitcast<f32>(params[pi]), h));
     }
   }
-  let wi = s.codes_off + first / 8u;
-  if (count == PER_THREAD) {
-    codes[wi] = word;
-  } else {
-    // Tail of a tensor: keep the bits past its end as they were.
-    let mask = (1u << (count * 4u)) - 1u;
-    codes[wi] = (codes[wi] & ~mask) | word;
+  workgroupBarrier();
+
+  // One code word per thread (8 coordinates); a tensor's last word keeps the
+  // bits past its end.
+  let first = tile.lo + 8u * tid;
+  if (first < tile.hi) {
+    let count = min(8u, tile.hi - first);
+    let word = atomicLoad(&code_words[tid]);
+    let wi = s.codes_off + first / 8u;
+    if (count == 8u) {
+      codes[wi] = word;
+    } else {
+      let mask = (1u << (count * 4u)) - 1u;
+      codes[wi] = (codes[wi] & ~mask) | word;
+    }
   }
 }

@@ -55,6 +55,11 @@ export interface StepOptions {
    * next `step()`; at most 64 steps may wait unsubmitted.
    */
   encoder?: GPUCommandEncoder;
+  /**
+   * Timestamps for the step's compute pass (needs the `timestamp-query`
+   * feature, which {@link requestDevice} enables when available).
+   */
+  timestampWrites?: GPUComputePassTimestampWrites;
 }
 
 /** {@link OptimizerStatus} plus what the GPU reported about skipped steps. */
@@ -423,7 +428,10 @@ export abstract class GpuOptimizer {
         );
       }
     }
-    const pass = enc.beginComputePass({ label: `${this.#name} step` });
+    const pass = enc.beginComputePass({
+      label: `${this.#name} step`,
+      timestampWrites: options.timestampWrites,
+    });
     const check = this.pipeline("checkFinite", this.#bpe === 2);
     for (const c of this.#checkGroups) {
       this.dispatch(pass, check, c.bindGroup, c.tiles);
