@@ -34,7 +34,18 @@
  */
 
 export { requestDevice, type RequestDeviceOptions } from "./src/gpu/device.ts";
-export type { GpuTensor } from "./src/gpu/tensors.ts";
+export type { GpuTensor, PlacedTensor } from "./src/gpu/tensors.ts";
+export type { BufferRange } from "./src/gpu/buffers.ts";
+export type { KernelName } from "./src/gpu/kernels.ts";
+export type {
+  Binding,
+  DispatchGroup,
+  GatherCopy,
+  Plan,
+  PlanOptions,
+  Segment,
+} from "./src/gpu/plan.ts";
+export type { SegmentFields } from "./src/gpu/segments.ts";
 export { MicroAdam } from "./src/optim/microadam.ts";
 export { Adam, AdamW, AMSGrad } from "./src/optim/adam.ts";
 export {
@@ -47,15 +58,32 @@ export {
   type StepOptions,
 } from "./src/optim/gpu_optimizer.ts";
 export { MicroAdamCpu } from "./src/reference/microadam.ts";
-export { AdamCpu, AdamWCpu, AMSGradCpu } from "./src/reference/adam.ts";
-export { MicroAdamTheoryCpu } from "./src/reference/microadam_theory.ts";
-export { CpuOptimizer, type CpuTensor } from "./src/reference/cpu_optimizer.ts";
+export {
+  AdamCpu,
+  AdamFamilyCpu,
+  AdamWCpu,
+  AMSGradCpu,
+} from "./src/reference/adam.ts";
+export {
+  MicroAdamTheoryCpu,
+  type MicroAdamTheoryOptions,
+  type ResolvedMicroAdamTheoryOptions,
+} from "./src/reference/microadam_theory.ts";
+export {
+  type BaseResolvedOptions,
+  CpuOptimizer,
+  type CpuTensor,
+  type StateArray,
+  type TensorStepInput,
+} from "./src/reference/cpu_optimizer.ts";
 export type {
   AdamOptions,
   CommonOptions,
   DType,
   MicroAdamOptions,
   NonFinitePolicy,
+  ResolvedAdamOptions,
+  ResolvedMicroAdamOptions,
 } from "./src/optim/options.ts";
 export type { ParamGroup, ParamGroupSpec } from "./src/optim/groups.ts";
 export {

@@ -7,22 +7,27 @@
 
 /** A hyperparameter or option is outside its valid range. */
 export class InvalidOptionError extends RangeError {
+  /** Error name, for logs. */
   override name = "InvalidOptionError";
 }
 
 /** A tensor or buffer does not match what the optimizer expects. */
 export class TensorMismatchError extends TypeError {
+  /** Error name, for logs. */
   override name = "TensorMismatchError";
 }
 
 /** A gradient held NaN or ±Infinity; the step was not applied. */
 export class NonFiniteGradientError extends Error {
+  /** Error name, for logs. */
   override name = "NonFiniteGradientError";
   /** Name (or index) of the first tensor found with a non-finite gradient. */
   readonly tensor: string;
   /** Number of step() calls made when the bad gradient was seen (1-based). */
   readonly call: number;
   /**
+   * Builds the message from the tensor and the step call.
+   *
    * @param tensor Name (or index) of the offending tensor.
    * @param call The 1-based step() call that carried it.
    */
@@ -37,11 +42,13 @@ export class NonFiniteGradientError extends Error {
 
 /** No WebGPU adapter or device could be obtained, or the device was lost. */
 export class GpuUnavailableError extends Error {
+  /** Error name, for logs. */
   override name = "GpuUnavailableError";
 }
 
 /** A checkpoint is corrupt, truncated, or was written by another optimizer/config/version. */
 export class CheckpointError extends Error {
+  /** Error name, for logs. */
   override name = "CheckpointError";
 }
 

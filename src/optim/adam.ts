@@ -46,6 +46,8 @@ export class Adam extends GpuOptimizer {
   }[];
 
   /**
+   * Allocates zeroed moments and plans the dispatches.
+   *
    * @param device The device owning the tensors' buffers.
    * @param params Tensors or param groups.
    * @param options Hyperparameters and placement options.
@@ -120,10 +122,12 @@ export class Adam extends GpuOptimizer {
     });
   }
 
+  /** Only `amsgrad` shapes the state. */
   protected stateConfig(): Record<string, ConfigValue> {
     return { amsgrad: this.options.amsgrad };
   }
 
+  /** Tensor `i`'s moments, chunk by chunk in coordinate order. */
   protected tensorStateRanges(i: number): Record<string, BufferRange[]> {
     const pieces: { start: number; ranges: BufferRange[] }[] = [];
     this.plan.groups.forEach((g, gi) =>
@@ -149,6 +153,7 @@ export class Adam extends GpuOptimizer {
     );
   }
 
+  /** One elementwise dispatch per group. */
   protected encodeKernels(pass: GPUComputePassEncoder): void {
     const pipe = this.pipeline("adam");
     for (const g of this.#groups) this.dispatch(pass, pipe, g.bind, g.tiles);
@@ -173,6 +178,8 @@ export class Adam extends GpuOptimizer {
  */
 export class AdamW extends Adam {
   /**
+   * Allocates zeroed moments and plans the dispatches.
+   *
    * @param device The device owning the tensors' buffers.
    * @param params Tensors or param groups.
    * @param options Hyperparameters and placement options.
@@ -208,6 +215,8 @@ export class AdamW extends Adam {
  */
 export class AMSGrad extends Adam {
   /**
+   * Allocates zeroed moments and plans the dispatches.
+   *
    * @param device The device owning the tensors' buffers.
    * @param params Tensors or param groups.
    * @param options Hyperparameters and placement options (`amsgrad` is always on).

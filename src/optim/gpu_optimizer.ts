@@ -159,6 +159,9 @@ export abstract class GpuOptimizer {
   #stagingPool: GPUBuffer[] = [];
 
   /**
+   * Validates options and tensors, plans the dispatches and allocates the
+   * shared buffers (subclasses allocate their state).
+   *
    * @param device Device owning the tensors' buffers.
    * @param params Tensors, or groups of tensors with their own lr / weight decay / schedule.
    * @param spec What the subclass needs planned.

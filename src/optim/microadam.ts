@@ -89,6 +89,8 @@ export class MicroAdam extends GpuOptimizer {
   readonly #efBlocks: number;
 
   /**
+   * Allocates the compressed state (zero) and plans the dispatches.
+   *
    * @param device The device owning the tensors' buffers.
    * @param params Tensors, or param groups with their own `lr`, `weightDecay`, `schedule`.
    * @param options Hyperparameters (authors' defaults) and placement options.
@@ -249,6 +251,7 @@ export class MicroAdam extends GpuOptimizer {
     return this.#geometry[i];
   }
 
+  /** Every option that shapes the state. */
   protected stateConfig(): Record<string, ConfigValue> {
     const o = this.options;
     return {
@@ -260,6 +263,7 @@ export class MicroAdam extends GpuOptimizer {
     };
   }
 
+  /** Tensor `i`'s window, codes and stats, chunk by chunk in coordinate order. */
   protected tensorStateRanges(i: number): Record<string, BufferRange[]> {
     const window: BufferRange[] = [];
     const codes: BufferRange[] = [];
@@ -292,6 +296,7 @@ export class MicroAdam extends GpuOptimizer {
     };
   }
 
+  /** Select (per top-k block), update (per tile), then commit the EF statistics. */
   protected encodeKernels(pass: GPUComputePassEncoder): void {
     const bf16 = this.options.dtype === "bf16";
     const select = this.pipeline("microadamSelect", bf16);
