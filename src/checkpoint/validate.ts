@@ -33,6 +33,37 @@ export function assertStateMatches(
   state: OptimizerState,
   expected: ExpectedState,
 ): void {
+  if (typeof state !== "object" || state === null) {
+    throw new CheckpointError(
+      `expected an optimizer state object, got ${describe(state)}`,
+    );
+  }
+  if (typeof state.config !== "object" || state.config === null) {
+    throw new CheckpointError(
+      `malformed optimizer state: "config" must be an object, got ${
+        describe(state.config)
+      }`,
+    );
+  }
+  if (!Array.isArray(state.tensors)) {
+    throw new CheckpointError(
+      `malformed optimizer state: "tensors" must be an array, got ${
+        describe(state.tensors)
+      }`,
+    );
+  }
+  checkShape(state, expected);
+  if (state.calls < state.step + state.skipped) {
+    throw new CheckpointError(
+      `calls (${state.calls}) is less than step (${state.step}) + skipped (${state.skipped})`,
+    );
+  }
+}
+
+function checkShape(
+  state: OptimizerState,
+  expected: ExpectedState,
+): void {
   if (state.optimizer !== expected.optimizer) {
     throw new CheckpointError(
       `optimizer mismatch: this is ${expected.optimizer}, the state was saved by ${state.optimizer}`,
@@ -77,9 +108,21 @@ export function assertStateMatches(
         `tensor ${i} ("${s.name}"): expected ${e.length} elements, the state has ${s.length}`,
       );
     }
+    if (typeof s !== "object" || s === null || typeof s.buffers !== "object") {
+      throw new CheckpointError(
+        `tensor ${i}: expected { name, length, buffers }, got ${describe(s)}`,
+      );
+    }
     for (const [name, bytes] of Object.entries(e.buffers)) {
       const got = s.buffers[name];
-      if (!got) {
+      if (!ArrayBuffer.isView(got)) {
+        if (got !== undefined) {
+          throw new CheckpointError(
+            `tensor ${i} ("${s.name}"): buffer "${name}" is not bytes, got ${
+              describe(got)
+            }`,
+          );
+        }
         throw new CheckpointError(
           `tensor ${i} ("${s.name}"): state buffer "${name}" is missing`,
         );

@@ -281,6 +281,12 @@ export abstract class GpuOptimizer {
     i: number,
   ): Record<string, BufferRange[]>;
 
+  /**
+   * Extra checks of a state dict beyond sizes and config; throw
+   * {@link CheckpointError}. Nothing is loaded yet when it runs.
+   */
+  protected validateState(_state: OptimizerState): void {}
+
   /** Encodes the optimizer's own kernels, after the prologue. */
   protected abstract encodeKernels(pass: GPUComputePassEncoder): void;
 
@@ -597,6 +603,7 @@ export abstract class GpuOptimizer {
         ),
       })),
     });
+    this.validateState(state);
     const q = this.device.queue;
     perTensor.forEach((r, i) => {
       for (const [key, list] of Object.entries(r)) {

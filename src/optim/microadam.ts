@@ -12,7 +12,7 @@ import type { BufferRange } from "../gpu/buffers.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
 import {
   blockK,
-  blockLength,
+  checkMicroAdamState,
   type MicroAdamGeometry,
   microAdamGeometry,
 } from "./geometry.ts";
@@ -27,7 +27,7 @@ import {
   type PlacementOptions,
   type PlannedGroup,
 } from "./gpu_optimizer.ts";
-import type { ConfigValue } from "./state.ts";
+import type { ConfigValue, OptimizerState } from "./state.ts";
 
 /** Window entries of the blocks covering tensor range [start, start + len). */
 function windowEntries(
@@ -251,6 +251,11 @@ export class MicroAdam extends GpuOptimizer {
     return this.#geometry[i];
   }
 
+  /** Ring position and window indices (shared with the CPU reference). */
+  protected override validateState(state: OptimizerState): void {
+    checkMicroAdamState(state, this.#geometry);
+  }
+
   /** Every option that shapes the state. */
   protected stateConfig(): Record<string, ConfigValue> {
     const o = this.options;
@@ -315,6 +320,3 @@ export class MicroAdam extends GpuOptimizer {
     );
   }
 }
-
-// Re-exported for tests that check the state layout block by block.
-export { blockK, blockLength };

@@ -9,7 +9,6 @@
  */
 
 import {
-  CheckpointError,
   describe,
   NonFiniteGradientError,
   TensorMismatchError,
@@ -250,7 +249,7 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
 
   /**
    * Extra checks of a state dict beyond sizes and config (e.g. ring range,
-   * index bounds). Throw {@link CheckpointError}; nothing is loaded yet.
+   * index bounds). Throw `CheckpointError`; nothing is loaded yet.
    */
   protected validateState(_s: OptimizerState): void {}
 
@@ -349,53 +348,19 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
    * Replaces the state with `s`, after validating all of it.
    *
    * @param s A state from `stateDict()` (of this or a GPU optimizer of the same kind and config).
-   * @throws {CheckpointError} when `s` does not fit; the current state is then untouched.
+   * @throws CheckpointError when `s` does not fit; the current state is then untouched.
    */
   loadStateDict(s: OptimizerState): void {
     const state = this.#live();
-    if (typeof s !== "object" || s === null || !Array.isArray(s.tensors)) {
-      throw new CheckpointError(
-        `expected an optimizer state object, got ${describe(s)}`,
-      );
-    }
-    try {
-      assertStateMatches(s, {
-        optimizer: this.kind,
-        config: this.stateConfig(),
-        tensors: state.map((bufs, i) => ({
-          length: this.#lengths[i],
-          buffers: Object.fromEntries(
-            Object.entries(bufs).map(([k, a]) => [k, a.byteLength]),
-          ),
-        })),
-      });
-    } catch (e) {
-      // A malformed object (missing config, buffers...) is a bad checkpoint too.
-      if (e instanceof CheckpointError) throw e;
-      throw new CheckpointError(`malformed optimizer state: ${e}`);
-    }
-    if (s.calls < s.step + s.skipped) {
-      throw new CheckpointError(
-        `calls (${s.calls}) is less than step (${s.step}) + skipped (${s.skipped})`,
-      );
-    }
-    state.forEach((bufs, i) => {
-      for (const [k, b] of Object.entries(s.tensors[i].buffers)) {
-        if (!ArrayBuffer.isView(b)) {
-          throw new CheckpointError(
-            `tensor ${i} ("${
-              s.tensors[i].name
-            }"): buffer "${k}" is not bytes, got ${describe(b)}`,
-          );
-        }
-        if (!(k in bufs)) {
-          throw new CheckpointError(
-            `tensor ${i} ("${
-              s.tensors[i].name
-            }"): unexpected state buffer "${k}"`,
-          );
-        }
-      }
+    assertStateMatches(s, {
+      optimizer: this.kind,
+      config: this.stateConfig(),
+      tensors: state.map((bufs, i) => ({
+        length: this.#lengths[i],
+        buffers: Object.fromEntries(
+          Object.entries(bufs).map(([k, a]) => [k, a.byteLength]),
+        ),
+      })),
     });
     this.validateState(s);
     state.forEach((bufs, i) => {

@@ -50,6 +50,7 @@ import {
   blockK,
   blockLength,
   blockWindowOffset,
+  checkMicroAdamState,
   microAdamGeometry,
 } from "../optim/geometry.ts";
 import type { MicroAdamGeometry } from "../optim/geometry.ts";
@@ -60,7 +61,6 @@ import type {
   ResolvedMicroAdamOptions,
 } from "../optim/options.ts";
 import type { ConfigValue, OptimizerState } from "../optim/state.ts";
-import { CheckpointError } from "../errors.ts";
 import { CpuOptimizer } from "./cpu_optimizer.ts";
 import type { CpuTensor, TensorStepInput } from "./cpu_optimizer.ts";
 
@@ -136,35 +136,7 @@ export class MicroAdamCpu extends CpuOptimizer<ResolvedMicroAdamOptions> {
    * moments are rebuilt by scattering through those indices.
    */
   protected override validateState(s: OptimizerState): void {
-    const m = this.options.window;
-    if (s.ring !== s.step % m) {
-      throw new CheckpointError(
-        `ring: expected step mod window = ${s.step % m}, got ${s.ring}`,
-      );
-    }
-    this.geometry.forEach((g, i) => {
-      const b = s.tensors[i].buffers.window;
-      const win = new Uint32Array(g.windowEntries);
-      new Uint8Array(win.buffer).set(
-        new Uint8Array(b.buffer, b.byteOffset, b.byteLength),
-      );
-      for (let blk = 0; blk < g.blocks; blk++) {
-        const len = blockLength(g, blk);
-        const off = blockWindowOffset(g, blk);
-        const n = m * blockK(g, blk);
-        for (let e = off; e < off + n; e++) {
-          if ((win[e] & 0xffff) >= len) {
-            throw new CheckpointError(
-              `tensor ${i} ("${
-                s.tensors[i].name
-              }"): window entry ${e} has index ${
-                win[e] & 0xffff
-              }, outside its block of ${len} elements`,
-            );
-          }
-        }
-      }
-    });
+    checkMicroAdamState(s, this.geometry);
   }
 
   /** One MicroAdam step (spec steps 1–9) over every tensor, then the ring advances. */
