@@ -8,6 +8,7 @@
  */
 
 import {
+  CheckpointError,
   GpuUnavailableError,
   InvalidOptionError,
   NonFiniteGradientError,
@@ -603,6 +604,13 @@ export abstract class GpuOptimizer {
         ),
       })),
     });
+    for (const key of ["step", "skipped"] as const) {
+      if (state[key] > 0xffffffff) {
+        throw new CheckpointError(
+          `${key}: the GPU keeps it as a u32, got ${state[key]}`,
+        );
+      }
+    }
     this.validateState(state);
     const q = this.device.queue;
     perTensor.forEach((r, i) => {
