@@ -88,10 +88,13 @@ Deno.test("AdamW decays by f32(1 − lr·wd); L2 Adam adds wd·p to the gradient
   for (let j = 0; j < 3; j++) assert.equal(pw[j], fr(p0[j] * fr(1 - lr * wd)));
   // AdamW's default weight decay is 0.01.
   assert.equal(
-    new AdamWCpu([{ param: pw, grad: pw }]).options.weightDecay,
+    new AdamWCpu([{ param: pw, grad: pw.slice() }]).options.weightDecay,
     0.01,
   );
-  assert.equal(new AdamCpu([{ param: pw, grad: pw }]).options.weightDecay, 0);
+  assert.equal(
+    new AdamCpu([{ param: pw, grad: pw.slice() }]).options.weightDecay,
+    0,
+  );
 
   // p = 1, g = −0.001, wd = 0.1: L2 sees g + wd·p = 0.099 > 0 and steps down by lr;
   // decoupled decays p, then steps up by lr (sign of g).

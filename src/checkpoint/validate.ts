@@ -103,28 +103,40 @@ function checkShape(
   }
   expected.tensors.forEach((e, i) => {
     const s = state.tensors[i];
+    if (
+      typeof s !== "object" || s === null || typeof s.buffers !== "object" ||
+      s.buffers === null
+    ) {
+      throw new CheckpointError(
+        `tensor ${i}: expected { name, length, buffers }, got ${describe(s)}`,
+      );
+    }
     if (s.length !== e.length) {
       throw new CheckpointError(
         `tensor ${i} ("${s.name}"): expected ${e.length} elements, the state has ${s.length}`,
       );
     }
-    if (typeof s !== "object" || s === null || typeof s.buffers !== "object") {
-      throw new CheckpointError(
-        `tensor ${i}: expected { name, length, buffers }, got ${describe(s)}`,
-      );
+    for (const name of Object.keys(s.buffers)) {
+      if (!(name in e.buffers)) {
+        throw new CheckpointError(
+          `tensor ${i} ("${s.name}"): unexpected state buffer "${name}" (expected ${
+            Object.keys(e.buffers).join(", ")
+          })`,
+        );
+      }
     }
     for (const [name, bytes] of Object.entries(e.buffers)) {
       const got = s.buffers[name];
-      if (!ArrayBuffer.isView(got)) {
-        if (got !== undefined) {
-          throw new CheckpointError(
-            `tensor ${i} ("${s.name}"): buffer "${name}" is not bytes, got ${
-              describe(got)
-            }`,
-          );
-        }
+      if (got === undefined) {
         throw new CheckpointError(
           `tensor ${i} ("${s.name}"): state buffer "${name}" is missing`,
+        );
+      }
+      if (!ArrayBuffer.isView(got)) {
+        throw new CheckpointError(
+          `tensor ${i} ("${s.name}"): buffer "${name}" is not bytes, got ${
+            describe(got)
+          }`,
         );
       }
       if (got.byteLength !== bytes) {

@@ -40,10 +40,22 @@ export interface PlacedTensor {
   offset: number;
 }
 
+// GPUBufferUsage's flags are not enumerable in Deno, so list them.
+const USAGE_FLAGS = [
+  "MAP_READ",
+  "MAP_WRITE",
+  "COPY_SRC",
+  "COPY_DST",
+  "INDEX",
+  "VERTEX",
+  "UNIFORM",
+  "STORAGE",
+  "INDIRECT",
+  "QUERY_RESOLVE",
+] as const;
+
 function usageNames(usage: number): string {
-  const names = Object.entries(GPUBufferUsage)
-    .filter(([, bit]) => (usage & (bit as number)) !== 0)
-    .map(([n]) => n);
+  const names = USAGE_FLAGS.filter((n) => (usage & GPUBufferUsage[n]) !== 0);
   return names.length ? names.join("|") : "none";
 }
 

@@ -12,6 +12,7 @@ import {
   GpuUnavailableError,
   InvalidOptionError,
   NonFiniteGradientError,
+  TensorMismatchError,
 } from "../errors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { assertStateMatches } from "../checkpoint/validate.ts";
@@ -265,7 +266,7 @@ export abstract class GpuOptimizer {
   }
 
   /** Kind recorded in state dicts and checkpoints, e.g. `"MicroAdam"`. */
-  get name(): string {
+  get kind(): string {
     return this.#name;
   }
 
@@ -403,6 +404,7 @@ export abstract class GpuOptimizer {
       this.#pendingError = undefined;
       throw e;
     }
+    this.#assertSameTensors();
     const call = this.#calls + 1;
     const hyper = new Float32Array(this.#hyperStride / 4);
     this.paramGroups.forEach((g, i) => {
@@ -524,6 +526,7 @@ export abstract class GpuOptimizer {
 
   /** Exact bytes of optimizer state allocated on the device (what a checkpoint holds per tensor). */
   stateBytes(): number {
+    this.#assertNotDisposed();
     let n = 0;
     for (const b of this.#stateBuffers) n += b.size;
     return n;
@@ -656,9 +659,45 @@ export abstract class GpuOptimizer {
     this.dispose();
   }
 
+  // The dispatch plan was made for the tensors given at construction.
+  #assertSameTensors(): void {
+    let i = 0;
+    this.paramGroups.forEach((g, gi) => {
+      for (const t of g.params) {
+        const placed = this.tensors[i++];
+        if (
+          !placed || placed.group !== gi || placed.param !== t.param ||
+          placed.grad !== t.grad || placed.length !== t.length ||
+          placed.offset !== (t.offset ?? 0)
+        ) {
+          throw new TensorMismatchError(
+            `group ${gi}: its tensors changed after construction (tensor ${
+              i - 1
+            }); the dispatch plan is fixed, so create a new optimizer`,
+          );
+        }
+      }
+    });
+    if (i !== this.tensors.length) {
+      throw new TensorMismatchError(
+        `param groups hold ${i} tensors, the optimizer was built with ${this.tensors.length}; create a new optimizer`,
+      );
+    }
+  }
+
+  #assertNotDisposed(): void {
+    if (this.#disposed) {
+      throw new Error(
+        `${this.#name}: this optimizer has been disposed; create a new one`,
+      );
+    }
+  }
+
   #assertUsable(): void {
     if (this.#disposed) {
-      throw new Error(`${this.#name}: this optimizer was disposed`);
+      throw new Error(
+        `${this.#name}: this optimizer has been disposed; create a new one`,
+      );
     }
     if (this.#lost !== undefined) {
       throw new GpuUnavailableError(

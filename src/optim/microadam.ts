@@ -81,7 +81,8 @@ interface GroupState {
 export class MicroAdam extends GpuOptimizer {
   /** Resolved options. */
   readonly options: ResolvedMicroAdamOptions;
-  readonly #geometry: MicroAdamGeometry[];
+  /** Per-tensor block structure (sizes of the state), in optimizer order. */
+  readonly geometry: readonly MicroAdamGeometry[];
   readonly #groups: GroupState[];
   readonly #stats: GPUBuffer;
   readonly #statsOffset: number[];
@@ -133,10 +134,10 @@ export class MicroAdam extends GpuOptimizer {
     }, options);
     this.options = o;
     const bf16 = o.dtype === "bf16";
-    this.#geometry = this.tensors.map((t) => geo(t.length));
+    this.geometry = this.tensors.map((t) => geo(t.length));
     this.#statsOffset = [];
     let ef = 0;
-    for (const g of this.#geometry) {
+    for (const g of this.geometry) {
       this.#statsOffset.push(ef);
       ef += g.efBlocks;
     }
@@ -160,7 +161,7 @@ export class MicroAdam extends GpuOptimizer {
       let window = 0;
       let codes = 0;
       return g.segments.map((s) => {
-        const geom = this.#geometry[s.tensor];
+        const geom = this.geometry[s.tensor];
         const entry = {
           window,
           windowBytes: 4 * windowEntries(geom, s.coordStart, s.len),
@@ -174,7 +175,7 @@ export class MicroAdam extends GpuOptimizer {
     });
     const planned = this.planGroups((gi, si) => {
       const s = this.plan.groups[gi].segments[si];
-      const geom = this.#geometry[s.tensor];
+      const geom = this.geometry[s.tensor];
       return {
         codesOff: layouts[gi][si].codes / 4,
         windowOff: layouts[gi][si].window / 4,
@@ -246,14 +247,9 @@ export class MicroAdam extends GpuOptimizer {
     });
   }
 
-  /** Per-tensor block structure (sizes of the state). */
-  geometry(i: number): MicroAdamGeometry {
-    return this.#geometry[i];
-  }
-
   /** Ring position and window indices (shared with the CPU reference). */
   protected override validateState(state: OptimizerState): void {
-    checkMicroAdamState(state, this.#geometry);
+    checkMicroAdamState(state, this.geometry);
   }
 
   /** Every option that shapes the state. */
@@ -296,7 +292,7 @@ export class MicroAdam extends GpuOptimizer {
       stats: [{
         buffer: this.#stats,
         offset: 4 * this.#statsOffset[i],
-        size: 4 * this.#geometry[i].efBlocks,
+        size: 4 * this.geometry[i].efBlocks,
       }],
     };
   }

@@ -9,7 +9,7 @@
  * v = f32(f32(β2·v) + f32(f32(f32(1 − β2)·g)·g))
  * v̂ = amsgrad ? (vmax = max(vmax, v)) : v
  * bc1 = f32(1 − β1^t), bc2 = f32(1 − β2^t)                          (β^t by powF32)
- * stepSize = f32(lr / bc1)                                           (lr as given, f64 division)
+ * stepSize = f32(f32(lr) / bc1)                                      (lr as the f32 the GPU holds)
  * denom = f32(f32(f32(√v̂) / f32(√bc2)) + f32(ε))
  * p = f32(p − f32(stepSize · f32(m / denom)))
  * ```
@@ -92,7 +92,7 @@ export class AdamFamilyCpu extends CpuOptimizer<ResolvedAdamOptions> {
       const vmax = s.maxExpAvgSq as Float32Array | undefined;
       const l2 = !o.decoupledWeightDecay && wd > 0 ? fr(wd) : 0;
       const decay = o.decoupledWeightDecay && wd > 0 ? fr(1 - lr * wd) : 1;
-      const stepSize = fr(lr / bc1);
+      const stepSize = fr(fr(lr) / bc1);
       for (let j = 0; j < p.length; j++) {
         let g = grad[j];
         let pj = p[j];

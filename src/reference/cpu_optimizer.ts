@@ -14,6 +14,7 @@ import {
   TensorMismatchError,
 } from "../errors.ts";
 import { assertStateMatches } from "../checkpoint/validate.ts";
+import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { groupHyper, normalizeGroups } from "../optim/groups.ts";
 import type { ParamGroup, ParamGroupSpec } from "../optim/groups.ts";
 import type { DType, NonFinitePolicy } from "../optim/options.ts";
@@ -168,6 +169,38 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
       typeof t?.name === "string" ? t.name : String(i)
     );
     this.#lengths = tensors.map((t, i) => this.#checkTensor(t, i));
+    this.#checkAliasing(tensors);
+  }
+
+  /** Rejects arrays that share memory: a step would read what it just wrote. */
+  #checkAliasing(tensors: CpuTensor[]): void {
+    const views = new Map<ArrayBufferLike, [number, number, string][]>();
+    tensors.forEach((t, i) => {
+      for (const field of ["param", "grad"] as const) {
+        const a = t[field];
+        const list = views.get(a.buffer) ?? [];
+        list.push([
+          a.byteOffset,
+          a.byteOffset + a.byteLength,
+          `tensor ${i} (${JSON.stringify(this.#names[i])}) ${field}`,
+        ]);
+        views.set(a.buffer, list);
+      }
+    });
+    for (const list of views.values()) {
+      list.sort((a, b) => a[0] - b[0]);
+      for (let k = 1; k < list.length; k++) {
+        if (list[k][0] < list[k - 1][1]) {
+          throw new TensorMismatchError(
+            `${list[k - 1][2]} and ${list[k][2]} overlap in memory (bytes ${
+              list[k][0]
+            }..${
+              list[k - 1][1] - 1
+            } of one ArrayBuffer); give each its own array`,
+          );
+        }
+      }
+    }
   }
 
   /** Validates one tensor and returns its length. */
@@ -381,6 +414,16 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
   dispose(): void {
     this.#disposed = true;
     this.#state = null;
+  }
+
+  /** Saves the state to `path` atomically (temp file, fsync, rename). */
+  async save(path: string): Promise<void> {
+    await saveCheckpoint(path, this.stateDict());
+  }
+
+  /** Loads a checkpoint written by {@link CpuOptimizer.save} (or by the GPU optimizer of the same kind and config). */
+  async load(path: string): Promise<void> {
+    this.loadStateDict(await loadCheckpoint(path));
   }
 
   /** Same as {@link CpuOptimizer.dispose}, for `using`. */
