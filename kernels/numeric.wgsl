@@ -7,7 +7,9 @@
 // Round an f32 to bf16, nearest-even; the result is still an f32.
 fn bf16_round(x: f32) -> f32 {
   let b = bitcast<u32>(x);
-  if ((b & 0x7fffffffu) > 0x7f800000u) { return x; } // NaN stays NaN
+  if ((b & 0x7fffffffu) > 0x7f800000u) { // NaN: a quiet bf16 NaN, as the CPU makes it
+    return bitcast<f32>((b | 0x00400000u) & 0xffff0000u);
+  }
   return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
 }
 
@@ -193,7 +195,9 @@ fn div_rn(a: f32, b: f32) -> f32 { return div_rn_from(a, b, a / b); }
 
 // div_rn refining a first guess q0 that is within a few ulps of a / b.
 fn div_rn_from(a: f32, b: f32, q0: f32) -> f32 {
-  if (a == 0.0 || abs(q0) < 1e-37 || abs(q0) > 1e37) { return q0; }
+  // Outside the normal range (or a zero dividend) the midpoint test below does
+  // not apply; '/' is returned as is.
+  if (a == 0.0 || abs(q0) < 1.1754944e-38 || abs(q0) > 1.7014118e38) { return q0; }
   let aa = abs(a);
   let ab = abs(b);
   var q = abs(q0);

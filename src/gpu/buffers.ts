@@ -30,13 +30,10 @@ export function createFilled(
     usage: usage | GPUBufferUsage.COPY_DST,
   });
   if (data.byteLength) {
-    device.queue.writeBuffer(
-      buffer,
-      0,
-      data.buffer as ArrayBuffer,
-      data.byteOffset,
-      Math.floor(data.byteLength / 4) * 4,
-    );
+    // writeBuffer takes whole words: pad the tail with zeros.
+    const padded = new Uint8Array(size);
+    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    device.queue.writeBuffer(buffer, 0, padded);
   }
   return buffer;
 }

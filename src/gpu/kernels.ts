@@ -57,7 +57,8 @@ const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
 /**
  * A compute pipeline for `name` with the given override constants, compiled
- * once per device. Compilation errors are thrown with the shader's messages.
+ * once per device. Compilation errors surface as the device's validation
+ * errors (tests/kernels_test.ts compiles every kernel in an error scope).
  *
  * @example
  * ```ts

@@ -134,7 +134,9 @@ export function planDispatch(
     uses.set(t.grad, (uses.get(t.grad) ?? 0) + 1);
   }
   const canGather = (t: PlacedTensor) =>
-    t.length <= o.gatherBelow && uses.get(t.param) === 1 &&
+    t.length <= o.gatherBelow && t.length * bpe <= room &&
+    o.segmentStateBytes(t, 0, t.length).every((b) => b <= room) &&
+    uses.get(t.param) === 1 &&
     uses.get(t.grad) === 1 && (t.param.usage & COPY) === COPY &&
     (t.grad.usage & GPUBufferUsage.COPY_SRC) !== 0;
   let gathered = tensors.filter(canGather);

@@ -74,6 +74,14 @@ export function normalizeGroups<T>(
     if (s.params.length === 0) {
       throw new InvalidOptionError(`group ${i}: has no tensors`);
     }
+    const schedule = s.schedule ?? defaults.schedule;
+    if (schedule !== undefined && typeof schedule !== "function") {
+      throw new InvalidOptionError(
+        `group ${i} schedule: expected a function (step) => factor, got ${
+          describe(schedule)
+        }`,
+      );
+    }
     return {
       params: [...s.params],
       lr: checkLr(s.lr ?? defaults.lr, `group ${i} lr`),
@@ -81,7 +89,7 @@ export function normalizeGroups<T>(
         s.weightDecay ?? defaults.weightDecay,
         `group ${i} weightDecay`,
       ),
-      schedule: s.schedule ?? defaults.schedule,
+      schedule,
     };
   });
 }
@@ -102,6 +110,13 @@ export function groupHyper<T>(
   index: number,
 ): { lr: number; weightDecay: number } {
   const base = checkLr(group.lr, `group ${index} lr`);
+  if (group.schedule !== undefined && typeof group.schedule !== "function") {
+    throw new InvalidOptionError(
+      `group ${index} schedule: expected a function (step) => factor, got ${
+        describe(group.schedule)
+      }`,
+    );
+  }
   const factor = group.schedule ? group.schedule(call) : 1;
   const lr = checkLr(
     base * factor,

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { InvalidOptionError } from "../errors.ts";
+
 /** Maps the 1-based step call to a factor applied to the group's base lr. */
 export type Schedule = (step: number) => number;
 
@@ -38,14 +40,17 @@ export function linearWarmup(warmupSteps: number): Schedule {
 }
 
 /**
- * Cosine decay from 1 to `minFactor` over `totalSteps` calls (after an
- * optional linear warm-up), then `minFactor`.
+ * Optional linear warm-up over the first `warmupSteps` calls (1/w, 2/w, …,
+ * 1), then cosine decay from 1 (the first call after the warm-up) to
+ * `minFactor` (call `totalSteps` and after).
  *
  * @example
  * ```ts
  * import { cosineDecay } from "./schedule.ts";
- * const s = cosineDecay(10, { minFactor: 0 });
- * console.log(s(0), s(5), s(10)); // 1 0.5 0
+ * const s = cosineDecay(11, { minFactor: 0 });
+ * console.log(s(1), s(6), s(11), s(20)); // 1 0.5 0 0
+ * const w = cosineDecay(10, { warmupSteps: 2 });
+ * console.log(w(1), w(2), w(3)); // 0.5 1 1
  * ```
  */
 export function cosineDecay(
@@ -61,40 +66,44 @@ export function cosineDecay(
   const min = options.minFactor ?? 0;
   const warm = options.warmupSteps ?? 0;
   if (!(min >= 0 && min <= 1)) {
-    throw new RangeError(`minFactor must be in [0, 1], got ${min}`);
+    throw new InvalidOptionError(`minFactor must be in [0, 1], got ${min}`);
   }
-  if (!(Number.isInteger(warm) && warm >= 0)) {
-    throw new RangeError(
-      `warmupSteps must be an integer >= 0, got ${warm}`,
+  if (!(Number.isInteger(warm) && warm >= 0 && warm < totalSteps)) {
+    throw new InvalidOptionError(
+      `warmupSteps must be an integer in [0, totalSteps), got ${warm}`,
     );
   }
+  const span = Math.max(1, totalSteps - warm - 1);
   return (step) => {
-    if (step < warm) return (step + 1) / (warm + 1);
-    const x = Math.min(1, (step - warm) / Math.max(1, totalSteps - warm));
+    if (step <= warm) return step / warm;
+    const x = Math.min(1, Math.max(0, (step - warm - 1) / span));
     return min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * x));
   };
 }
 
 /**
- * Multiplies the factor by `gamma` every `stepSize` calls.
+ * Multiplies the factor by `gamma` every `stepSize` calls: calls 1…stepSize
+ * use 1, the next stepSize calls `gamma`, and so on (PyTorch's `StepLR`).
  *
  * @example
  * ```ts
  * import { stepDecay } from "./schedule.ts";
  * const s = stepDecay(2, 0.5);
- * console.log(s(1), s(2), s(4)); // 1 0.5 0.25
+ * console.log(s(1), s(2), s(3), s(5)); // 1 1 0.5 0.25
  * ```
  */
 export function stepDecay(stepSize: number, gamma: number): Schedule {
   positiveInteger("stepSize", stepSize);
   if (!(gamma > 0 && Number.isFinite(gamma))) {
-    throw new RangeError(`gamma must be a finite number > 0, got ${gamma}`);
+    throw new InvalidOptionError(
+      `gamma must be a finite number > 0, got ${gamma}`,
+    );
   }
-  return (step) => gamma ** Math.floor(step / stepSize);
+  return (step) => gamma ** Math.floor((step - 1) / stepSize);
 }
 
 function positiveInteger(name: string, v: number): void {
   if (!(Number.isInteger(v) && v > 0)) {
-    throw new RangeError(`${name} must be an integer > 0, got ${v}`);
+    throw new InvalidOptionError(`${name} must be an integer > 0, got ${v}`);
   }
 }

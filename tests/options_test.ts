@@ -1,0 +1,231 @@
+/**
+ * src/optim/options.ts: every default, every invalid option rejected with an
+ * InvalidOptionError that names the option and the bad value, and the
+ * boundary values accepted.
+ */
+
+import assert from "node:assert/strict";
+import { InvalidOptionError } from "../src/errors.ts";
+import {
+  checkLr,
+  checkWeightDecay,
+  MAX_TOPK_BLOCK,
+  resolveAdamOptions,
+  resolveMicroAdamOptions,
+} from "../src/optim/options.ts";
+
+/** Asserts `f` throws an InvalidOptionError whose message matches every pattern. */
+function rejects(f: () => unknown, ...patterns: (RegExp | string)[]): void {
+  assert.throws(f, (e: unknown) => {
+    assert.ok(e instanceof InvalidOptionError, `got ${e}`);
+    assert.ok(e instanceof RangeError);
+    assert.equal(e.name, "InvalidOptionError");
+    for (const p of patterns) {
+      if (typeof p === "string") {
+        assert.ok(e.message.includes(p), `"${e.message}" lacks "${p}"`);
+      } else assert.match(e.message, p);
+    }
+    return true;
+  });
+}
+
+Deno.test("resolveAdamOptions: defaults", () => {
+  assert.deepEqual(resolveAdamOptions(), {
+    lr: 1e-3,
+    betas: [0.9, 0.999],
+    eps: 1e-8,
+    weightDecay: 0,
+    nonFinite: "skip",
+    schedule: undefined,
+    amsgrad: false,
+    decoupledWeightDecay: false,
+  });
+  assert.deepEqual(resolveAdamOptions({}), resolveAdamOptions());
+  // Per-optimizer defaults (AdamW) apply only when the option is absent.
+  const w = resolveAdamOptions({}, {
+    weightDecay: 0.01,
+    decoupledWeightDecay: true,
+  });
+  assert.equal(w.weightDecay, 0.01);
+  assert.equal(w.decoupledWeightDecay, true);
+  const w0 = resolveAdamOptions(
+    { weightDecay: 0, decoupledWeightDecay: false },
+    {
+      weightDecay: 0.01,
+      decoupledWeightDecay: true,
+    },
+  );
+  assert.equal(w0.weightDecay, 0);
+  assert.equal(w0.decoupledWeightDecay, false);
+});
+
+Deno.test("resolveMicroAdamOptions: defaults (the authors' m = 10, 1 % density, D = Q = 4096, f32)", () => {
+  assert.deepEqual(resolveMicroAdamOptions(), {
+    lr: 1e-3,
+    betas: [0.9, 0.999],
+    eps: 1e-8,
+    weightDecay: 0,
+    nonFinite: "skip",
+    schedule: undefined,
+    window: 10,
+    density: 0.01,
+    topkBlockSize: 4096,
+    efBlockSize: 4096,
+    dtype: "f32",
+  });
+  assert.equal(MAX_TOPK_BLOCK, 65536);
+});
+
+Deno.test("resolve*: given values pass through, betas copied", () => {
+  const betas = [0.5, 0.75] as const;
+  const s = (t: number) => 1 / t;
+  const o = resolveMicroAdamOptions({
+    lr: 0.5,
+    betas,
+    eps: 1e-6,
+    weightDecay: 0.1,
+    nonFinite: "error",
+    schedule: s,
+    window: 3,
+    density: 0.25,
+    topkBlockSize: 128,
+    efBlockSize: 64,
+    dtype: "bf16",
+  });
+  assert.deepEqual(o, {
+    lr: 0.5,
+    betas: [0.5, 0.75],
+    eps: 1e-6,
+    weightDecay: 0.1,
+    nonFinite: "error",
+    schedule: s,
+    window: 3,
+    density: 0.25,
+    topkBlockSize: 128,
+    efBlockSize: 64,
+    dtype: "bf16",
+  });
+  assert.notEqual(o.betas, betas);
+  const a = resolveAdamOptions({ amsgrad: true, decoupledWeightDecay: true });
+  assert.equal(a.amsgrad, true);
+  assert.equal(a.decoupledWeightDecay, true);
+});
+
+Deno.test("common options: each invalid value is an InvalidOptionError naming the option and the value", () => {
+  const common: [string, unknown, string][] = [
+    ["lr", -1, "lr: expected a finite number >= 0, got -1"],
+    ["lr", NaN, "got NaN"],
+    ["lr", Infinity, "got Infinity"],
+    ["lr", "0.1", 'got "0.1"'],
+    ["betas", [1, 0.9], "betas: expected two numbers in [0, 1), got [1,0.9]"],
+    ["betas", [0.9, 1], "got [0.9,1]"],
+    ["betas", [-0.1, 0.9], "got [-0.1,0.9]"],
+    ["betas", [0.9], "got [0.9]"],
+    ["betas", [0.9, 0.99, 0.5], "got [0.9,0.99,0.5]"],
+    ["betas", [NaN, 0.9], "betas"],
+    ["betas", ["0.9", 0.9], 'got ["0.9",0.9]'],
+    ["betas", 0.9, "got 0.9"],
+    ["eps", -1e-8, "eps: expected a finite number >= 0, got -1e-8"],
+    ["eps", NaN, "eps"],
+    ["eps", Infinity, "got Infinity"],
+    ["eps", "1e-8", 'got "1e-8"'],
+    [
+      "weightDecay",
+      -0.01,
+      "weightDecay: expected a finite number >= 0, got -0.01",
+    ],
+    ["weightDecay", Infinity, "got Infinity"],
+    ["weightDecay", NaN, "got NaN"],
+    [
+      "nonFinite",
+      "ignore",
+      'nonFinite: expected "skip" or "error", got "ignore"',
+    ],
+    ["nonFinite", true, "got true"],
+    ["schedule", 5, "schedule: expected a function (step) => factor, got 5"],
+    ["schedule", "cosine", 'got "cosine"'],
+  ];
+  for (const [key, value, message] of common) {
+    rejects(() => resolveAdamOptions({ [key]: value }), message, key);
+    rejects(() => resolveMicroAdamOptions({ [key]: value }), message, key);
+  }
+});
+
+Deno.test("MicroAdam options: each invalid value is an InvalidOptionError naming the option and the value", () => {
+  const bad: [string, unknown, string][] = [
+    ["window", 0, "window (m): expected an integer in [1, 65535], got 0"],
+    ["window", 65536, "got 65536"],
+    ["window", 2.5, "got 2.5"],
+    ["window", -1, "got -1"],
+    ["window", "10", 'got "10"'],
+    ["density", 0, "density: expected a number in (0, 1], got 0"],
+    ["density", 1.0001, "got 1.0001"],
+    ["density", -0.5, "got -0.5"],
+    ["density", NaN, "got NaN"],
+    ["density", "0.01", 'got "0.01"'],
+    [
+      "topkBlockSize",
+      0,
+      "topkBlockSize (D): expected an integer in [1, 65536] (indices are u16), got 0",
+    ],
+    ["topkBlockSize", 65537, "got 65537"],
+    ["topkBlockSize", 100.5, "got 100.5"],
+    ["topkBlockSize", Infinity, "got Infinity"],
+    ["efBlockSize", 0, "efBlockSize (Q): expected an even integer >= 2, got 0"],
+    ["efBlockSize", 1, "got 1"],
+    ["efBlockSize", 3, "got 3"],
+    ["efBlockSize", 4097, "got 4097"],
+    ["efBlockSize", 2.5, "got 2.5"],
+    ["efBlockSize", -2, "got -2"],
+    ["dtype", "f16", 'dtype: expected "f32" or "bf16", got "f16"'],
+    ["dtype", 4, "got 4"],
+  ];
+  for (const [key, value, message] of bad) {
+    rejects(() => resolveMicroAdamOptions({ [key]: value }), message);
+  }
+});
+
+Deno.test("boundary values are accepted: density 1, betas [0, 0], topkBlockSize 1 and 65536, window 1 and 65535, efBlockSize 2, zeros", () => {
+  const o = resolveMicroAdamOptions({
+    density: 1,
+    betas: [0, 0],
+    topkBlockSize: 65536,
+    window: 1,
+    efBlockSize: 2,
+    lr: 0,
+    eps: 0,
+    weightDecay: 0,
+  });
+  assert.deepEqual(
+    [o.density, o.betas, o.topkBlockSize, o.window, o.efBlockSize, o.lr, o.eps],
+    [1, [0, 0], 65536, 1, 2, 0, 0],
+  );
+  assert.equal(resolveMicroAdamOptions({ topkBlockSize: 1 }).topkBlockSize, 1);
+  assert.equal(resolveMicroAdamOptions({ window: 65535 }).window, 65535);
+  assert.equal(resolveMicroAdamOptions({ density: 1e-9 }).density, 1e-9);
+  const b = resolveAdamOptions({ betas: [0.9999999, 0] });
+  assert.deepEqual(b.betas, [0.9999999, 0]);
+  assert.equal(resolveAdamOptions({ lr: 1e30 }).lr, 1e30);
+});
+
+Deno.test("checkLr / checkWeightDecay: return the value, name the given place in errors", () => {
+  assert.equal(checkLr(0), 0);
+  assert.equal(checkLr(0.25), 0.25);
+  assert.equal(checkWeightDecay(0.01), 0.01);
+  rejects(() => checkLr(-0.5), "lr: expected a finite number >= 0, got -0.5");
+  rejects(
+    () => checkLr(NaN, "group 3 lr"),
+    "group 3 lr: expected a finite number >= 0, got NaN",
+  );
+  rejects(() => checkLr(undefined), "got undefined");
+  rejects(() => checkLr(null), "got null");
+  rejects(
+    () => checkWeightDecay(-1),
+    "weightDecay: expected a finite number >= 0, got -1",
+  );
+  rejects(
+    () => checkWeightDecay(Infinity, "group 0 weightDecay"),
+    "group 0 weightDecay",
+    "Infinity",
+  );
+});
