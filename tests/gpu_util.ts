@@ -312,3 +312,34 @@ export function stateDifference(
   }
   return undefined;
 }
+
+/**
+ * Asserts two typed arrays hold the same bytes; the message names the first
+ * differing byte and how many differ (cheap, unlike a deep-equal diff).
+ */
+export function assertSameBytes(
+  got: ArrayBufferView,
+  want: ArrayBufferView,
+  label: string,
+): void {
+  const a = new Uint8Array(got.buffer, got.byteOffset, got.byteLength);
+  const b = new Uint8Array(want.buffer, want.byteOffset, want.byteLength);
+  if (a.length !== b.length) {
+    throw new Error(`${label}: ${a.length} bytes vs ${b.length}`);
+  }
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first >= 0) {
+    throw new Error(
+      `${label}: ${count} of ${a.length} bytes differ, first at byte ${first} (${
+        a[first]
+      } vs ${b[first]})`,
+    );
+  }
+}
