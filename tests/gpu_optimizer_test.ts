@@ -384,3 +384,65 @@ Deno.test("timestampWrites: accepted when the device has timestamp-query; resolv
     }
   }
 });
+
+Deno.test({
+  name:
+    "construction: a GPU error while building (a buffer of another device) surfaces from status() and step()",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const device = await requestDevice();
+    const other = await requestDevice();
+    try {
+      const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+        GPUBufferUsage.COPY_DST;
+      const param = device.createBuffer({ size: 16, usage });
+      const grad = other.createBuffer({ size: 16, usage });
+      const opt = new Adam(device, [{ param, grad, length: 4 }]);
+      await assert.rejects(
+        () => opt.status(),
+        (e: unknown) =>
+          e instanceof GpuUnavailableError &&
+          /refused the optimizer's buffers or pipelines \(validation\)/.test(
+            e.message,
+          ),
+      );
+      assert.throws(() => opt.step(), GpuUnavailableError);
+      opt.dispose();
+      // The constructor's error scopes are closed.
+      await assert.rejects(() => device.popErrorScope());
+    } finally {
+      device.destroy();
+      other.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "construction: a constructor that throws closes its error scopes and frees what it allocated",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const device = await requestDevice();
+    try {
+      const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+        GPUBufferUsage.COPY_DST;
+      const param = device.createBuffer({ size: 4 * 8192, usage });
+      const grad = device.createBuffer({ size: 4 * 8192, usage });
+      // One top-k block of 4096 f32 elements needs 16 KiB: a 4 KiB binding
+      // cannot hold it, so planning fails inside the error scopes.
+      assert.throws(
+        () =>
+          new MicroAdam(device, [{ param, grad, length: 8192 }], {
+            maxBindingBytes: 4096,
+          }),
+        InvalidOptionError,
+      );
+      // Balanced: with no scope left open, popping one is an error.
+      await assert.rejects(() => device.popErrorScope());
+    } finally {
+      device.destroy();
+    }
+  },
+});

@@ -80,46 +80,52 @@ export class Adam extends GpuOptimizer {
       segmentStateBytes: (_t, _s, len) => new Array(states).fill(4 * len),
     }, options);
     this.options = o;
-    const offsets = this.plan.groups.map((g) => {
-      let at = 0;
-      return g.segments.map((s) => (at += s.len) - s.len);
-    });
-    const planned = this.planGroups((gi, si) => ({
-      stateOff: offsets[gi][si],
-    }));
-    const pipe = this.pipeline("adam");
-    const dummy = o.amsgrad ? undefined : this.own(device.createBuffer({
-      label: "adam unused max",
-      size: 4,
-      usage: GPUBufferUsage.STORAGE,
-    }));
-    this.#groups = planned.map((p, gi) => {
-      const total = this.plan.groups[gi].segments.reduce(
-        (s, x) => s + x.len,
-        0,
-      );
-      const moments = MOMENTS.slice(0, states).map((name) =>
-        this.stateBuffer(`adam ${name}`, 4 * total)
-      );
-      return {
-        tiles: p.tiles,
-        moments,
-        offsets: offsets[gi],
-        bind: device.createBindGroup({
-          layout: pipe.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: { buffer: this.configBuffer } },
-            { binding: 1, resource: { buffer: this.stepBuffer } },
-            { binding: 2, resource: { buffer: p.table } },
-            { binding: 3, resource: p.params },
-            { binding: 4, resource: p.grads },
-            { binding: 5, resource: { buffer: moments[0] } },
-            { binding: 6, resource: { buffer: moments[1] } },
-            { binding: 7, resource: { buffer: moments[2] ?? dummy! } },
-          ],
-        }),
-      };
-    });
+    try {
+      const offsets = this.plan.groups.map((g) => {
+        let at = 0;
+        return g.segments.map((s) => (at += s.len) - s.len);
+      });
+      const planned = this.planGroups((gi, si) => ({
+        stateOff: offsets[gi][si],
+      }));
+      const pipe = this.pipeline("adam");
+      const dummy = o.amsgrad ? undefined : this.own(device.createBuffer({
+        label: "adam unused max",
+        size: 4,
+        usage: GPUBufferUsage.STORAGE,
+      }));
+      this.#groups = planned.map((p, gi) => {
+        const total = this.plan.groups[gi].segments.reduce(
+          (s, x) => s + x.len,
+          0,
+        );
+        const moments = MOMENTS.slice(0, states).map((name) =>
+          this.stateBuffer(`adam ${name}`, 4 * total)
+        );
+        return {
+          tiles: p.tiles,
+          moments,
+          offsets: offsets[gi],
+          bind: device.createBindGroup({
+            layout: pipe.getBindGroupLayout(0),
+            entries: [
+              { binding: 0, resource: { buffer: this.configBuffer } },
+              { binding: 1, resource: { buffer: this.stepBuffer } },
+              { binding: 2, resource: { buffer: p.table } },
+              { binding: 3, resource: p.params },
+              { binding: 4, resource: p.grads },
+              { binding: 5, resource: { buffer: moments[0] } },
+              { binding: 6, resource: { buffer: moments[1] } },
+              { binding: 7, resource: { buffer: moments[2] ?? dummy! } },
+            ],
+          }),
+        };
+      });
+    } catch (e) {
+      this.abandonConstruction();
+      throw e;
+    }
+    this.finishConstruction();
   }
 
   /** Only `amsgrad` shapes the state. */

@@ -153,6 +153,8 @@ export abstract class GpuOptimizer {
   readonly #checkGroups: { bindGroup: GPUBindGroup; tiles: number }[] = [];
   readonly #prologueGroup: GPUBindGroup;
   #calls = 0;
+  #construction?: Promise<void>;
+  #constructionError?: Error;
   #disposed = false;
   #lost?: string;
   #pendingError?: Error;
@@ -209,60 +211,69 @@ export abstract class GpuOptimizer {
         `gatherBelow: expected an integer >= 0, got ${gatherBelow}`,
       );
     }
-    this.plan = planDispatch(device, this.tensors, {
-      bytesPerElement: spec.bytesPerElement,
-      bindLimit: Math.floor(bindLimit / 4) * 4,
-      offsetAlignment: limits.minStorageBufferOffsetAlignment,
-      gatherBelow,
-      chunkUnit: spec.chunkUnit,
-      segmentStateBytes: spec.segmentStateBytes,
-    });
-    this.#owned.push(...this.plan.arenas);
+    // Buffer and pipeline errors arrive asynchronously: catch the
+    // constructor's in error scopes (closed by finishConstruction).
+    device.pushErrorScope("out-of-memory");
+    device.pushErrorScope("validation");
+    try {
+      this.plan = planDispatch(device, this.tensors, {
+        bytesPerElement: spec.bytesPerElement,
+        bindLimit: Math.floor(bindLimit / 4) * 4,
+        offsetAlignment: limits.minStorageBufferOffsetAlignment,
+        gatherBelow,
+        chunkUnit: spec.chunkUnit,
+        segmentStateBytes: spec.segmentStateBytes,
+      });
+      this.#owned.push(...this.plan.arenas);
 
-    const k = spec.kernel;
-    const cfg = new ArrayBuffer(32);
-    new Float32Array(cfg, 0, 3).set([k.beta1, k.beta2, k.eps]);
-    new Uint32Array(cfg, 12, 5).set([
-      k.window ?? 1,
-      k.efBlock ?? 1,
-      k.kind,
-      k.amsgrad ? 1 : 0,
-      k.decoupled ? 1 : 0,
-    ]);
-    this.configBuffer = this.own(
-      createFilled(
+      const k = spec.kernel;
+      const cfg = new ArrayBuffer(32);
+      new Float32Array(cfg, 0, 3).set([k.beta1, k.beta2, k.eps]);
+      new Uint32Array(cfg, 12, 5).set([
+        k.window ?? 1,
+        k.efBlock ?? 1,
+        k.kind,
+        k.amsgrad ? 1 : 0,
+        k.decoupled ? 1 : 0,
+      ]);
+      this.configBuffer = this.own(
+        createFilled(
+          device,
+          new Uint8Array(cfg),
+          GPUBufferUsage.UNIFORM,
+          "config",
+        ),
+      );
+      this.#hyperStride = Math.ceil(16 * this.paramGroups.length / 256) * 256;
+      this.stepBuffer = this.own(device.createBuffer({
+        label: "microadam step",
+        size: STEP_HEADER_BYTES + this.#hyperStride,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+          GPUBufferUsage.COPY_DST,
+      }));
+      this.#hyperRing = this.own(device.createBuffer({
+        label: "microadam hyperparameter ring",
+        size: HYPER_SLOTS * this.#hyperStride,
+        usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      }));
+      this.flagsBuffer = this.own(createFilled(
         device,
-        new Uint8Array(cfg),
-        GPUBufferUsage.UNIFORM,
-        "config",
-      ),
-    );
-    this.#hyperStride = Math.ceil(16 * this.paramGroups.length / 256) * 256;
-    this.stepBuffer = this.own(device.createBuffer({
-      label: "microadam step",
-      size: STEP_HEADER_BYTES + this.#hyperStride,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
-        GPUBufferUsage.COPY_DST,
-    }));
-    this.#hyperRing = this.own(device.createBuffer({
-      label: "microadam hyperparameter ring",
-      size: HYPER_SLOTS * this.#hyperStride,
-      usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    }));
-    this.flagsBuffer = this.own(createFilled(
-      device,
-      new Uint32Array([NO_BAD_TENSOR, 0, 0, 0]),
-      GPUBufferUsage.STORAGE,
-      "microadam flags",
-    ));
-    this.#prologueGroup = device.createBindGroup({
-      layout: this.pipeline("prologue").getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: this.configBuffer } },
-        { binding: 1, resource: { buffer: this.stepBuffer } },
-        { binding: 2, resource: { buffer: this.flagsBuffer } },
-      ],
-    });
+        new Uint32Array([NO_BAD_TENSOR, 0, 0, 0]),
+        GPUBufferUsage.STORAGE,
+        "microadam flags",
+      ));
+      this.#prologueGroup = device.createBindGroup({
+        layout: this.pipeline("prologue").getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: this.configBuffer } },
+          { binding: 1, resource: { buffer: this.stepBuffer } },
+          { binding: 2, resource: { buffer: this.flagsBuffer } },
+        ],
+      });
+    } catch (e) {
+      this.abandonConstruction();
+      throw e;
+    }
   }
 
   /** Kind recorded in state dicts and checkpoints, e.g. `"MicroAdam"`. */
@@ -291,6 +302,37 @@ export abstract class GpuOptimizer {
 
   /** Encodes the optimizer's own kernels, after the prologue. */
   protected abstract encodeKernels(pass: GPUComputePassEncoder): void;
+
+  /**
+   * Closes the error scopes opened by the base constructor; the last call of
+   * every subclass constructor. A GPU error there (out of memory, an invalid
+   * binding) makes `step()`, `status()` and `stateDict()` throw it.
+   */
+  protected finishConstruction(): void {
+    const validation = this.device.popErrorScope();
+    const memory = this.device.popErrorScope();
+    this.#construction = Promise.all([validation, memory]).then(
+      ([v, m]) => {
+        const e = m ?? v;
+        if (e) {
+          this.#constructionError = new GpuUnavailableError(
+            `${this.#name}: the GPU refused the optimizer's buffers or pipelines (${
+              m ? "out of memory" : "validation"
+            }): ${e.message}`,
+          );
+        }
+      },
+      () => {/* device lost: reported by #assertUsable */},
+    );
+  }
+
+  /** Undoes a constructor that threw: closes the error scopes, frees buffers. */
+  protected abandonConstruction(): void {
+    this.device.popErrorScope().catch(() => {});
+    this.device.popErrorScope().catch(() => {});
+    for (const b of this.#owned) b.destroy();
+    this.#disposed = true;
+  }
 
   /** Registers a buffer to destroy on dispose. */
   protected own(buffer: GPUBuffer, state = false): GPUBuffer {
@@ -399,6 +441,7 @@ export abstract class GpuOptimizer {
    */
   step(options: StepOptions = {}): void {
     this.#assertUsable();
+    if (this.#constructionError) throw this.#constructionError;
     if (this.#pendingError) {
       const e = this.#pendingError;
       this.#pendingError = undefined;
@@ -503,6 +546,8 @@ export abstract class GpuOptimizer {
    */
   async status(): Promise<GpuOptimizerStatus> {
     this.#assertUsable();
+    await this.#construction;
+    if (this.#constructionError) throw this.#constructionError;
     for (const u of this.#unsubmitted.splice(0)) this.#watch(u.staging, u.call);
     await Promise.all([...this.#inFlight]);
     const [bytes] = await readRanges(this.device, [{
@@ -549,6 +594,8 @@ export abstract class GpuOptimizer {
   /** Reads the whole state back into plain data (see {@link OptimizerState}). */
   async stateDict(): Promise<OptimizerState> {
     this.#assertUsable();
+    await this.#construction;
+    if (this.#constructionError) throw this.#constructionError;
     const perTensor = this.tensors.map((_, i) => this.tensorStateRanges(i));
     const ranges: BufferRange[] = [{
       buffer: this.stepBuffer,

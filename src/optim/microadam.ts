@@ -133,118 +133,124 @@ export class MicroAdam extends GpuOptimizer {
       ],
     }, options);
     this.options = o;
-    const bf16 = o.dtype === "bf16";
-    this.geometry = this.tensors.map((t) => geo(t.length));
-    this.#statsOffset = [];
-    let ef = 0;
-    for (const g of this.geometry) {
-      this.#statsOffset.push(ef);
-      ef += g.efBlocks;
-    }
-    this.#efBlocks = ef;
-    if (8 * ef > device.limits.maxStorageBufferBindingSize) {
-      throw new InvalidOptionError(
-        `efBlockSize ${o.efBlockSize} gives ${ef} EF blocks, whose ${
-          8 * ef
-        }-byte scratch exceeds the device's storage binding limit; use a larger efBlockSize`,
-      );
-    }
-    this.#stats = this.stateBuffer("microadam EF stats", 4 * ef);
-    const scratch = this.own(device.createBuffer({
-      label: "microadam EF stats scratch",
-      size: Math.max(8 * ef, 4),
-      usage: GPUBufferUsage.STORAGE,
-    }));
+    try {
+      const bf16 = o.dtype === "bf16";
+      this.geometry = this.tensors.map((t) => geo(t.length));
+      this.#statsOffset = [];
+      let ef = 0;
+      for (const g of this.geometry) {
+        this.#statsOffset.push(ef);
+        ef += g.efBlocks;
+      }
+      this.#efBlocks = ef;
+      if (8 * ef > device.limits.maxStorageBufferBindingSize) {
+        throw new InvalidOptionError(
+          `efBlockSize ${o.efBlockSize} gives ${ef} EF blocks, whose ${
+            8 * ef
+          }-byte scratch exceeds the device's storage binding limit; use a larger efBlockSize`,
+        );
+      }
+      this.#stats = this.stateBuffer("microadam EF stats", 4 * ef);
+      const scratch = this.own(device.createBuffer({
+        label: "microadam EF stats scratch",
+        size: Math.max(8 * ef, 4),
+        usage: GPUBufferUsage.STORAGE,
+      }));
 
-    // State offsets of each segment inside its group's arenas.
-    const layouts = this.plan.groups.map((g) => {
-      let window = 0;
-      let codes = 0;
-      return g.segments.map((s) => {
-        const geom = this.geometry[s.tensor];
-        const entry = {
-          window,
-          windowBytes: 4 * windowEntries(geom, s.coordStart, s.len),
-          codes,
-          codeBytes: 4 * Math.ceil(s.len / 8),
-        };
-        window += entry.windowBytes;
-        codes += entry.codeBytes;
-        return entry;
+      // State offsets of each segment inside its group's arenas.
+      const layouts = this.plan.groups.map((g) => {
+        let window = 0;
+        let codes = 0;
+        return g.segments.map((s) => {
+          const geom = this.geometry[s.tensor];
+          const entry = {
+            window,
+            windowBytes: 4 * windowEntries(geom, s.coordStart, s.len),
+            codes,
+            codeBytes: 4 * Math.ceil(s.len / 8),
+          };
+          window += entry.windowBytes;
+          codes += entry.codeBytes;
+          return entry;
+        });
       });
-    });
-    const planned = this.planGroups((gi, si) => {
-      const s = this.plan.groups[gi].segments[si];
-      const geom = this.geometry[s.tensor];
-      return {
-        codesOff: layouts[gi][si].codes / 4,
-        windowOff: layouts[gi][si].window / 4,
-        statsOff: this.#statsOffset[s.tensor],
-        block: geom.blockSize,
-        kBlock: geom.kBlock,
-        kTail: geom.kTail,
-      };
-    }, bf16);
-    const selectPipe = this.pipeline("microadamSelect", bf16);
-    const updatePipe = this.pipeline("microadamUpdate", bf16);
-    this.#groups = planned.map((p, gi) => {
-      const offsets = layouts[gi];
-      const last = offsets[offsets.length - 1];
-      const window = this.stateBuffer(
-        "microadam window",
-        last.window + last.windowBytes,
-      );
-      const codes = this.stateBuffer(
-        "microadam EF codes",
-        last.codes + last.codeBytes,
-      );
-      const common = {
-        cfg: { buffer: this.configBuffer },
-        step: { buffer: this.stepBuffer },
-        table: { buffer: p.table },
-      };
-      return {
-        planned: p,
-        window,
-        codes,
-        offsets,
-        select: device.createBindGroup({
-          layout: selectPipe.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: common.cfg },
-            { binding: 1, resource: common.step },
-            { binding: 2, resource: common.table },
-            { binding: 3, resource: p.grads },
-            { binding: 4, resource: { buffer: codes } },
-            { binding: 5, resource: { buffer: this.#stats } },
-            { binding: 6, resource: { buffer: scratch } },
-            { binding: 7, resource: { buffer: window } },
-          ],
-        }),
-        update: device.createBindGroup({
-          layout: updatePipe.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: common.cfg },
-            { binding: 1, resource: common.step },
-            { binding: 2, resource: common.table },
-            { binding: 3, resource: p.params },
-            { binding: 4, resource: p.grads },
-            { binding: 5, resource: { buffer: codes } },
-            { binding: 6, resource: { buffer: this.#stats } },
-            { binding: 7, resource: { buffer: scratch } },
-            { binding: 8, resource: { buffer: window } },
-          ],
-        }),
-      };
-    });
-    this.#commit = device.createBindGroup({
-      layout: this.pipeline("microadamCommit").getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: this.stepBuffer } },
-        { binding: 1, resource: { buffer: this.#stats } },
-        { binding: 2, resource: { buffer: scratch } },
-      ],
-    });
+      const planned = this.planGroups((gi, si) => {
+        const s = this.plan.groups[gi].segments[si];
+        const geom = this.geometry[s.tensor];
+        return {
+          codesOff: layouts[gi][si].codes / 4,
+          windowOff: layouts[gi][si].window / 4,
+          statsOff: this.#statsOffset[s.tensor],
+          block: geom.blockSize,
+          kBlock: geom.kBlock,
+          kTail: geom.kTail,
+        };
+      }, bf16);
+      const selectPipe = this.pipeline("microadamSelect", bf16);
+      const updatePipe = this.pipeline("microadamUpdate", bf16);
+      this.#groups = planned.map((p, gi) => {
+        const offsets = layouts[gi];
+        const last = offsets[offsets.length - 1];
+        const window = this.stateBuffer(
+          "microadam window",
+          last.window + last.windowBytes,
+        );
+        const codes = this.stateBuffer(
+          "microadam EF codes",
+          last.codes + last.codeBytes,
+        );
+        const common = {
+          cfg: { buffer: this.configBuffer },
+          step: { buffer: this.stepBuffer },
+          table: { buffer: p.table },
+        };
+        return {
+          planned: p,
+          window,
+          codes,
+          offsets,
+          select: device.createBindGroup({
+            layout: selectPipe.getBindGroupLayout(0),
+            entries: [
+              { binding: 0, resource: common.cfg },
+              { binding: 1, resource: common.step },
+              { binding: 2, resource: common.table },
+              { binding: 3, resource: p.grads },
+              { binding: 4, resource: { buffer: codes } },
+              { binding: 5, resource: { buffer: this.#stats } },
+              { binding: 6, resource: { buffer: scratch } },
+              { binding: 7, resource: { buffer: window } },
+            ],
+          }),
+          update: device.createBindGroup({
+            layout: updatePipe.getBindGroupLayout(0),
+            entries: [
+              { binding: 0, resource: common.cfg },
+              { binding: 1, resource: common.step },
+              { binding: 2, resource: common.table },
+              { binding: 3, resource: p.params },
+              { binding: 4, resource: p.grads },
+              { binding: 5, resource: { buffer: codes } },
+              { binding: 6, resource: { buffer: this.#stats } },
+              { binding: 7, resource: { buffer: scratch } },
+              { binding: 8, resource: { buffer: window } },
+            ],
+          }),
+        };
+      });
+      this.#commit = device.createBindGroup({
+        layout: this.pipeline("microadamCommit").getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: this.stepBuffer } },
+          { binding: 1, resource: { buffer: this.#stats } },
+          { binding: 2, resource: { buffer: scratch } },
+        ],
+      });
+    } catch (e) {
+      this.abandonConstruction();
+      throw e;
+    }
+    this.finishConstruction();
   }
 
   /** Ring position and window indices (shared with the CPU reference). */
