@@ -188,6 +188,52 @@ async function timeSteps(opt: GpuOptimizer): Promise<number[]> {
   return ms.sort((a, b) => a - b);
 }
 
+// Median time of each kernel over `steps` profiled steps (each dispatch in
+// its own timed pass).
+async function profileSteps(opt: GpuOptimizer): Promise<Map<string, number>> {
+  const perStep: string[][] = [];
+  const qs = device.createQuerySet({ type: "timestamp", count: 64 * steps });
+  const out = device.createBuffer({
+    size: 8 * 64 * steps,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const labels: string[] = [];
+  for (let i = 0; i < steps; i++) {
+    const mine: string[] = [];
+    const enc = device.createCommandEncoder();
+    // Each step's queries start where the previous step's ended.
+    const before = labels.length;
+    opt.step({ encoder: enc, profile: { querySet: qs, labels } });
+    mine.push(...labels.slice(before));
+    device.queue.submit([enc.finish()]);
+    perStep.push(mine);
+  }
+  const enc = device.createCommandEncoder();
+  enc.resolveQuerySet(qs, 0, 2 * labels.length, out, 0);
+  device.queue.submit([enc.finish()]);
+  const t = new BigUint64Array(await readBuffer(device, out));
+  const byKernel = new Map<string, number[]>();
+  labels.forEach((label, i) => {
+    const list = byKernel.get(label) ?? [];
+    list.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+    byKernel.set(label, list);
+  });
+  qs.destroy();
+  out.destroy();
+  // Several dispatches of one kernel in a step are summed per step.
+  const result = new Map<string, number>();
+  for (const [label, list] of byKernel) {
+    const per = list.length / steps;
+    const sums: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      sums.push(list.slice(i * per, (i + 1) * per).reduce((a, b) => a + b, 0));
+    }
+    sums.sort((a, b) => a - b);
+    result.set(label, sums[Math.floor(steps / 2)]);
+  }
+  return result;
+}
+
 type Row = {
   optimizer: string;
   params: number;
@@ -196,6 +242,11 @@ type Row = {
   bytesPerParam: number;
 };
 const rows: Row[] = [];
+const profiles: {
+  optimizer: string;
+  params: number;
+  kernels: Record<string, number>;
+}[] = [];
 const makers: [
   string,
   2 | 4,
@@ -253,6 +304,19 @@ for (const n of sizes) {
     }
     const opt = make(param, grad, n);
     const ms = await timeSteps(opt);
+    if (name.startsWith("MicroAdam")) {
+      const kernels = await profileSteps(opt);
+      console.log(
+        `  per kernel (median ms, one pass each): ${
+          [...kernels].map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")
+        }`,
+      );
+      profiles.push({
+        optimizer: name,
+        params: n,
+        kernels: Object.fromEntries(kernels),
+      });
+    }
     rows.push({
       optimizer: name,
       params: n,
@@ -340,7 +404,7 @@ for (const r of all) {
 if (values.json) {
   await Deno.writeTextFile(
     values.json,
-    JSON.stringify({ info, golden, rows: all }, null, 1),
+    JSON.stringify({ info, golden, rows: all, profiles }, null, 1),
   );
 }
 device.destroy();

@@ -160,9 +160,9 @@ export class Adam extends GpuOptimizer {
   }
 
   /** One elementwise dispatch per group. */
-  protected encodeKernels(pass: GPUComputePassEncoder): void {
+  protected encodeKernels(): void {
     const pipe = this.pipeline("adam");
-    for (const g of this.#groups) this.dispatch(pass, pipe, g.bind, g.tiles);
+    for (const g of this.#groups) this.dispatch(pipe, g.bind, g.tiles, "adam");
   }
 }
 

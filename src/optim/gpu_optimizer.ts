@@ -62,6 +62,13 @@ export interface StepOptions {
    * feature, which {@link requestDevice} enables when available).
    */
   timestampWrites?: GPUComputePassTimestampWrites;
+  /**
+   * Per-kernel timing: every dispatch runs in a compute pass of its own that
+   * writes timestamps `2i` and `2i + 1` of `querySet`; the kernel's name is
+   * pushed onto `labels` (index i). Needs `timestamp-query`; for profiling,
+   * not training (passes cost a little).
+   */
+  profile?: { querySet: GPUQuerySet; labels: string[] };
 }
 
 /** {@link OptimizerStatus} plus what the GPU reported about skipped steps. */
@@ -153,6 +160,11 @@ export abstract class GpuOptimizer {
   readonly #checkGroups: { bindGroup: GPUBindGroup; tiles: number }[] = [];
   readonly #prologueGroup: GPUBindGroup;
   #calls = 0;
+  #encoding?: {
+    encoder: GPUCommandEncoder;
+    pass?: GPUComputePassEncoder;
+    profile?: StepOptions["profile"];
+  };
   #construction?: Promise<void>;
   #constructionError?: Error;
   #disposed = false;
@@ -300,8 +312,8 @@ export abstract class GpuOptimizer {
    */
   protected validateState(_state: OptimizerState): void {}
 
-  /** Encodes the optimizer's own kernels, after the prologue. */
-  protected abstract encodeKernels(pass: GPUComputePassEncoder): void;
+  /** Encodes the optimizer's own kernels (with {@link GpuOptimizer.dispatch}), after the prologue. */
+  protected abstract encodeKernels(): void;
 
   /**
    * Closes the error scopes opened by the base constructor; the last call of
@@ -412,14 +424,32 @@ export abstract class GpuOptimizer {
     });
   }
 
-  /** Dispatches `count` workgroups (folded into 2D past the per-dimension limit). */
+  /**
+   * Dispatches `count` workgroups (folded into 2D past the per-dimension
+   * limit) into the step's compute pass; `label` names it in profiles.
+   */
   protected dispatch(
-    pass: GPUComputePassEncoder,
     pipe: GPUComputePipeline,
     bindGroup: GPUBindGroup,
     count: number,
+    label: string,
   ): void {
     if (count === 0) return;
+    const encoding = this.#encoding;
+    if (!encoding) throw new Error("dispatch() is only valid inside step()");
+    const { encoder, profile } = encoding;
+    let index = 0;
+    if (profile) index = profile.labels.push(label) - 1;
+    const pass = profile
+      ? encoder.beginComputePass({
+        label,
+        timestampWrites: {
+          querySet: profile.querySet,
+          beginningOfPassWriteIndex: 2 * index,
+          endOfPassWriteIndex: 2 * index + 1,
+        },
+      })
+      : encoding.pass!;
     pass.setPipeline(pipe);
     pass.setBindGroup(0, bindGroup);
     const [x, y] = dispatchSize(
@@ -427,6 +457,7 @@ export abstract class GpuOptimizer {
       this.device.limits.maxComputeWorkgroupsPerDimension,
     );
     pass.dispatchWorkgroups(x, y);
+    if (profile) pass.end();
   }
 
   /**
@@ -483,17 +514,27 @@ export abstract class GpuOptimizer {
         );
       }
     }
-    const pass = enc.beginComputePass({
+    const pass = options.profile ? undefined : enc.beginComputePass({
       label: `${this.#name} step`,
       timestampWrites: options.timestampWrites,
     });
-    const check = this.pipeline("checkFinite", this.#bpe === 2);
-    for (const c of this.#checkGroups) {
-      this.dispatch(pass, check, c.bindGroup, c.tiles);
+    this.#encoding = { encoder: enc, pass, profile: options.profile };
+    try {
+      const check = this.pipeline("checkFinite", this.#bpe === 2);
+      for (const c of this.#checkGroups) {
+        this.dispatch(check, c.bindGroup, c.tiles, "check_finite");
+      }
+      this.dispatch(
+        this.pipeline("prologue"),
+        this.#prologueGroup,
+        1,
+        "prologue",
+      );
+      this.encodeKernels();
+    } finally {
+      pass?.end();
+      this.#encoding = undefined;
     }
-    this.dispatch(pass, this.pipeline("prologue"), this.#prologueGroup, 1);
-    this.encodeKernels(pass);
-    pass.end();
     for (const g of this.plan.groups) {
       for (const c of g.gather ?? []) {
         enc.copyBufferToBuffer(

@@ -304,21 +304,21 @@ export class MicroAdam extends GpuOptimizer {
   }
 
   /** Select (per top-k block), update (per tile), then commit the EF statistics. */
-  protected encodeKernels(pass: GPUComputePassEncoder): void {
+  protected encodeKernels(): void {
     const bf16 = this.options.dtype === "bf16";
     const select = this.pipeline("microadamSelect", bf16);
     for (const g of this.#groups) {
-      this.dispatch(pass, select, g.select, g.planned.blocks);
+      this.dispatch(select, g.select, g.planned.blocks, "microadam_select");
     }
     const update = this.pipeline("microadamUpdate", bf16);
     for (const g of this.#groups) {
-      this.dispatch(pass, update, g.update, g.planned.tiles);
+      this.dispatch(update, g.update, g.planned.tiles, "microadam_update");
     }
     this.dispatch(
-      pass,
       this.pipeline("microadamCommit"),
       this.#commit,
       Math.ceil(this.#efBlocks / 256),
+      "microadam_commit",
     );
   }
 }

@@ -1,0 +1,162 @@
+/**
+ * Step time of every optimizer, `deno bench -A bench/` (or `deno task bench`).
+ *
+ * - group `cpu`: one `step()` of each CPU reference optimizer on a tensor of
+ *   d = 2^16 f32 elements (bf16 bits for MicroAdamCpu bf16).
+ * - group `gpu`: {@link GPU_STEPS} `step()` calls of each WebGPU optimizer on
+ *   d = 2^18 elements, encoded and submitted back to back, then
+ *   `await device.queue.onSubmittedWorkDone()`: the time per iteration is the
+ *   time of {@link GPU_STEPS} steps as an application sees it (submission and
+ *   queue overheads included). Optimizer construction, pipeline compilation
+ *   and the wait for earlier work are outside the timed region.
+ *
+ * Gradients are fixed pseudo-random values; the gradient does not change the
+ * work any optimizer does. Without a WebGPU adapter the `gpu` group is
+ * ignored (and says why) while the `cpu` group still runs.
+ *
+ * @module
+ */
+
+import {
+  Adam,
+  AdamCpu,
+  AdamW,
+  AdamWCpu,
+  AMSGrad,
+  AMSGradCpu,
+  type CpuTensor,
+  type GpuOptimizer,
+  MicroAdam,
+  MicroAdamCpu,
+  MicroAdamTheoryCpu,
+  requestDevice,
+  toBf16Array,
+} from "../mod.ts";
+
+/** Elements of the tensor the CPU optimizers step. */
+const CPU_D = 1 << 16;
+/** Elements of the tensor the GPU optimizers step. */
+const GPU_D = 1 << 18;
+/** `step()` calls per timed GPU iteration. */
+const GPU_STEPS = 10;
+
+/** Deterministic values in [-0.5, 0.5) (mulberry32). */
+function noise(n: number, seed: number): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(n);
+  let a = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+// ---- CPU reference optimizers, d = 2^16 -------------------------------------
+
+const f32Tensor = (): CpuTensor[] => [{
+  name: "w",
+  param: noise(CPU_D, 1),
+  grad: noise(CPU_D, 2),
+}];
+const bf16Tensor = (): CpuTensor[] => [{
+  name: "w",
+  param: toBf16Array(noise(CPU_D, 1)),
+  grad: toBf16Array(noise(CPU_D, 2)),
+}];
+
+const cpu: [string, () => { step(): unknown }][] = [
+  ["MicroAdamCpu f32", () => new MicroAdamCpu(f32Tensor(), { lr: 1e-4 })],
+  [
+    "MicroAdamCpu bf16",
+    () => new MicroAdamCpu(bf16Tensor(), { lr: 1e-4, dtype: "bf16" }),
+  ],
+  ["AdamCpu", () => new AdamCpu(f32Tensor(), { lr: 1e-4 })],
+  ["AdamWCpu", () => new AdamWCpu(f32Tensor(), { lr: 1e-4 })],
+  ["AMSGradCpu", () => new AMSGradCpu(f32Tensor(), { lr: 1e-4 })],
+  [
+    "MicroAdamTheoryCpu",
+    () => new MicroAdamTheoryCpu(f32Tensor(), { lr: 1e-4 }),
+  ],
+];
+
+for (const [name, make] of cpu) {
+  const opt = make();
+  Deno.bench({
+    name: `${name} step, d = 2^16`,
+    group: "cpu",
+    baseline: name === "AdamCpu",
+    n: 30,
+    warmup: 3,
+    fn() {
+      opt.step();
+    },
+  });
+}
+
+// ---- WebGPU optimizers, d = 2^18 --------------------------------------------
+
+let device: GPUDevice | undefined;
+let why = "";
+try {
+  device = await requestDevice();
+} catch (e) {
+  why = (e as Error).message;
+  console.error(`gpu benches ignored: ${why}`);
+}
+
+const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+  GPUBufferUsage.COPY_DST;
+
+const gpu: [string, 2 | 4, (d: GPUDevice, t: TensorSpec) => GpuOptimizer][] = [
+  ["MicroAdam f32", 4, (d, t) => new MicroAdam(d, [t], { lr: 1e-4 })],
+  [
+    "MicroAdam bf16",
+    2,
+    (d, t) => new MicroAdam(d, [t], { lr: 1e-4, dtype: "bf16" }),
+  ],
+  ["Adam", 4, (d, t) => new Adam(d, [t], { lr: 1e-4 })],
+  ["AdamW", 4, (d, t) => new AdamW(d, [t], { lr: 1e-4 })],
+  ["AMSGrad", 4, (d, t) => new AMSGrad(d, [t], { lr: 1e-4 })],
+];
+
+interface TensorSpec {
+  name: string;
+  param: GPUBuffer;
+  grad: GPUBuffer;
+  length: number;
+}
+
+function tensor(d: GPUDevice, bytesPerElement: 2 | 4): TensorSpec {
+  const values = (seed: number) =>
+    bytesPerElement === 4
+      ? noise(GPU_D, seed)
+      : toBf16Array(noise(GPU_D, seed)) as Uint16Array<ArrayBuffer>;
+  const make = (seed: number) => {
+    const b = d.createBuffer({ size: GPU_D * bytesPerElement, usage });
+    d.queue.writeBuffer(b, 0, values(seed));
+    return b;
+  };
+  return { name: "w", param: make(1), grad: make(2), length: GPU_D };
+}
+
+for (const [name, bpe, make] of gpu) {
+  const opt = device ? make(device, tensor(device, bpe)) : undefined;
+  Deno.bench({
+    name: `${name} ${GPU_STEPS} steps, d = 2^18`,
+    group: "gpu",
+    baseline: name === "Adam",
+    ignore: opt === undefined,
+    n: 10,
+    warmup: 2,
+    async fn(b) {
+      const queue = device!.queue;
+      await queue.onSubmittedWorkDone();
+      b.start();
+      for (let i = 0; i < GPU_STEPS; i++) opt!.step();
+      await queue.onSubmittedWorkDone();
+      b.end();
+    },
+  });
+}
