@@ -34,6 +34,7 @@
  */
 
 export { requestDevice, type RequestDeviceOptions } from "./src/gpu/device.ts";
+export { hasExactFma, probeExactFma } from "./src/gpu/capabilities.ts";
 export type { GpuTensor, PlacedTensor } from "./src/gpu/tensors.ts";
 export type { BufferRange } from "./src/gpu/buffers.ts";
 export type { KernelName } from "./src/gpu/kernels.ts";

@@ -15,6 +15,7 @@ import {
   AdamW,
   AMSGrad,
   type GpuOptimizer,
+  hasExactFma,
   MicroAdam,
   MicroAdamCpu,
   requestDevice,
@@ -39,6 +40,11 @@ console.log(
   `device: ${info?.description || info?.vendor} (${info?.architecture})`,
 );
 console.log(`date: ${new Date().toISOString()}`);
+console.log(
+  `fma() exact on this device: ${hasExactFma(device)} (${
+    hasExactFma(device) ? "hardware" : "integer"
+  } path for fma_short/div_rn)`,
+);
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
 

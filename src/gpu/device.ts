@@ -6,6 +6,7 @@
  */
 
 import { GpuUnavailableError } from "../errors.ts";
+import { probeExactFma } from "./capabilities.ts";
 
 /** Options of {@link requestDevice}. */
 export interface RequestDeviceOptions {
@@ -33,7 +34,8 @@ const HOW_TO_GET_ONE =
 
 /**
  * Requests a WebGPU device with the adapter's maximum storage-binding,
- * buffer and workgroup limits, and `timestamp-query` when available.
+ * buffer and workgroup limits, and `timestamp-query` when available, and
+ * probes whether its `fma()` is exact (see {@link probeExactFma}).
  * Throws {@link GpuUnavailableError} saying how to get an adapter when none exists.
  *
  * @example
@@ -80,11 +82,19 @@ export async function requestDevice(
   if (adapter.features.has("timestamp-query")) {
     requiredFeatures.push("timestamp-query");
   }
+  let device: GPUDevice;
   try {
-    return await adapter.requestDevice({ requiredLimits, requiredFeatures });
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   } catch (e) {
     throw new GpuUnavailableError(
       `the WebGPU adapter refused a device: ${(e as Error).message}`,
     );
   }
+  try {
+    await probeExactFma(device);
+  } catch {
+    // The probe only unlocks a faster path; without it the exact integer
+    // arithmetic is used.
+  }
+  return device;
 }

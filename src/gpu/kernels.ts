@@ -7,6 +7,7 @@
  */
 
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
+import { hasExactFma } from "./capabilities.ts";
 import layout from "../../kernels/layout.wgsl" with { type: "text" };
 import segments from "../../kernels/segments.wgsl" with { type: "text" };
 import efQuant from "../../kernels/ef_quant.wgsl" with { type: "text" };
@@ -53,11 +54,20 @@ export function kernelSource(name: KernelName): string {
   return SOURCES[name].join("\n");
 }
 
+// Kernels built on kernels/numeric.wgsl take its EXACT_FMA switch.
+const NUMERIC = new Set<KernelName>([
+  "prologue",
+  "microadamSelect",
+  "microadamUpdate",
+  "microadamCommit",
+]);
+
 const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
 /**
  * A compute pipeline for `name` with the given override constants, compiled
- * once per device. Compilation errors surface as the device's validation
+ * once per device. Kernels using the exact numerics get `EXACT_FMA` from
+ * {@link hasExactFma} unless `constants` sets it. Compilation errors surface as the device's validation
  * errors (tests/kernels_test.ts compiles every kernel in an error scope).
  *
  * @example
@@ -75,6 +85,9 @@ export function pipeline(
   name: KernelName,
   constants: Record<string, number> = {},
 ): GPUComputePipeline {
+  if (NUMERIC.has(name) && constants.EXACT_FMA === undefined) {
+    constants = { ...constants, EXACT_FMA: hasExactFma(device) ? 1 : 0 };
+  }
   let perDevice = cache.get(device);
   if (!perDevice) cache.set(device, perDevice = new Map());
   const key = `${name}:${JSON.stringify(constants)}`;
