@@ -31,6 +31,12 @@ fn bf16_bits_up(x: f32) -> u32 {
   return select(t + 1u, t, (b >> 31u) == 1u);
 }
 
+// True when this device's fma() is a correctly rounded fused multiply-add
+// (src/gpu/device.ts probes it once per device: NVIDIA's is, llvmpipe's is
+// not). Then fma_short and div_rn use it directly; otherwise they run on
+// integer mantissas. Both paths give the same bits.
+override EXACT_FMA: bool = false;
+
 // ---- Exact arithmetic in integers -------------------------------------
 // Compilers may evaluate WGSL's fma() unfused, '/' approximately, and may
 // reassociate float additions (llvmpipe does all three), which defeats the
@@ -132,6 +138,7 @@ fn round_to_f32(m: vec2<u32>, exp: i32, negative: bool) -> f32 {
 // fma(x, y, z) rounded once, for finite x, z and y with at most 8 significant
 // bits (a bf16 value or a small integer code).
 fn fma_short(x: f32, y: f32, z: f32) -> f32 {
+  if (EXACT_FMA) { return fma(x, y, z); }
   let ux = unpack_f32(x);
   var uy = unpack_f32(y);
   let uz = unpack_f32(z);
@@ -198,6 +205,7 @@ fn div_rn_from(a: f32, b: f32, q0: f32) -> f32 {
   // Outside the normal range (or a zero dividend) the midpoint test below does
   // not apply; '/' is returned as is.
   if (a == 0.0 || abs(q0) < 1.1754944e-38 || abs(q0) > 1.7014118e38) { return q0; }
+  if (EXACT_FMA) { return div_rn_fma(a, b, q0); }
   let aa = abs(a);
   let ab = abs(b);
   var q = abs(q0);
@@ -210,6 +218,27 @@ fn div_rn_from(a: f32, b: f32, q0: f32) -> f32 {
     let cd = cmp_midpoint(aa, ab, dn, q);
     if (cd < 0) { q = dn; continue; }
     if (cd == 0 && (bitcast<u32>(q) & 1u) == 1u) { q = dn; }
+    break;
+  }
+  return select(q, -q, (a < 0.0) != (b < 0.0));
+}
+
+// div_rn with an exact fused multiply-add: r = |a| - q|b| is exact for q
+// within a few ulps of |a|/|b|, and comparing 2|r| with ulp·|b| (a power of
+// two times |b|, so exact too) decides the rounding.
+fn div_rn_fma(a: f32, b: f32, q0: f32) -> f32 {
+  let aa = abs(a);
+  let ab = abs(b);
+  var q = abs(q0);
+  for (var i = 0; i < 4; i++) {
+    let r = fma(-q, ab, aa);
+    if (r == 0.0) { break; }
+    let up = r > 0.0;
+    let n = select(next_down_pos(q), next_up_pos(q), up);
+    let twice = 2.0 * abs(r);
+    let step = abs(n - q) * ab;
+    if (twice > step) { q = n; continue; }
+    if (twice == step && (bitcast<u32>(q) & 1u) == 1u) { q = n; }
     break;
   }
   return select(q, -q, (a < 0.0) != (b < 0.0));
