@@ -6,7 +6,7 @@
  * MicroAdam keeps about 0.9 byte of optimizer state per parameter (a window
  * of the last 10 top-1 % gradients and a 4-bit error feedback) instead of
  * Adam's 8. Parameters and gradients stay in your GPU buffers; `step()`
- * encodes a few compute passes and never reads back.
+ * encodes one compute pass and never reads back.
  *
  * @example
  * ```ts

@@ -5,9 +5,9 @@ fn ef_unit(mn: f32, mx: f32) -> f32 {
   return div_rn(mx - mn, 15.0);
 }
 
-// Spec step 5: nearest 4-bit code of r in [mn, mx].
-fn quantize(r: f32, mn: f32, mx: f32) -> u32 {
-  let u = ef_unit(mn, mx);
+// Spec step 5: nearest 4-bit code of r, for a block with minimum mn and
+// unit u = ef_unit(mn, mx).
+fn quantize(r: f32, mn: f32, u: f32) -> u32 {
   if (u == 0.0) { return 0u; }
   let q = floor(div_rn(r - mn, u) + 0.5);
   return u32(clamp(q, 0.0, 15.0));

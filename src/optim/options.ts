@@ -54,8 +54,9 @@ export interface MicroAdamOptions extends CommonOptions {
   /** Fraction of each top-k block kept per step, in (0, 1]. @default {0.01} */
   density?: number;
   /**
-   * Top-k block size D (indices are u16, so D ≤ 65536). 4096 f32 values fill
-   * the 16 KiB of workgroup memory every WebGPU device guarantees.
+   * Top-k block size D (indices are u16, so D ≤ 65536). One workgroup
+   * selects each block, so 4096 gives many workgroups on any tensor larger
+   * than a few blocks, and k = ceil(4096 × 1 %) = 41 costs < 0.1 % over 1 %.
    * @default {4096}
    */
   topkBlockSize?: number;
