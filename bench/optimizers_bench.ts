@@ -10,9 +10,9 @@
  *   queue overheads included). Optimizer construction, pipeline compilation
  *   and the wait for earlier work are outside the timed region.
  *
- * Gradients are fixed pseudo-random values; the gradient does not change the
- * work any optimizer does. Without a WebGPU adapter the `gpu` group is
- * ignored (and says why) while the `cpu` group still runs.
+ * Gradients are fixed pseudo-random values, uniform in [-0.5, 0.5), the same
+ * at every step. Without a WebGPU adapter the `gpu` group is ignored (and
+ * says why) while the `cpu` group still runs. Results: bench/RESULTS.md.
  *
  * @module
  */
