@@ -20,7 +20,7 @@ import {
   MicroAdamCpu,
   requestDevice,
 } from "../mod.ts";
-import { loadGoldenCases, splitStep } from "../tests/golden.ts";
+import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 
 const { values } = parseArgs({
@@ -63,17 +63,7 @@ for (const c of await loadGoldenCases()) {
     const grad = device.createBuffer({ size: param.size, usage });
     return { param, grad, length: p.length, name: `t${i}` };
   });
-  const opt = new MicroAdam(device, tensors, {
-    dtype: "bf16",
-    lr: cfg.lr,
-    betas: cfg.betas,
-    eps: cfg.eps,
-    weightDecay: cfg.weight_decay,
-    window: cfg.m,
-    density: cfg.density,
-    topkBlockSize: cfg.topk_block_size,
-    efBlockSize: cfg.quant_block_size,
-  });
+  const opt = new MicroAdam(device, tensors, goldenOptions(c));
   let exact = 0, within1 = 0, total = 0;
   for (let s = 0; s < cfg.steps; s++) {
     splitStep(c.grads, s, c.sizes).forEach((g, i) => {

@@ -19,6 +19,8 @@
  * console.log(t.k); // 701
  * ```
  */
+import type { MicroAdamOptions } from "../src/optim/options.ts";
+
 export interface GoldenTensor {
   /** Number of elements. */
   size: number;
@@ -254,4 +256,30 @@ export function splitStep<T extends Uint16Array | Int16Array>(
     off += n;
     return v;
   });
+}
+
+/**
+ * The MicroAdam options (bf16 mode) a case was recorded with; `lrScale`
+ * perturbs the learning rate (for tests that must see a mismatch).
+ *
+ * @example
+ * ```ts
+ * import { goldenOptions, loadGoldenCases } from "./golden.ts";
+ * const [c] = await loadGoldenCases();
+ * console.log(goldenOptions(c).dtype); // "bf16"
+ * ```
+ */
+export function goldenOptions(c: GoldenCase, lrScale = 1): MicroAdamOptions {
+  const cfg = c.config;
+  return {
+    dtype: "bf16",
+    lr: cfg.lr * lrScale,
+    betas: cfg.betas,
+    eps: cfg.eps,
+    weightDecay: cfg.weight_decay,
+    window: cfg.m,
+    density: cfg.density,
+    topkBlockSize: cfg.topk_block_size,
+    efBlockSize: cfg.quant_block_size,
+  };
 }

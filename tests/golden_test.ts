@@ -11,7 +11,12 @@ import assert from "node:assert/strict";
 import { MicroAdamCpu } from "../src/reference/microadam.ts";
 import { blockK, blockWindowOffset } from "../src/optim/geometry.ts";
 import { bf16ToNumber } from "../src/numeric/bf16.ts";
-import { type GoldenCase, loadGoldenCases, splitStep } from "./golden.ts";
+import {
+  type GoldenCase,
+  goldenOptions,
+  loadGoldenCases,
+  splitStep,
+} from "./golden.ts";
 import { MicroAdam } from "../src/optim/microadam.ts";
 import { readRanges } from "../src/gpu/buffers.ts";
 import { bufferFrom, compareBf16, testDevice, writeTo } from "./gpu_util.ts";
@@ -49,17 +54,7 @@ function runCase(c: GoldenCase): void {
   const grads = c.sizes.map((n) => new Uint16Array(n));
   const opt = new MicroAdamCpu(
     params.map((param, i) => ({ param, grad: grads[i], name: `t${i}` })),
-    {
-      dtype: "bf16",
-      lr: cfg.lr,
-      betas: cfg.betas,
-      eps: cfg.eps,
-      weightDecay: cfg.weight_decay,
-      window: cfg.m,
-      density: cfg.density,
-      topkBlockSize: cfg.topk_block_size,
-      efBlockSize: cfg.quant_block_size,
-    },
+    goldenOptions(c),
   );
   opt.geometry.forEach((g, i) =>
     assert.equal(g.rowEntries, c.ks[i], `tensor t${i}: k`)
@@ -190,17 +185,7 @@ async function runCaseGpu(
     param: bufferFrom(device, p),
     grad: bufferFrom(device, new Uint16Array(p.length)),
   }));
-  const opt = new MicroAdam(device, tensors, {
-    dtype: "bf16",
-    lr: cfg.lr * lrScale,
-    betas: cfg.betas,
-    eps: cfg.eps,
-    weightDecay: cfg.weight_decay,
-    window: cfg.m,
-    density: cfg.density,
-    topkBlockSize: cfg.topk_block_size,
-    efBlockSize: cfg.quant_block_size,
-  });
+  const opt = new MicroAdam(device, tensors, goldenOptions(c, lrScale));
   const result: GpuGoldenResult = {
     minExact: 1,
     minWithinOne: 1,

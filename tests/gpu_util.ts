@@ -5,6 +5,9 @@
 
 import { requestDevice } from "../src/gpu/device.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
+import { rng } from "./rng.ts";
+
+export { rng };
 
 let shared: Promise<GPUDevice> | undefined;
 
@@ -66,18 +69,6 @@ export async function readBf16(
 export function bf16UlpDistance(a: number, b: number): number {
   const ord = (x: number) => (x & 0x8000 ? -(x & 0x7fff) : x);
   return Math.abs(ord(a) - ord(b));
-}
-
-/** Seeded PRNG (mulberry32), so a failing random test can be replayed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

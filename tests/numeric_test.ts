@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { rng } from "./rng.ts";
 import {
   bf16Bits,
   bf16BitsDown,
@@ -36,18 +37,6 @@ const bitsOf = (x: number) => {
   f32buf[0] = x;
   return u32buf[0];
 };
-
-/** Small deterministic PRNG (mulberry32) so failures replay. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 Deno.test("bf16Bits: nearest-even, signs, subnormals, Inf and NaN", () => {
   assert.equal(bf16Bits(1), 0x3f80);

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { rng } from "./rng.ts";
 import { MicroAdamCpu, topkBlock } from "../src/reference/microadam.ts";
 import { AdamCpu } from "../src/reference/adam.ts";
 import type { CpuTensor } from "../src/reference/cpu_optimizer.ts";
@@ -22,17 +23,6 @@ import {
   TensorMismatchError,
 } from "../src/errors.ts";
 import type { OptimizerState } from "../src/optim/state.ts";
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function u32(b: Uint8Array): Uint32Array {
   return new Uint32Array(b.slice().buffer);

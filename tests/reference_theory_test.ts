@@ -4,22 +4,12 @@
  */
 
 import assert from "node:assert/strict";
+import { rng } from "./rng.ts";
 import { MicroAdamTheoryCpu } from "../src/reference/microadam_theory.ts";
 import { CheckpointError, InvalidOptionError } from "../src/errors.ts";
 
 function f32s(b: Uint8Array): Float32Array {
   return new Float32Array(b.slice().buffer);
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 Deno.test("density 1: two steps equal AMSGrad without bias correction (f64 closed form)", () => {

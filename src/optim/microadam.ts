@@ -19,6 +19,7 @@ import {
 import type { ParamGroupSpec } from "./groups.ts";
 import {
   type MicroAdamOptions,
+  microAdamStateConfig,
   type ResolvedMicroAdamOptions,
   resolveMicroAdamOptions,
 } from "./options.ts";
@@ -260,14 +261,7 @@ export class MicroAdam extends GpuOptimizer {
 
   /** Every option that shapes the state. */
   protected stateConfig(): Record<string, ConfigValue> {
-    const o = this.options;
-    return {
-      window: o.window,
-      density: o.density,
-      topkBlockSize: o.topkBlockSize,
-      efBlockSize: o.efBlockSize,
-      dtype: o.dtype,
-    };
+    return microAdamStateConfig(this.options);
   }
 
   /** Tensor `i`'s window, codes and stats, chunk by chunk in coordinate order. */

@@ -242,3 +242,25 @@ export function resolveMicroAdamOptions(
   }
   return { ...common, window, density, topkBlockSize, efBlockSize, dtype };
 }
+
+/**
+ * The MicroAdam options that shape its state, as checkpoints record them
+ * (shared by the CPU and GPU optimizers, so their states interchange).
+ *
+ * @example
+ * ```ts
+ * import { microAdamStateConfig, resolveMicroAdamOptions } from "./options.ts";
+ * console.log(microAdamStateConfig(resolveMicroAdamOptions()).window); // 10
+ * ```
+ */
+export function microAdamStateConfig(
+  o: ResolvedMicroAdamOptions,
+): Record<string, number | string> {
+  return {
+    window: o.window,
+    density: o.density,
+    topkBlockSize: o.topkBlockSize,
+    efBlockSize: o.efBlockSize,
+    dtype: o.dtype,
+  };
+}

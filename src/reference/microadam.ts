@@ -55,7 +55,10 @@ import {
 } from "../optim/geometry.ts";
 import type { MicroAdamGeometry } from "../optim/geometry.ts";
 import type { ParamGroupSpec } from "../optim/groups.ts";
-import { resolveMicroAdamOptions } from "../optim/options.ts";
+import {
+  microAdamStateConfig,
+  resolveMicroAdamOptions,
+} from "../optim/options.ts";
 import type {
   MicroAdamOptions,
   ResolvedMicroAdamOptions,
@@ -111,14 +114,7 @@ export class MicroAdamCpu extends CpuOptimizer<ResolvedMicroAdamOptions> {
 
   /** Every option that shapes the state. */
   protected stateConfig(): Record<string, ConfigValue> {
-    const o = this.options;
-    return {
-      window: o.window,
-      density: o.density,
-      topkBlockSize: o.topkBlockSize,
-      efBlockSize: o.efBlockSize,
-      dtype: o.dtype,
-    };
+    return microAdamStateConfig(this.options);
   }
 
   /** Window slot the next applied step writes. */
