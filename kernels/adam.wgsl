@@ -23,9 +23,12 @@ fn main(
   let b1 = cfg.beta1;
   let b2 = cfg.beta2;
   let step_size = h.lr / step.c1;
-  // Thread tid takes elements tid, tid + 128, … of the tile (coalesced).
+  // Thread tid takes elements tid, tid + 128, … of the tile (coalesced; a
+  // constant trip count lets the compiler overlap the loads).
   let lo = (w - s.first_tile) * TILE + tid;
-  for (var c = lo; c < min(lo + TILE, s.len); c += TILE_THREADS) {
+  for (var k = 0u; k < TILE / TILE_THREADS; k++) {
+    let c = lo + k * TILE_THREADS;
+    if (c >= s.len) { break; }
     let pi = s.param_off + c;
     let si = s.state_off + c;
     var g = grads[s.grad_off + c];
