@@ -48,16 +48,3 @@ fn topk_key(a: f32) -> u32 {
   if (BF16) { return k >> 16u; }
   return k;
 }
-
-// True when top-k block b (segment-local index) holds whole EF blocks (at
-// most 256) and whole words of codes: then its select workgroup has the
-// block's new EF statistics and quantizes the block itself, and the update
-// kernel leaves its codes alone. The defaults (D = Q = 4096) are such a case.
-fn block_closed(s: Seg, b: u32) -> bool {
-  let start = s.coord_start + b * s.block;
-  let end = min(start + s.block, s.coord_start + s.len);
-  let q = cfg.ef_block;
-  let end_ok = end == s.d || (end % q == 0u && end % 8u == 0u);
-  let spans = (end - 1u) / q - start / q + 1u;
-  return start % q == 0u && start % 8u == 0u && end_ok && spans <= 256u;
-}

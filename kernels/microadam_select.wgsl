@@ -7,7 +7,7 @@
 @group(0) @binding(1) var<storage, read> step: Step;
 @group(0) @binding(2) var<storage, read> table: SegTable;
 @group(0) @binding(3) var<storage, read> grads: array<u32>;
-@group(0) @binding(4) var<storage, read_write> codes: array<u32>;
+@group(0) @binding(4) var<storage, read> codes: array<u32>;
 @group(0) @binding(5) var<storage, read> stats: array<u32>;
 @group(0) @binding(6) var<storage, read_write> scratch: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> window: array<u32>;
@@ -29,7 +29,6 @@ struct BlockInfo {
   row: u32,     // window entry where this step's row of the block starts
   q_first: u32, // first global EF block the block touches
   q_count: u32, // number of EF blocks it touches
-  closed: u32,  // 1: this workgroup also writes the block's new codes
 }
 
 var<workgroup> info: BlockInfo;
@@ -91,7 +90,6 @@ fn main(
       bi.row = s.window_off + b * cfg.window * s.k_block + step.slot * bi.k;
       bi.q_first = ef_block(s, bi.start);
       bi.q_count = ef_block(s, bi.start + bi.n - 1u) - bi.q_first + 1u;
-      bi.closed = select(0u, 1u, block_closed(s, b));
     }
     info = bi;
   }
@@ -157,8 +155,7 @@ fn main(
   // of per-thread counts orders every entry by index. The row holds the
   // strictly greater entries first (ascending index), then the first `ties`
   // threshold entries (ascending index), as the authors' kernel lays it out.
-  // Runs are whole words of codes (a multiple of 8), for the closed case.
-  let run = ((blk.n + WG - 1u) / WG + 7u) / 8u * 8u;
+  let run = (blk.n + WG - 1u) / WG;
   let c0 = min(tid * run, blk.n);
   let c1 = min(c0 + run, blk.n);
   var mine = vec2<u32>(0u, 0u);
@@ -175,8 +172,7 @@ fn main(
     counts[tid] = v;
     workgroupBarrier();
   }
-  let first = counts[tid] - mine;
-  var before = first;
+  var before = counts[tid] - mine;
 
   // The residual (kept entries zeroed) feeds the EF statistics.
   let local = blk.q_count <= SLOTS;
@@ -213,44 +209,5 @@ fn main(
     let q = blk.q_first + tid;
     atomicMax(&scratch[2u * q], atomicLoad(&slot_min[tid]));
     atomicMax(&scratch[2u * q + 1u], atomicLoad(&slot_max[tid]));
-  }
-
-  // A closed block has all its EF blocks' new statistics in the slots:
-  // quantize the residual here and write the codes (spec step 5), one word
-  // of 8 codes at a time, walking the run again with the same tie ranks.
-  if (blk.closed == 0u) { return; }
-  var rank = first;
-  var last_q = 0xffffffffu;
-  var mn = 0.0;
-  var unit = 0.0;
-  for (var w0 = c0; w0 < c1; w0 += 8u) {
-    let count = min(8u, c1 - w0);
-    var word = 0u;
-    for (var k = 0u; k < count; k++) {
-      let j = w0 + k;
-      let a = cached_a(s, blk, j);
-      let key = topk_key(a);
-      let is_g = key > threshold;
-      let is_t = key == threshold;
-      let keep = is_g || (is_t && rank.y < ties);
-      rank = rank + vec2<u32>(select(0u, 1u, is_g), select(0u, 1u, is_t));
-      let q = ef_block(s, blk.start + j);
-      if (q != last_q) {
-        last_q = q;
-        let l = q - blk.q_first;
-        let st = stats_from_scratch(atomicLoad(&slot_min[l]), atomicLoad(&slot_max[l]));
-        mn = bf16_value(st);
-        unit = ef_unit(mn, bf16_value(st >> 16u));
-      }
-      word = word | (quantize(select(a, 0.0, keep), mn, unit) << (4u * k));
-    }
-    let wi = s.codes_off + (blk.start + w0) / 8u;
-    if (count == 8u) {
-      codes[wi] = word;
-    } else {
-      // The tensor's last word: keep the bits past its end.
-      let mask = (1u << (count * 4u)) - 1u;
-      codes[wi] = (codes[wi] & ~mask) | word;
-    }
   }
 }

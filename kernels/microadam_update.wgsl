@@ -21,9 +21,6 @@ struct TileInfo {
   b0: u32,   // first and last top-k block overlapping the tile
   b1: u32,
   rows: u32, // min(t, m)
-  // Which codes this kernel writes: 0 none (every block closed: the select
-  // kernel wrote them), 2 all, 1 those of the tile's open blocks.
-  ef: u32,
 }
 
 var<workgroup> info: TileInfo;
@@ -40,9 +37,10 @@ var<private> old_unit: f32;
 var<private> new_mn: f32;   // stats of this step: quantize
 var<private> new_unit: f32;
 
-// Steps 3 and 5 for segment coordinate c (tile coordinate l): the residual
-// of this step, quantized with this step's statistics, into code_words.
-fn quantize_one(s: Seg, c: u32, l: u32) {
+// Steps 3, 5, 6, 8, 9 for tile coordinate l with parameter p: records the
+// new EF code in code_words and returns the new parameter.
+fn update_one(s: Seg, lo: u32, l: u32, p_in: f32, h: GroupHyper) -> f32 {
+  let c = lo + l;
   let q = ef_block(s, c);
   if (q != cache_q) {
     cache_q = q;
@@ -57,14 +55,7 @@ fn quantize_one(s: Seg, c: u32, l: u32) {
   let is_kept = ((atomicLoad(&kept[l >> 5u]) >> (l & 31u)) & 1u) == 1u;
   let code = quantize(select(a, 0.0, is_kept), new_mn, new_unit);
   atomicOr(&code_words[l >> 3u], code << ((l & 7u) * 4u));
-}
 
-// Steps 3 and 5 (unless the select kernel did them), then 6, 8, 9 for tile
-// coordinate l with parameter p_in; returns the new parameter.
-fn update_one(s: Seg, lo: u32, l: u32, p_in: f32, h: GroupHyper, ef: u32) -> f32 {
-  if (ef == 2u || (ef == 1u && !block_closed(s, (lo + l) / s.block))) {
-    quantize_one(s, lo + l, l);
-  }
   var p = p_in;
   if (h.wd > 0.0) {
     p = p * h.decay;
@@ -97,11 +88,6 @@ fn main(
       ti.b0 = ti.lo / s.block;
       ti.b1 = (ti.hi - 1u) / s.block;
       ti.rows = min(step.t, cfg.window);
-      var open = 0u;
-      for (var b = ti.b0; b <= ti.b1; b++) {
-        if (!block_closed(s, b)) { open++; }
-      }
-      ti.ef = select(select(1u, 2u, open == ti.b1 - ti.b0 + 1u), 0u, open == 0u);
     }
     info = ti;
   }
@@ -156,7 +142,7 @@ fn main(
       for (var half = 0u; half < 2u; half++) {
         if (tile.lo + l0 + half >= tile.hi) { break; }
         let shift = half * 16u;
-        let p = update_one(s, tile.lo, l0 + half, bf16_value(word >> shift), h, tile.ef);
+        let p = update_one(s, tile.lo, l0 + half, bf16_value(word >> shift), h);
         let bits = bitcast<u32>(bf16_round(p)) >> 16u;
         word = (word & ~(0xffffu << shift)) | (bits << shift);
       }
@@ -167,7 +153,7 @@ fn main(
       let l = tid + k * TILE_THREADS;
       if (tile.lo + l >= tile.hi) { break; }
       let pi = s.param_off + tile.lo + l;
-      params[pi] = bitcast<u32>(update_one(s, tile.lo, l, bitcast<f32>(params[pi]), h, tile.ef));
+      params[pi] = bitcast<u32>(update_one(s, tile.lo, l, bitcast<f32>(params[pi]), h));
     }
   }
   workgroupBarrier();
@@ -175,11 +161,7 @@ fn main(
   // One code word per thread (8 coordinates); a tensor's last word keeps the
   // bits past its end.
   let first = tile.lo + 8u * tid;
-  // Words never straddle a closed block's edge (block_closed asks for
-  // multiples of 8), so a word is this kernel's when its first element is.
-  let mine = tile.ef == 2u ||
-    (tile.ef == 1u && !block_closed(s, first / s.block));
-  if (mine && first < tile.hi) {
+  if (first < tile.hi) {
     let count = min(8u, tile.hi - first);
     let word = atomicLoad(&code_words[tid]);
     let wi = s.codes_off + first / 8u;
