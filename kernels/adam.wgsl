@@ -23,12 +23,9 @@ fn main(
   let b1 = cfg.beta1;
   let b2 = cfg.beta2;
   let step_size = h.lr / step.c1;
-  // Thread tid takes elements tid, tid + 128, … of the tile (coalesced; a
-  // constant trip count lets the compiler overlap the loads).
+  // Thread tid takes elements tid, tid + 128, … of the tile (coalesced).
   let lo = (w - s.first_tile) * TILE + tid;
-  for (var k = 0u; k < TILE / TILE_THREADS; k++) {
-    let c = lo + k * TILE_THREADS;
-    if (c >= s.len) { break; }
+  for (var c = lo; c < min(lo + TILE, s.len); c += TILE_THREADS) {
     let pi = s.param_off + c;
     let si = s.state_off + c;
     var g = grads[s.grad_off + c];

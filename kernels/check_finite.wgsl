@@ -19,9 +19,7 @@ fn main(
   let s = table.segs[find_segment(w, true)];
   let lo = (w - s.first_tile) * TILE + tid;
   var bad = false;
-  for (var k = 0u; k < TILE / TILE_THREADS; k++) {
-    let c = lo + k * TILE_THREADS;
-    if (c >= s.len) { break; }
+  for (var c = lo; c < min(lo + TILE, s.len); c += TILE_THREADS) {
     let i = s.grad_off + c;
     if (BF16) {
       let h = (grads[i >> 1u] >> ((i & 1u) * 16u)) & 0x7f80u;

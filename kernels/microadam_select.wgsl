@@ -12,10 +12,6 @@
 @group(0) @binding(6) var<storage, read_write> scratch: array<atomic<u32>>;
 @group(0) @binding(7) var<storage, read_write> window: array<u32>;
 
-// Elements of a block kept in workgroup memory (src/optim/microadam.ts sizes
-// it from the device's limit); larger blocks are re-read from memory.
-override CACHE: u32 = 1u;
-
 const WG: u32 = 256u;
 const SLOTS: u32 = 256u;   // EF blocks a workgroup reduces locally
 const TABLE_QS: u32 = 64u; // EF blocks whose 16 dequantized values are tabulated
@@ -41,7 +37,6 @@ var<workgroup> slot_max: array<atomic<u32>, SLOTS>;
 // e for every (EF block, code) of the block: the radix passes read a many
 // times, and this makes each read a lookup instead of an exact fma.
 var<workgroup> etab: array<f32, 1024>;
-var<workgroup> cache: array<f32, CACHE>;
 
 // a = g + e of block element j.
 fn block_a(s: Seg, blk: BlockInfo, j: u32) -> f32 {
@@ -49,12 +44,6 @@ fn block_a(s: Seg, blk: BlockInfo, j: u32) -> f32 {
   if (blk.q_count > TABLE_QS) { return corrected(s, c); }
   let e = etab[(ef_block(s, c) - blk.q_first) * 16u + load_code(s, c)];
   return add_error(load_grad(s.grad_off + c), e);
-}
-
-// a of block element j once round 0 has filled the cache.
-fn cached_a(s: Seg, blk: BlockInfo, j: u32) -> f32 {
-  if (blk.n <= CACHE) { return cache[j]; }
-  return block_a(s, blk, j);
 }
 
 // Folds one thread's running min/max of EF block q into the block's slot (or
@@ -118,14 +107,7 @@ fn main(
     workgroupBarrier();
     let high = select(0xffffffffu << (shift + 8u), 0u, shift + 8u >= 32u);
     for (var j = tid; j < blk.n; j += WG) {
-      var a: f32;
-      if (round == 0u) {
-        a = block_a(s, blk, j);
-        if (blk.n <= CACHE) { cache[j] = a; }
-      } else {
-        a = cached_a(s, blk, j);
-      }
-      let key = topk_key(a);
+      let key = topk_key(block_a(s, blk, j));
       if ((key & high) == (prefix & high)) {
         atomicAdd(&hist[(key >> shift) & 255u], 1u);
       }
@@ -160,7 +142,7 @@ fn main(
   let c1 = min(c0 + run, blk.n);
   var mine = vec2<u32>(0u, 0u);
   for (var j = c0; j < c1; j++) {
-    let key = topk_key(cached_a(s, blk, j));
+    let key = topk_key(block_a(s, blk, j));
     mine = mine + vec2<u32>(select(0u, 1u, key > threshold), select(0u, 1u, key == threshold));
   }
   counts[tid] = mine;
@@ -180,7 +162,7 @@ fn main(
   var cur_min = 0u;
   var cur_max = 0u;
   for (var j = c0; j < c1; j++) {
-    let a = cached_a(s, blk, j);
+    let a = block_a(s, blk, j);
     let key = topk_key(a);
     let is_g = key > threshold;
     let is_t = key == threshold;

@@ -134,9 +134,7 @@ fn main(
   // take whole words (element pairs) the same way.
   let h = step.groups[s.group];
   if (BF16) {
-    for (var k = 0u; k < TILE / (2u * TILE_THREADS); k++) {
-      let l0 = 2u * (tid + k * TILE_THREADS);
-      if (tile.lo + l0 >= tile.hi) { break; }
+    for (var l0 = 2u * tid; tile.lo + l0 < tile.hi; l0 += 2u * TILE_THREADS) {
       let wi = (s.param_off + tile.lo + l0) >> 1u; // param_off is even
       var word = params[wi];
       for (var half = 0u; half < 2u; half++) {
@@ -149,9 +147,7 @@ fn main(
       params[wi] = word;
     }
   } else {
-    for (var k = 0u; k < TILE / TILE_THREADS; k++) {
-      let l = tid + k * TILE_THREADS;
-      if (tile.lo + l >= tile.hi) { break; }
+    for (var l = tid; tile.lo + l < tile.hi; l += TILE_THREADS) {
       let pi = s.param_off + tile.lo + l;
       params[pi] = bitcast<u32>(update_one(s, tile.lo, l, bitcast<f32>(params[pi]), h));
     }

@@ -9,7 +9,6 @@
 
 import { InvalidOptionError } from "../errors.ts";
 import type { BufferRange } from "../gpu/buffers.ts";
-import { pipeline } from "../gpu/kernels.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
 import {
   blockK,
@@ -188,7 +187,7 @@ export class MicroAdam extends GpuOptimizer {
           kTail: geom.kTail,
         };
       }, bf16);
-      const selectPipe = this.#selectPipeline();
+      const selectPipe = this.pipeline("microadamSelect", bf16);
       const updatePipe = this.pipeline("microadamUpdate", bf16);
       this.#groups = planned.map((p, gi) => {
         const offsets = layouts[gi];
@@ -255,16 +254,6 @@ export class MicroAdam extends GpuOptimizer {
     this.finishConstruction();
   }
 
-  // The select kernel keeps a block in workgroup memory when the device has
-  // room next to its other arrays (about 10.3 KiB).
-  #selectPipeline(): GPUComputePipeline {
-    const room = this.device.limits.maxComputeWorkgroupStorageSize - 10560;
-    return pipeline(this.device, "microadamSelect", {
-      BF16: this.options.dtype === "bf16" ? 1 : 0,
-      CACHE: Math.max(1, Math.min(65536, Math.floor(room / 4))),
-    });
-  }
-
   /** Ring position and window indices (shared with the CPU reference). */
   protected override validateState(state: OptimizerState): void {
     checkMicroAdamState(state, this.geometry);
@@ -311,7 +300,7 @@ export class MicroAdam extends GpuOptimizer {
   /** Select (per top-k block), update (per tile), then commit the EF statistics. */
   protected encodeKernels(): void {
     const bf16 = this.options.dtype === "bf16";
-    const select = this.#selectPipeline();
+    const select = this.pipeline("microadamSelect", bf16);
     for (const g of this.#groups) {
       this.dispatch(select, g.select, g.planned.blocks, "microadam_select");
     }
