@@ -151,7 +151,7 @@ export abstract class GpuOptimizer {
   protected readonly stepBuffer: GPUBuffer;
   /** Non-finite flag written by the check kernel. */
   protected readonly flagsBuffer: GPUBuffer;
-  readonly #name: string;
+  readonly #kind: string;
   readonly #bpe: 2 | 4;
   readonly #hyperRing: GPUBuffer;
   readonly #hyperStride: number;
@@ -195,7 +195,7 @@ export abstract class GpuOptimizer {
       );
     }
     this.device = device;
-    this.#name = spec.name;
+    this.#kind = spec.name;
     this.#bpe = spec.bytesPerElement;
     this.nonFinite = spec.nonFinite;
     this.paramGroups = normalizeGroups(params, spec.defaults);
@@ -290,7 +290,7 @@ export abstract class GpuOptimizer {
 
   /** Kind recorded in state dicts and checkpoints, e.g. `"MicroAdam"`. */
   get kind(): string {
-    return this.#name;
+    return this.#kind;
   }
 
   /** Number of `step()` calls so far (schedules are evaluated at this count). */
@@ -328,7 +328,7 @@ export abstract class GpuOptimizer {
         const e = m ?? v;
         if (e) {
           this.#constructionError = new GpuUnavailableError(
-            `${this.#name}: the GPU refused the optimizer's buffers or pipelines (${
+            `${this.#kind}: the GPU refused the optimizer's buffers or pipelines (${
               m ? "out of memory" : "validation"
             }): ${e.message}`,
           );
@@ -488,7 +488,7 @@ export abstract class GpuOptimizer {
     const slot = ((call - 1) % HYPER_SLOTS) * this.#hyperStride;
     this.device.queue.writeBuffer(this.#hyperRing, slot, hyper);
     const enc = options.encoder ??
-      this.device.createCommandEncoder({ label: `${this.#name} step` });
+      this.device.createCommandEncoder({ label: `${this.#kind} step` });
     enc.copyBufferToBuffer(
       this.#hyperRing,
       slot,
@@ -515,7 +515,7 @@ export abstract class GpuOptimizer {
       }
     }
     const pass = options.profile ? undefined : enc.beginComputePass({
-      label: `${this.#name} step`,
+      label: `${this.#kind} step`,
       timestampWrites: options.timestampWrites,
     });
     this.#encoding = { encoder: enc, pass, profile: options.profile };
@@ -650,7 +650,7 @@ export abstract class GpuOptimizer {
     const header = new Uint32Array(bytes[0].buffer);
     let next = 1;
     return {
-      optimizer: this.#name,
+      optimizer: this.#kind,
       config: this.stateConfig(),
       step: header[1],
       calls: this.#calls,
@@ -684,7 +684,7 @@ export abstract class GpuOptimizer {
     this.#assertUsable();
     const perTensor = this.tensors.map((_, i) => this.tensorStateRanges(i));
     assertStateMatches(state, {
-      optimizer: this.#name,
+      optimizer: this.#kind,
       config: this.stateConfig(),
       tensors: perTensor.map((r, i) => ({
         length: this.tensors[i].length,
@@ -776,7 +776,7 @@ export abstract class GpuOptimizer {
   #assertNotDisposed(): void {
     if (this.#disposed) {
       throw new Error(
-        `${this.#name}: this optimizer has been disposed; create a new one`,
+        `${this.#kind}: this optimizer has been disposed; create a new one`,
       );
     }
   }
@@ -784,12 +784,12 @@ export abstract class GpuOptimizer {
   #assertUsable(): void {
     if (this.#disposed) {
       throw new Error(
-        `${this.#name}: this optimizer has been disposed; create a new one`,
+        `${this.#kind}: this optimizer has been disposed; create a new one`,
       );
     }
     if (this.#lost !== undefined) {
       throw new GpuUnavailableError(
-        `${this.#name}: the GPU device was lost (${this.#lost}); request a new device, rebuild the optimizer and load the last checkpoint`,
+        `${this.#kind}: the GPU device was lost (${this.#lost}); request a new device, rebuild the optimizer and load the last checkpoint`,
       );
     }
   }
