@@ -11,9 +11,7 @@
  * agreement and state exchange.
  *
  * Data are seeded (fixed seeds: the quadratic's learning rates are tuned on
- * them). Tests of behaviour that src/ gets wrong today are listed in
- * {@link KNOWN_BUGS}; they are registered but ignored unless
- * `MICROADAM_KNOWN_BUGS=1`, so that fixing the bug only means deleting the line.
+ * them).
  */
 
 import assert from "node:assert/strict";
@@ -110,22 +108,6 @@ const SPECS: Spec[] = [
 const isMicro = (s: Spec) => s.family === "MicroAdam";
 const all = () => true;
 
-/**
- * Tests that fail because of a bug in src/ (see the report). Ignored unless
- * MICROADAM_KNOWN_BUGS=1; remove an entry once its bug is fixed.
- */
-const KNOWN_BUGS = new Set<string>([]);
-const RUN_KNOWN_BUGS = envFlag("MICROADAM_KNOWN_BUGS");
-
-/** True when the variable is "1" (false without env permission). */
-function envFlag(name: string): boolean {
-  try {
-    return Deno.env.get(name) === "1";
-  } catch {
-    return false;
-  }
-}
-
 /** Registers `fn` once per spec it applies to. */
 function matrix(
   name: string,
@@ -134,12 +116,7 @@ function matrix(
 ): void {
   for (const s of SPECS) {
     if (!applies(s)) continue;
-    const full = `${name} [${s.id}]`;
-    Deno.test({
-      name: full,
-      ignore: KNOWN_BUGS.has(full) && !RUN_KNOWN_BUGS,
-      fn: () => fn(s),
-    });
+    Deno.test(`${name} [${s.id}]`, () => fn(s));
   }
 }
 
