@@ -1,0 +1,48 @@
+/** src/errors.ts: error classes carry their names and fields; describe() formats values for messages. */
+
+import assert from "node:assert/strict";
+import {
+  CheckpointError,
+  describe,
+  GpuUnavailableError,
+  InvalidOptionError,
+  NonFiniteGradientError,
+  TensorMismatchError,
+} from "../src/errors.ts";
+
+Deno.test("error classes: names, base classes and NonFiniteGradientError's fields", () => {
+  const cases: [
+    Error,
+    string,
+    ErrorConstructor | RangeErrorConstructor | TypeErrorConstructor,
+  ][] = [
+    [new InvalidOptionError("x"), "InvalidOptionError", RangeError],
+    [new TensorMismatchError("x"), "TensorMismatchError", TypeError],
+    [new GpuUnavailableError("x"), "GpuUnavailableError", Error],
+    [new CheckpointError("x"), "CheckpointError", Error],
+  ];
+  for (const [e, name, base] of cases) {
+    assert.equal(e.name, name);
+    assert.ok(e instanceof base, name);
+    assert.equal(e.message, "x");
+  }
+  const nf = new NonFiniteGradientError("w1", 7);
+  assert.equal(nf.name, "NonFiniteGradientError");
+  assert.equal(nf.tensor, "w1");
+  assert.equal(nf.call, 7);
+  assert.match(nf.message, /tensor "w1" at step call 7/);
+  assert.match(nf.message, /state is unchanged/);
+});
+
+Deno.test("describe: numbers as written, strings quoted, arrays and typed arrays readable", () => {
+  assert.equal(describe(NaN), "NaN");
+  assert.equal(describe(-0.5), "-0.5");
+  assert.equal(describe("f32"), '"f32"');
+  assert.equal(describe(undefined), "undefined");
+  assert.equal(describe(null), "null");
+  assert.equal(describe([1, 0.9]), "[1,0.9]");
+  assert.equal(describe(new Float32Array(3)), "Float32Array(3)");
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  assert.equal(describe(cyclic), "[object Object]");
+});
