@@ -1008,6 +1008,20 @@ function mismatches(s: Spec): Mismatch[] {
       `optimizer mismatch: this is ${s.family}, the state was saved by ${family}$`,
     ),
   });
+  // Both compressed optimizers record their density and EF block size.
+  const compression = [{
+    label: "density 0.02 into 0.01",
+    source: s,
+    options: { density: 0.02 },
+    expect:
+      /config mismatch on "density": this optimizer has 0\.01, the state has 0\.02/,
+  }, {
+    label: "efBlockSize 64 into 4096",
+    source: s,
+    options: { efBlockSize: 64 },
+    expect:
+      /config mismatch on "efBlockSize": this optimizer has 4096, the state has 64/,
+  }];
   switch (s.family) {
     case "MicroAdam":
       return [
@@ -1028,20 +1042,7 @@ function mismatches(s: Spec): Mismatch[] {
             }"`,
           ),
         },
-        {
-          label: "density 0.02 into 0.01",
-          source: s,
-          options: { density: 0.02 },
-          expect:
-            /config mismatch on "density": this optimizer has 0\.01, the state has 0\.02/,
-        },
-        {
-          label: "efBlockSize 64 into 4096",
-          source: s,
-          options: { efBlockSize: 64 },
-          expect:
-            /config mismatch on "efBlockSize": this optimizer has 4096, the state has 64/,
-        },
+        ...compression,
         other("Adam"),
       ];
     case "Adam":
@@ -1076,20 +1077,7 @@ function mismatches(s: Spec): Mismatch[] {
       return [
         ...len,
         other("MicroAdam"),
-        {
-          label: "density 0.02 into 0.01",
-          source: s,
-          options: { density: 0.02 },
-          expect:
-            /config mismatch on "density": this optimizer has 0\.01, the state has 0\.02/,
-        },
-        {
-          label: "efBlockSize 64 into 4096",
-          source: s,
-          options: { efBlockSize: 64 },
-          expect:
-            /config mismatch on "efBlockSize": this optimizer has 4096, the state has 64/,
-        },
+        ...compression,
       ];
   }
 }
