@@ -32,7 +32,6 @@ import {
   AMSGradCpu,
   constant,
   cosineDecay,
-  type CpuOptimizer,
   type CpuTensor,
   type GpuTensor,
   GpuUnavailableError,
@@ -41,6 +40,7 @@ import {
   requestDevice,
   type Schedule,
 } from "./mod.ts";
+import type { CpuOptimizer } from "./extend.ts";
 
 // ---- Problem ----------------------------------------------------------------
 

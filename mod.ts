@@ -8,24 +8,27 @@
  * Adam's 8. Parameters and gradients stay in your GPU buffers; `step()`
  * encodes one compute pass and never reads back.
  *
+ * This entry point holds what a user calls. Building blocks for writing an
+ * optimizer of your own (the base classes, the dispatch planner, the kernel
+ * pipelines, the numeric helpers) are in the second entry point,
+ * `@microadam/microadam/extend` (`extend.ts`).
+ *
  * @example
  * ```ts
- * import { MicroAdam, requestDevice } from "./mod.ts";
+ * import { createTensor, MicroAdam, readTensor, requestDevice, writeTensor } from "./mod.ts";
  *
  * const device = await requestDevice();
- * const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
- * const n = 4096;
- * const param = device.createBuffer({ size: 4 * n, usage });
- * const grad = device.createBuffer({ size: 4 * n, usage });
+ * const w = createTensor(device, new Float32Array(4096).fill(1), { name: "w" });
  *
- * const opt = new MicroAdam(device, [{ name: "w", param, grad, length: n }], { lr: 1e-3 });
+ * const opt = new MicroAdam(device, [w], { lr: 1e-3 });
  * for (let i = 0; i < 3; i++) {
- *   // ... your kernels write the gradient into `grad` ...
- *   device.queue.writeBuffer(grad, 0, new Float32Array(n).map(() => Math.random() - 0.5));
+ *   // ... your kernels write the gradient into `w.grad`; here, from the host:
+ *   writeTensor(device, w, new Float32Array(4096).map(() => Math.random() - 0.5));
  *   opt.step();
  * }
  * const { step, skipped } = await opt.status();
- * console.log(step, skipped, opt.stateBytes() / n < 1); // 3 0 true
+ * console.log(step, skipped, opt.stateBytes() / w.length < 1); // 3 0 true
+ * console.log((await readTensor(device, w)).some((x) => x !== 1)); // true
  * opt.dispose();
  * device.destroy();
  * ```
@@ -33,75 +36,47 @@
  * @module
  */
 
-export { requestDevice, type RequestDeviceOptions } from "./src/gpu/device.ts";
-export { hasExactFma, probeExactFma } from "./src/gpu/capabilities.ts";
-export type { GpuTensor, PlacedTensor } from "./src/gpu/tensors.ts";
-export type { BufferRange } from "./src/gpu/buffers.ts";
-export type { KernelName } from "./src/gpu/kernels.ts";
-export type {
-  Binding,
-  DispatchGroup,
-  GatherCopy,
-  Plan,
-  PlanOptions,
-  Segment,
-} from "./src/gpu/plan.ts";
-export type { SegmentFields } from "./src/gpu/segments.ts";
+// WebGPU optimizers.
 export { MicroAdam } from "./src/optim/microadam.ts";
 export { Adam, AdamW, AMSGrad } from "./src/optim/adam.ts";
-export {
-  GpuOptimizer,
-  type GpuOptimizerStatus,
-  type KernelConfig,
-  type OptimizerSpec,
-  type PlacementOptions,
-  type PlannedGroup,
-  type StepOptions,
-} from "./src/optim/gpu_optimizer.ts";
+export type { StepOptions } from "./src/optim/gpu_optimizer.ts";
+
+// Their exact CPU twins.
 export { MicroAdamCpu } from "./src/reference/microadam.ts";
-export {
-  AdamCpu,
-  AdamFamilyCpu,
-  AdamWCpu,
-  AMSGradCpu,
-} from "./src/reference/adam.ts";
+export { AdamCpu, AdamWCpu, AMSGradCpu } from "./src/reference/adam.ts";
 export {
   MicroAdamTheoryCpu,
   type MicroAdamTheoryOptions,
-  type ResolvedMicroAdamTheoryOptions,
 } from "./src/reference/microadam_theory.ts";
-export {
-  type BaseResolvedOptions,
-  CpuOptimizer,
-  type CpuTensor,
-  type StateArray,
-  type TensorStepInput,
-} from "./src/reference/cpu_optimizer.ts";
-export type {
-  AdamOptions,
-  CommonOptions,
-  DType,
-  MicroAdamOptions,
-  NonFinitePolicy,
-  ResolvedAdamOptions,
-  ResolvedMicroAdamOptions,
-} from "./src/optim/options.ts";
-export type { ParamGroup, ParamGroupSpec } from "./src/optim/groups.ts";
+
+// Options, groups, schedules, state.
+export type { AdamOptions, MicroAdamOptions } from "./src/core/options.ts";
+export type { ParamGroupSpec } from "./src/core/groups.ts";
 export {
   constant,
   cosineDecay,
   linearWarmup,
   type Schedule,
   stepDecay,
-} from "./src/optim/schedule.ts";
-export type {
-  ConfigValue,
-  OptimizerState,
-  OptimizerStatus,
-  TensorState,
-} from "./src/optim/state.ts";
-export type { MicroAdamGeometry } from "./src/optim/geometry.ts";
+} from "./src/core/schedule.ts";
+export type { OptimizerState, OptimizerStatus } from "./src/core/state.ts";
+
+// Devices and tensors.
+export { requestDevice, type RequestDeviceOptions } from "./src/gpu/device.ts";
+export type { GpuTensor } from "./src/gpu/tensors.ts";
+export type { CpuTensor } from "./src/reference/cpu_optimizer.ts";
+export {
+  createTensor,
+  type CreateTensorOptions,
+  readTensor,
+  writeTensor,
+} from "./src/gpu/tensor_io.ts";
+export { fromBf16Array, toBf16Array } from "./src/numeric/bf16.ts";
+
+// Checkpoints.
 export { loadCheckpoint, saveCheckpoint } from "./src/checkpoint/file.ts";
+
+// Errors.
 export {
   CheckpointError,
   GpuUnavailableError,
@@ -109,9 +84,3 @@ export {
   NonFiniteGradientError,
   TensorMismatchError,
 } from "./src/errors.ts";
-export {
-  bf16Bits,
-  bf16ToNumber,
-  fromBf16Array,
-  toBf16Array,
-} from "./src/numeric/bf16.ts";

@@ -14,12 +14,11 @@ import {
   Adam,
   AdamW,
   AMSGrad,
-  type GpuOptimizer,
-  hasExactFma,
   MicroAdam,
   MicroAdamCpu,
   requestDevice,
 } from "../mod.ts";
+import { type GpuOptimizer, hasExactFma } from "../extend.ts";
 import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 

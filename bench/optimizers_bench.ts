@@ -25,13 +25,13 @@ import {
   AMSGrad,
   AMSGradCpu,
   type CpuTensor,
-  type GpuOptimizer,
   MicroAdam,
   MicroAdamCpu,
   MicroAdamTheoryCpu,
   requestDevice,
   toBf16Array,
 } from "../mod.ts";
+import type { GpuOptimizer } from "../extend.ts";
 
 /** Elements of the tensor the CPU optimizers step. */
 const CPU_D = 1 << 16;

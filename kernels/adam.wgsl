@@ -1,5 +1,5 @@
 // Adam, AdamW and AMSGrad: one elementwise pass over every segment of a
-// dispatch group (f32 parameters, gradients and moments).
+// batch (f32 parameters, gradients and moments).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -19,7 +19,7 @@ fn main(
   let w = linear_workgroup(wid, nwg);
   if (step.skip != 0u || w >= table.total_tiles) { return; }
   let s = table.segs[find_segment(w, true)];
-  let h = step.groups[s.group];
+  let h = step.param_groups[s.param_group];
   let b1 = cfg.beta1;
   let b2 = cfg.beta2;
   let step_size = h.lr / step.c1;

@@ -33,10 +33,10 @@ struct Step {
   c1: f32,          // MicroAdam: (1-b1)/(1-b1^t); Adam: 1-b1^t
   c2: f32,          // MicroAdam: (1-b2)/(1-b2^t); Adam: sqrt(1-b2^t)
   reserved: array<u32, 8>,
-  groups: array<GroupHyper>,
+  param_groups: array<GroupHyper>,
 }
 
-// A segment: a contiguous range of one tensor inside one dispatch group.
+// A segment: a contiguous range of one tensor inside one batch.
 struct Seg {
   coord_start: u32, // first element, as a coordinate of the tensor
   len: u32,         // elements in the segment
@@ -49,9 +49,9 @@ struct Seg {
   block: u32,       // MicroAdam: full top-k block size, min(D, d)
   k_block: u32,     // MicroAdam: entries per full block
   k_tail: u32,      // MicroAdam: entries of the tail block
-  first_block: u32, // prefix sum of blocks over the group's segments
+  first_block: u32, // prefix sum of blocks over the batch's segments
   first_tile: u32,  // prefix sum of 1024-element tiles
-  group: u32,       // param group
+  param_group: u32, // param group index
   tensor: u32,      // tensor index, for error reports
   state_off: u32,   // Adam: element offset in the moment buffers
 }

@@ -132,7 +132,7 @@ fn main(
 
   // Coalesced: f32 threads take elements tid, tid + 128, …; bf16 threads
   // take whole words (element pairs) the same way.
-  let h = step.groups[s.group];
+  let h = step.param_groups[s.param_group];
   if (BF16) {
     for (var l0 = 2u * tid; tile.lo + l0 < tile.hi; l0 += 2u * TILE_THREADS) {
       let wi = (s.param_off + tile.lo + l0) >> 1u; // param_off is even

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { CheckpointError } from "../src/errors.ts";
 import { crc32 } from "../src/numeric/crc32.ts";
-import type { OptimizerState } from "../src/optim/state.ts";
+import type { OptimizerState } from "../src/core/state.ts";
 import {
   CHECKPOINT_MAGIC,
   CHECKPOINT_VERSION,
@@ -13,10 +13,7 @@ import {
   saveCheckpoint,
   writeFileAtomic,
 } from "../src/checkpoint/file.ts";
-import {
-  assertStateMatches,
-  type ExpectedState,
-} from "../src/checkpoint/validate.ts";
+import { type ExpectedState, matchState } from "../src/checkpoint/validate.ts";
 
 /** Deterministic bytes (xorshift), so failures reproduce. */
 function bytesOf(n: number, seed: number): Uint8Array {
@@ -466,6 +463,8 @@ function expectedFor(state: OptimizerState): ExpectedState {
     optimizer: state.optimizer,
     config: { ...state.config },
     tensors: state.tensors.map((t) => ({
+      name: t.name,
+      named: true,
       length: t.length,
       buffers: Object.fromEntries(
         Object.entries(t.buffers).map(([k, v]) => [k, v.byteLength]),
@@ -474,9 +473,9 @@ function expectedFor(state: OptimizerState): ExpectedState {
   };
 }
 
-Deno.test("assertStateMatches accepts a decoded state and names each mismatch", () => {
+Deno.test("matchState accepts a decoded state and names each mismatch", () => {
   const state = decodeCheckpoint(encodeCheckpoint(sampleState()));
-  assertStateMatches(state, expectedFor(sampleState()));
+  matchState(state, expectedFor(sampleState()));
 
   const cases: [string, (e: ExpectedState) => void, RegExp][] = [
     [
@@ -505,25 +504,30 @@ Deno.test("assertStateMatches accepts a decoded state and names each mismatch", 
       /tensor count mismatch.*2 tensors.*3/,
     ],
     [
+      "tensor name",
+      (e) => (e.tensors[1].name = "bias2"),
+      /tensor name mismatch: tensor 1 "bias2" is not in the state \(this optimizer has \["layer.0.weight", "bias2", "ünïcode"\], the state has \["layer.0.weight", "bias", "ünïcode"\]\)/,
+    ],
+    [
       "length",
       (e) => (e.tensors[2].length = 6),
-      /tensor 2 \("ünïcode"\): expected 6 elements/,
+      /tensor 2 "ünïcode" has 6 elements, the state's tensor "ünïcode" has 5/,
     ],
     [
       "buffer size",
       (e) => (e.tensors[0].buffers.window = 14),
-      /buffer "window" should be 14 bytes, the state has 13/,
+      /buffer "window" should be 14 bytes, the state's tensor "layer.0.weight" has 13/,
     ],
     [
       "missing buffer",
       (e) => (e.tensors[1].buffers.m = 0),
-      /tensor 1 \("bias"\): state buffer "m" is missing/,
+      /tensor 1 "bias": state buffer "m" is missing from the state's tensor "bias"/,
     ],
   ];
   for (const [what, edit, pattern] of cases) {
     const e = expectedFor(sampleState());
     edit(e);
-    assert.throws(() => assertStateMatches(state, e), (err: unknown) => {
+    assert.throws(() => matchState(state, e), (err: unknown) => {
       assert.ok(err instanceof CheckpointError, `${what}: ${err}`);
       assert.match(err.message, pattern, what);
       return true;
@@ -531,7 +535,7 @@ Deno.test("assertStateMatches accepts a decoded state and names each mismatch", 
   }
   const negative = { ...state, step: -1 };
   throwsCheckpoint(
-    () => assertStateMatches(negative, expectedFor(sampleState())),
+    () => matchState(negative, expectedFor(sampleState())),
     /step: expected an integer >= 0/,
   );
 });

@@ -19,7 +19,7 @@
  * console.log(t.k); // 701
  * ```
  */
-import type { MicroAdamOptions } from "../src/optim/options.ts";
+import type { MicroAdamOptions } from "../src/core/options.ts";
 
 export interface GoldenTensor {
   /** Number of elements. */

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { MicroAdamCpu } from "../src/reference/microadam.ts";
-import { blockK, blockWindowOffset } from "../src/optim/geometry.ts";
+import { blockK, blockWindowOffset } from "../src/core/geometry.ts";
 import { bf16ToNumber } from "../src/numeric/bf16.ts";
 import {
   type GoldenCase,

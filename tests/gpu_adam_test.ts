@@ -24,8 +24,8 @@ import {
   linearWarmup,
   type OptimizerState,
   type ParamGroupSpec,
-  type PlacementOptions,
 } from "../mod.ts";
+import type { PlacementOptions } from "../extend.ts";
 import {
   bufferFrom,
   compareF32,

@@ -9,8 +9,8 @@ import {
   groupHyper,
   normalizeGroups,
   type ParamGroup,
-} from "../src/optim/groups.ts";
-import { linearWarmup } from "../src/optim/schedule.ts";
+} from "../src/core/groups.ts";
+import { linearWarmup } from "../src/core/schedule.ts";
 
 function rejects(f: () => unknown, ...parts: string[]): void {
   assert.throws(f, (e: unknown) => {

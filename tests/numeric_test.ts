@@ -24,7 +24,7 @@ import {
   setCode,
 } from "../src/numeric/pack.ts";
 import { crc32 } from "../src/numeric/crc32.ts";
-import { microAdamGeometry } from "../src/optim/geometry.ts";
+import { microAdamGeometry } from "../src/core/geometry.ts";
 import { loadGoldenCases } from "./golden.ts";
 
 const f32buf = new Float32Array(1);

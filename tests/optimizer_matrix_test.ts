@@ -993,7 +993,7 @@ function mismatches(s: Spec): Mismatch[] {
     label: "a tensor of another length",
     source: s,
     lengths: [3, 701],
-    expect: /tensor 1 \("t1"\): expected 700 elements, the state has 701/,
+    expect: /tensor 1 "t1" has 700 elements, the state's tensor "t1" has 701/,
   }, {
     label: "another tensor count",
     source: s,

@@ -12,7 +12,7 @@ import {
   MAX_TOPK_BLOCK,
   resolveAdamOptions,
   resolveMicroAdamOptions,
-} from "../src/optim/options.ts";
+} from "../src/core/options.ts";
 
 /** Asserts `f` throws an InvalidOptionError whose message matches every pattern. */
 function rejects(f: () => unknown, ...patterns: (RegExp | string)[]): void {

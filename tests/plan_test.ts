@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { InvalidOptionError, TensorMismatchError } from "../src/errors.ts";
 import {
-  type DispatchGroup,
+  type Batch,
   type Plan,
   planDispatch,
   type PlanOptions,
@@ -64,7 +64,7 @@ function plan(
 
 /** Invariants every group must satisfy: bindings in range, segments inside them. */
 function checkGroup(
-  g: DispatchGroup,
+  g: Batch,
   tensors: PlacedTensor[],
   o: PlanOptions,
 ): void {
@@ -100,7 +100,7 @@ function checkGroup(
 /** Every tensor is covered exactly once, in order, by the plan's segments. */
 function checkCoverage(p: Plan, tensors: PlacedTensor[]): void {
   const pieces = tensors.map(() => [] as [number, number][]);
-  for (const g of p.groups) {
+  for (const g of p.batches) {
     for (const s of g.segments) pieces[s.tensor].push([s.coordStart, s.len]);
   }
   tensors.forEach((t, i) => {
@@ -124,8 +124,8 @@ for (const bpe of [4, 2] as const) {
       [lengths.map((n, i) => own(n, bpe, `t${i}`))],
       o,
     );
-    assert.equal(p.groups.length, 1);
-    const g = p.groups[0];
+    assert.equal(p.batches.length, 1);
+    const g = p.batches[0];
     assert.ok(g.gather);
     // Slots: each tensor's bytes rounded up to 32.
     const slots: number[] = [];
@@ -178,9 +178,9 @@ Deno.test("gather: a tensor at an offset of its own buffer copies from that offs
     { param, grad, length: 5, offset: 12 },
     own(7, 4),
   ]]);
-  assert.equal(p.groups.length, 1);
+  assert.equal(p.batches.length, 1);
   assert.deepEqual(
-    p.groups[0].gather!.map((c) => [c.paramOffset, c.gradOffset, c.bytes]),
+    p.batches[0].gather!.map((c) => [c.paramOffset, c.gradOffset, c.bytes]),
     [[48, 48, 20], [0, 0, 28]],
   );
 });
@@ -188,16 +188,16 @@ Deno.test("gather: a tensor at an offset of its own buffer copies from that offs
 Deno.test("gather: a single small tensor is not gathered (no arena)", () => {
   const o = options();
   const { plan: p, tensors } = plan([[own(10, 4)]], o);
-  assert.equal(p.groups.length, 1);
-  assert.equal(p.groups[0].gather, undefined);
+  assert.equal(p.batches.length, 1);
+  assert.equal(p.batches[0].gather, undefined);
   assert.deepEqual(p.arenas, []);
   assert.equal(p.arenaBytes, 0);
-  assert.equal(p.groups[0].params.buffer, tensors[0].param);
+  assert.equal(p.batches[0].params.buffer, tensors[0].param);
   assert.deepEqual(
-    [p.groups[0].params.offset, p.groups[0].params.size],
+    [p.batches[0].params.offset, p.batches[0].params.size],
     [0, 40],
   );
-  checkGroup(p.groups[0], tensors, o);
+  checkGroup(p.batches[0], tensors, o);
 });
 
 Deno.test("gather: tensors without COPY_SRC|COPY_DST on param or COPY_SRC on grad stay in place", () => {
@@ -216,29 +216,29 @@ Deno.test("gather: tensors without COPY_SRC|COPY_DST on param or COPY_SRC on gra
     plain(10, TENSOR_USAGE, noCopyDst), // 3: grad without COPY_DST is fine
     plain(10, TENSOR_USAGE, TENSOR_USAGE), // 4
   ]], o);
-  const gathered = p.groups.filter((g) => g.gather);
+  const gathered = p.batches.filter((g) => g.gather);
   assert.equal(gathered.length, 1);
   assert.deepEqual(gathered[0].segments.map((s) => s.tensor), [3, 4]);
-  const native = p.groups.filter((g) => !g.gather);
+  const native = p.batches.filter((g) => !g.gather);
   assert.deepEqual(native.map((g) => g.segments.map((s) => s.tensor)), [
     [0],
     [1],
     [2],
   ]);
-  for (const g of p.groups) checkGroup(g, tensors, o);
+  for (const g of p.batches) checkGroup(g, tensors, o);
   checkCoverage(p, tensors);
 });
 
 Deno.test("gather: only tensors of at most gatherBelow elements; gatherBelow 0 disables gathering", () => {
   const mk = () => [own(100, 4), own(101, 4), own(100, 4), own(99, 4)];
   const { plan: p } = plan([mk()], { gatherBelow: 100 });
-  const arena = p.groups.filter((g) => g.gather);
+  const arena = p.batches.filter((g) => g.gather);
   assert.equal(arena.length, 1);
   assert.deepEqual(arena[0].segments.map((s) => s.tensor), [0, 2, 3]);
-  assert.equal(p.groups.length, 2);
+  assert.equal(p.batches.length, 2);
   const { plan: none } = plan([mk()], { gatherBelow: 0 });
-  assert.equal(none.groups.length, 4);
-  assert.ok(none.groups.every((g) => !g.gather));
+  assert.equal(none.batches.length, 4);
+  assert.ok(none.batches.every((g) => !g.gather));
   assert.deepEqual(none.arenas, []);
 });
 
@@ -254,10 +254,10 @@ Deno.test("gather: arenas are split when the bytes or the state exceed one bindi
     [Array.from({ length: 20 }, () => own(50, 4))],
     o,
   );
-  assert.deepEqual(p.groups.map((g) => g.segments.length), [17, 3]);
+  assert.deepEqual(p.batches.map((g) => g.segments.length), [17, 3]);
   assert.deepEqual(p.arenas.map((a) => a.size), [3808, 3808, 672, 672]);
   assert.equal(p.arenaBytes, 2 * (3808 + 672));
-  for (const g of p.groups) checkGroup(g, tensors, o);
+  for (const g of p.batches) checkGroup(g, tensors, o);
   checkCoverage(p, tensors);
   // State of 40 B per element: 2000 B per tensor, two would exceed 3840 B,
   // so 50-element tensors go one per arena.
@@ -266,7 +266,7 @@ Deno.test("gather: arenas are split when the bytes or the state exceed one bindi
     segmentStateBytes: (_t, _s, len) => [8 * len, 40 * len],
   });
   const { plan: q } = plan([Array.from({ length: 3 }, () => own(50, 4))], s);
-  assert.deepEqual(q.groups.map((g) => g.segments.length), [1, 1, 1]);
+  assert.deepEqual(q.batches.map((g) => g.segments.length), [1, 1, 1]);
 });
 
 // ---- tensors sharing buffers ------------------------------------------------------
@@ -283,8 +283,8 @@ for (const bpe of [4, 2] as const) {
       [at.map((offset, i) => ({ param, grad, offset, length: len[i] }))],
       o,
     );
-    assert.equal(p.groups.length, 1);
-    const g = p.groups[0];
+    assert.equal(p.batches.length, 1);
+    const g = p.batches[0];
     assert.equal(g.gather, undefined);
     const first = alignDown(70 * bpe, 256);
     const end = alignUp((600 + 3) * bpe, 4);
@@ -318,12 +318,12 @@ Deno.test("shared buffers: different grad buffers form different groups; a full 
     { param, grad: g1, offset: 500, length: 400 }, // bytes 2000..3600
     { param, grad: g1, offset: 1000, length: 100 }, // 4000..4400: past the room
   ]], o);
-  const byTensors = p.groups.map((g) => g.segments.map((s) => s.tensor));
+  const byTensors = p.batches.map((g) => g.segments.map((s) => s.tensor));
   assert.deepEqual(byTensors.sort(), [[0, 2], [1], [3]]);
-  const last = p.groups.find((g) => g.segments[0].tensor === 3)!;
+  const last = p.batches.find((g) => g.segments[0].tensor === 3)!;
   assert.equal(last.params.offset, 3840); // alignDown(4000, 256)
   assert.equal(last.segments[0].paramOff, 40); // (4000 - 3840) / 4
-  for (const g of p.groups) checkGroup(g, tensors, o);
+  for (const g of p.batches) checkGroup(g, tensors, o);
   checkCoverage(p, tensors);
 });
 
@@ -338,7 +338,7 @@ Deno.test("shared buffers: whole tensors whose summed state exceeds a binding go
     { param, grad, offset: 0, length: 200 },
     { param, grad, offset: 200, length: 200 },
   ]], o);
-  assert.deepEqual(p.groups.map((g) => g.segments.map((s) => s.tensor)), [
+  assert.deepEqual(p.batches.map((g) => g.segments.map((s) => s.tensor)), [
     [0],
     [1],
   ]);
@@ -363,13 +363,13 @@ for (const bpe of [4, 2] as const) {
     // room = 4096 - 256 = 3840 bytes: floor(3840 / bpe / 64) · 64 elements.
     const chunk = Math.floor(3840 / bpe / unit) * unit;
     assert.equal(chunk, bpe === 4 ? 960 : 1920);
-    const starts = p.groups.map((g) => g.segments[0].coordStart);
+    const starts = p.batches.map((g) => g.segments[0].coordStart);
     const want = Array.from(
       { length: Math.ceil(length / chunk) },
       (_, i) => i * chunk,
     );
     assert.deepEqual(starts, want);
-    for (const g of p.groups) {
+    for (const g of p.batches) {
       assert.equal(g.segments.length, 1);
       const s = g.segments[0];
       assert.equal(s.coordStart % unit, 0);
@@ -395,7 +395,7 @@ Deno.test("chunk: tensors alone in their buffers but larger than a binding are c
     [[own(5003, 4), own(777, 4), own(10, 4)]],
     o,
   );
-  for (const g of p.groups) {
+  for (const g of p.batches) {
     assert.ok(
       g.params.size <= 4096 && g.grads.size <= 4096,
       `a ${g.params.size}-byte binding (tensors ${
@@ -416,10 +416,10 @@ Deno.test("chunk: state-size limits halve the chunk until the state fits", () =>
   const { plan: p, tensors } = plan([[own(1000, 4)]], o);
   // 960 -> 480 -> 240 elements (16 · 240 = 3840 B of state).
   assert.deepEqual(
-    p.groups.map((g) => [g.segments[0].coordStart, g.segments[0].len]),
+    p.batches.map((g) => [g.segments[0].coordStart, g.segments[0].len]),
     [[0, 240], [240, 240], [480, 240], [720, 240], [960, 40]],
   );
-  for (const g of p.groups) checkGroup(g, tensors, o);
+  for (const g of p.batches) checkGroup(g, tensors, o);
   checkCoverage(p, tensors);
   // 8 B of state per element: one halving (960 -> 480) is enough.
   const h = options({
@@ -428,7 +428,7 @@ Deno.test("chunk: state-size limits halve the chunk until the state fits", () =>
     segmentStateBytes: (_t, _s, len) => [8 * len],
   });
   const { plan: q } = plan([[own(1000, 4)]], h);
-  assert.deepEqual(q.groups.map((g) => g.segments[0].len), [480, 480, 40]);
+  assert.deepEqual(q.batches.map((g) => g.segments[0].len), [480, 480, 40]);
 });
 
 Deno.test("chunk: a tensor whose single chunk unit cannot fit throws InvalidOptionError naming it", () => {
@@ -459,7 +459,7 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
       d: 5000,
       paramOff: 0,
       gradOff: 0,
-      group: 0,
+      paramGroup: 0,
       tensor: 0,
       block: 1000,
     },
@@ -469,7 +469,7 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
       d: 5000,
       paramOff: 7,
       gradOff: 9,
-      group: 1,
+      paramGroup: 1,
       tensor: 0,
       block: 1000,
       codesOff: 11,
@@ -484,7 +484,7 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
       d: 1,
       paramOff: 5000,
       gradOff: 5001,
-      group: 2,
+      paramGroup: 2,
       tensor: 1,
       stateOff: 77,
     },
@@ -494,7 +494,7 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
       d: 2049,
       paramOff: 1,
       gradOff: 2,
-      group: 0,
+      paramGroup: 0,
       tensor: 2,
       block: 4096,
     },
@@ -505,7 +505,7 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
       d: 2048,
       paramOff: 0,
       gradOff: 0,
-      group: 0,
+      paramGroup: 0,
       tensor: 3,
       block: 512,
     },

@@ -14,7 +14,7 @@ import {
   NonFiniteGradientError,
   TensorMismatchError,
 } from "../src/errors.ts";
-import type { OptimizerState } from "../src/optim/state.ts";
+import type { OptimizerState } from "../src/core/state.ts";
 
 function randn(r: () => number, n: number, scale = 1): Float32Array {
   return Float32Array.from(
@@ -258,7 +258,12 @@ Deno.test("non-finite gradients: skip leaves state bit-identical; error throws",
     assert.deepEqual(param, p);
     assert.deepEqual(other.param, q);
   }
-  assert.deepEqual(opt.status(), { step: 1, calls: 4, skipped: 3 });
+  assert.deepEqual(opt.status(), {
+    step: 1,
+    calls: 4,
+    skipped: 3,
+    lastNonFiniteTensor: "bias",
+  });
 
   const strict = new AdamCpu([{ param: p, grad, name: "w" }, other], {
     nonFinite: "error",
@@ -270,11 +275,21 @@ Deno.test("non-finite gradients: skip leaves state bit-identical; error throws",
       e instanceof NonFiniteGradientError && e.tensor === "bias" &&
       e.call === 1,
   );
-  assert.deepEqual(strict.status(), { step: 0, calls: 1, skipped: 1 });
+  assert.deepEqual(strict.status(), {
+    step: 0,
+    calls: 1,
+    skipped: 1,
+    lastNonFiniteTensor: "bias",
+  });
   assertSameState({ ...strict.stateDict(), calls: 0, skipped: 0 }, s0);
   other.grad[2] = 0.5;
   assert.equal(strict.step(), true);
-  assert.deepEqual(strict.status(), { step: 1, calls: 2, skipped: 1 });
+  assert.deepEqual(strict.status(), {
+    step: 1,
+    calls: 2,
+    skipped: 1,
+    lastNonFiniteTensor: "bias",
+  });
 });
 
 Deno.test("groups use their own lr and weight decay; mutations apply next step", () => {
@@ -388,7 +403,7 @@ Deno.test("loadStateDict rejects another optimizer, config or shape and keeps it
   tryLoad(
     new AdamCpu([{ param: new Float32Array(9), grad: new Float32Array(9) }])
       .stateDict(),
-    /expected 8 elements/,
+    /tensor 0 "0" has 8 elements, the state's tensor "0" has 9/,
   );
   tryLoad(new AdamCpu([t(), t()]).stateDict(), /tensor count/);
   const short = opt.stateDict();

@@ -16,13 +16,13 @@ import {
   toBf16Array,
 } from "../src/numeric/bf16.ts";
 import { getCode } from "../src/numeric/pack.ts";
-import { blockK, blockWindowOffset } from "../src/optim/geometry.ts";
+import { blockK, blockWindowOffset } from "../src/core/geometry.ts";
 import {
   CheckpointError,
   InvalidOptionError,
   TensorMismatchError,
 } from "../src/errors.ts";
-import type { OptimizerState } from "../src/optim/state.ts";
+import type { OptimizerState } from "../src/core/state.ts";
 
 function u32(b: Uint8Array): Uint32Array {
   return new Uint32Array(b.slice().buffer);
@@ -509,7 +509,12 @@ Deno.test("bf16 non-finite gradients skip; the ring only advances on applied ste
   }
   assert.deepEqual(param, p1);
   assertSameState({ ...opt.stateDict(), calls: 1, skipped: 0 }, s1);
-  assert.deepEqual(opt.status(), { step: 1, calls: 5, skipped: 4 });
+  assert.deepEqual(opt.status(), {
+    step: 1,
+    calls: 5,
+    skipped: 4,
+    lastNonFiniteTensor: "0",
+  });
   assert.equal(opt.stateDict().ring, 1);
   grad[2] = bf16Bits(0.25);
   assert.equal(opt.step(), true);

@@ -14,7 +14,7 @@ import {
   cosineDecay,
   linearWarmup,
   stepDecay,
-} from "../src/optim/schedule.ts";
+} from "../src/core/schedule.ts";
 
 const close = (got: number, want: number, what: string) =>
   assert.ok(

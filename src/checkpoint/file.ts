@@ -7,7 +7,7 @@
 
 import { dirname } from "node:path";
 import { CheckpointError } from "../errors.ts";
-import type { OptimizerState } from "../optim/state.ts";
+import type { OptimizerState } from "../core/state.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "./format.ts";
 
 /**

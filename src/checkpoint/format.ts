@@ -27,7 +27,7 @@ import type {
   ConfigValue,
   OptimizerState,
   TensorState,
-} from "../optim/state.ts";
+} from "../core/state.ts";
 
 /**
  * Format version this module writes and the only one it reads (bumped when

@@ -2,9 +2,9 @@
  * Dispatch planning: which tensors share one dispatch, and how tensors larger
  * than a storage binding are split.
  *
- * A dispatch group binds one parameter range and one gradient range (each at
+ * A batch binds one parameter range and one gradient range (each at
  * most `maxStorageBufferBindingSize`) and walks a table of segments. Tensors
- * that already share buffers are grouped as they lie. Small tensors in
+ * that already share buffers are batched as they lie. Small tensors in
  * buffers of their own are gathered: copied into an arena before the step
  * and back after it, so 500 biases cost 500 copies and one dispatch chain,
  * not 500 dispatch chains. A tensor over the binding limit is cut into
@@ -16,7 +16,7 @@
 import { InvalidOptionError } from "../errors.ts";
 import type { PlacedTensor } from "./tensors.ts";
 
-/** A contiguous range of one tensor inside a dispatch group. */
+/** A contiguous range of one tensor inside a batch. */
 export interface Segment {
   /** Index of the tensor. */
   tensor: number;
@@ -24,7 +24,7 @@ export interface Segment {
   coordStart: number;
   /** Number of elements. */
   len: number;
-  /** Element offset of the segment inside the group's params binding. */
+  /** Element offset of the segment inside the batch's params binding. */
   paramOff: number;
   /** Element offset inside the grads binding. */
   gradOff: number;
@@ -58,15 +58,18 @@ export interface GatherCopy {
   bytes: number;
 }
 
-/** One dispatch group. */
-export interface DispatchGroup {
+/**
+ * A batch: segments that share one parameter binding and one gradient
+ * binding, updated together by one dispatch of each kernel.
+ */
+export interface Batch {
   /** Parameters binding. */
   params: Binding;
   /** Gradients binding. */
   grads: Binding;
   /** Segments, in dispatch order. */
   segments: Segment[];
-  /** For gathered groups, the copies in (grads, params) and out (params). */
+  /** For gathered batches, the copies in (grads, params) and out (params). */
   gather?: GatherCopy[];
 }
 
@@ -88,8 +91,8 @@ export interface PlanOptions {
 
 /** The plan plus the arena buffers it allocated (owned by the caller). */
 export interface Plan {
-  /** Dispatch groups. */
-  groups: DispatchGroup[];
+  /** Batches, each updated by one dispatch per kernel. */
+  batches: Batch[];
   /** Gather arenas to destroy with the optimizer. */
   arenas: GPUBuffer[];
   /** Bytes of the gather arenas. */
@@ -102,7 +105,7 @@ const alignDown = (x: number, a: number) => Math.floor(x / a) * a;
 const alignUp = (x: number, a: number) => Math.ceil(x / a) * a;
 
 /**
- * Plans the dispatch groups of `tensors`.
+ * Plans the batches of `tensors`.
  *
  * @example
  * ```ts
@@ -117,7 +120,7 @@ const alignUp = (x: number, a: number) => Math.ceil(x / a) * a;
  *   bytesPerElement: 4, bindLimit: 1 << 20, offsetAlignment: 256, gatherBelow: 65536,
  *   chunkUnit: () => 8, segmentStateBytes: (_t, _s, len) => [8 * len],
  * });
- * console.log(plan.groups.length, plan.groups[0].segments.length); // 1 3
+ * console.log(plan.batches.length, plan.batches[0].segments.length); // 1 3
  * device.destroy();
  * ```
  */
@@ -142,7 +145,7 @@ export function planDispatch(
   let gathered = tensors.filter(canGather);
   if (gathered.length < 2) gathered = [];
   const inArena = new Set(gathered);
-  const groups: DispatchGroup[] = [];
+  const batches: Batch[] = [];
 
   // Tensors as they lie: bucket by (param buffer, grad buffer), pack by offset.
   const buckets = new Map<GPUBuffer, Map<GPUBuffer, PlacedTensor[]>>();
@@ -157,13 +160,13 @@ export function planDispatch(
       list.sort((a, b) => a.offset - b.offset);
       let current: PlacedTensor[] = [];
       const flush = () => {
-        if (current.length) groups.push(nativeGroup(current, bpe, o));
+        if (current.length) batches.push(nativeBatch(current, bpe, o));
         current = [];
       };
       for (const t of list) {
         if (!fitsWhole([t], bpe, o, room)) {
           flush();
-          groups.push(...chunkTensor(t, bpe, o, room));
+          batches.push(...chunkTensor(t, bpe, o, room));
           continue;
         }
         if (!fitsWhole([...current, t], bpe, o, room)) flush();
@@ -197,7 +200,7 @@ export function planDispatch(
     });
     arenas.push(param, grad);
     arenaBytes += 2 * size;
-    groups.push({
+    batches.push({
       params: { buffer: param, offset: 0, size },
       grads: { buffer: grad, offset: 0, size },
       segments: list.map((t, i) => ({
@@ -230,7 +233,7 @@ export function planDispatch(
     }
   }
   if (batch.length) arenaFor(batch);
-  return { groups, arenas, arenaBytes };
+  return { batches, arenas, arenaBytes };
 }
 
 function sumState(list: PlacedTensor[], o: PlanOptions): number[] {
@@ -269,11 +272,11 @@ function binding(
   };
 }
 
-function nativeGroup(
+function nativeBatch(
   list: PlacedTensor[],
   bpe: number,
   o: PlanOptions,
-): DispatchGroup {
+): Batch {
   const first = Math.min(...list.map((t) => t.offset)) * bpe;
   const last = Math.max(...list.map((t) => (t.offset + t.length) * bpe));
   const params = binding(list[0].param, first, last, o.offsetAlignment);
@@ -296,7 +299,7 @@ function chunkTensor(
   bpe: number,
   o: PlanOptions,
   room: number,
-): DispatchGroup[] {
+): Batch[] {
   const unit = o.chunkUnit(t);
   let chunk = Math.floor(room / bpe / unit) * unit;
   while (
@@ -310,14 +313,14 @@ function chunkTensor(
       `tensor ${t.index} ("${t.name}") cannot be split to fit a ${o.bindLimit}-byte storage binding: one block of ${unit} elements needs more; lower topkBlockSize or window`,
     );
   }
-  const groups: DispatchGroup[] = [];
+  const batches: Batch[] = [];
   for (let start = 0; start < t.length; start += chunk) {
     const len = Math.min(chunk, t.length - start);
     const first = (t.offset + start) * bpe;
     const last = first + len * bpe;
     const params = binding(t.param, first, last, o.offsetAlignment);
     const grads = binding(t.grad, first, last, o.offsetAlignment);
-    groups.push({
+    batches.push({
       params,
       grads,
       segments: [{
@@ -329,5 +332,5 @@ function chunkTensor(
       }],
     });
   }
-  return groups;
+  return batches;
 }

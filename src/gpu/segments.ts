@@ -1,5 +1,5 @@
 /**
- * The segment table a dispatch group's kernels walk (`SegTable` in
+ * The segment table a batch's kernels walk (`SegTable` in
  * kernels/layout.wgsl): a 4-word header and 16 words per segment.
  *
  * @module
@@ -24,7 +24,7 @@ export interface SegmentFields {
   /** Element offset in the grads binding. */
   gradOff: number;
   /** Param group index. */
-  group: number;
+  paramGroup: number;
   /** Tensor index. */
   tensor: number;
   /** MicroAdam: first code word. */
@@ -50,7 +50,7 @@ export interface SegmentFields {
  * @example
  * ```ts
  * import { segmentTable } from "./segments.ts";
- * const t = segmentTable([{ coordStart: 0, len: 3000, d: 3000, paramOff: 0, gradOff: 0, group: 0, tensor: 0, block: 1000 }]);
+ * const t = segmentTable([{ coordStart: 0, len: 3000, d: 3000, paramOff: 0, gradOff: 0, paramGroup: 0, tensor: 0, block: 1000 }]);
  * console.log(t.blocks, t.tiles); // 3 3
  * ```
  */
@@ -76,7 +76,7 @@ export function segmentTable(
       s.kTail ?? 0,
       blocks,
       tiles,
-      s.group,
+      s.paramGroup,
       s.tensor,
       s.stateOff ?? 0,
     ];

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { DType } from "../core/options.ts";
 import { describe, TensorMismatchError } from "../errors.ts";
 
 /** One parameter tensor living in GPU buffers. */
@@ -20,6 +21,12 @@ export interface GpuTensor {
   offset?: number;
   /** Name used in error messages and checkpoints. @default {the tensor's index} */
   name?: string;
+  /**
+   * Element type of `param` and `grad` (set by `createTensor`). When
+   * given, an optimizer of another element type refuses the tensor.
+   * @default {undefined} (whatever the optimizer expects)
+   */
+  dtype?: DType;
 }
 
 /** A validated tensor with its position in the optimizer. */
@@ -28,6 +35,8 @@ export interface PlacedTensor {
   index: number;
   /** Name (or index as a string). */
   name: string;
+  /** Whether the user gave the name (checkpoints then match it by name). */
+  named: boolean;
   /** Param group index. */
   group: number;
   /** Parameter buffer. */
@@ -105,6 +114,21 @@ export function validateTensors(
           );
         }
       }
+      if (t.name !== undefined && typeof t.name !== "string") {
+        throw new TensorMismatchError(
+          `tensor ${index}: name must be a string, got ${describe(t.name)}`,
+        );
+      }
+      const want = bytesPerElement === 2 ? "bf16" : "f32";
+      if (t.dtype !== undefined && t.dtype !== want) {
+        throw new TensorMismatchError(
+          `${where}: is a ${
+            describe(t.dtype)
+          } tensor, this optimizer updates ${want} tensors${
+            want === "bf16" ? "" : ' (MicroAdam takes bf16 with dtype: "bf16")'
+          }`,
+        );
+      }
       if (t.param === t.grad) {
         throw new TensorMismatchError(
           `${where}: param and grad must be different buffers`,
@@ -139,6 +163,7 @@ export function validateTensors(
       placed.push({
         index,
         name,
+        named: t.name !== undefined,
         group,
         param: t.param,
         grad: t.grad,

@@ -99,7 +99,9 @@ export function bf16BitsUp(x: number): number {
  * console.log(toBf16Array(new Float32Array([1, -2]))); // Uint16Array [16256, 49152]
  * ```
  */
-export function toBf16Array(values: ArrayLike<number>): Uint16Array {
+export function toBf16Array(
+  values: ArrayLike<number>,
+): Uint16Array<ArrayBuffer> {
   const out = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = bf16Bits(values[i]);
   return out;
@@ -114,7 +116,7 @@ export function toBf16Array(values: ArrayLike<number>): Uint16Array {
  * console.log(fromBf16Array(new Uint16Array([0x3f80]))); // Float32Array [1]
  * ```
  */
-export function fromBf16Array(bits: Uint16Array): Float32Array {
+export function fromBf16Array(bits: Uint16Array): Float32Array<ArrayBuffer> {
   const out = new Float32Array(bits.length);
   const view = new Uint32Array(out.buffer);
   for (let i = 0; i < bits.length; i++) view[i] = bits[i] << 16;

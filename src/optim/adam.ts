@@ -6,15 +6,16 @@
  */
 
 import type { BufferRange } from "../gpu/buffers.ts";
+import type { TensorStateRanges } from "./state_io.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
-import type { ParamGroupSpec } from "./groups.ts";
+import type { ParamGroupSpec } from "../core/groups.ts";
 import {
   type AdamOptions,
   resolveAdamOptions,
   type ResolvedAdamOptions,
-} from "./options.ts";
+} from "../core/options.ts";
 import { GpuOptimizer, type PlacementOptions } from "./gpu_optimizer.ts";
-import type { ConfigValue } from "./state.ts";
+import type { ConfigValue } from "../core/state.ts";
 
 const MOMENTS = ["expAvg", "expAvgSq", "maxExpAvgSq"] as const;
 
@@ -38,7 +39,7 @@ const MOMENTS = ["expAvg", "expAvgSq", "maxExpAvgSq"] as const;
 export class Adam extends GpuOptimizer {
   /** Resolved options. */
   readonly options: ResolvedAdamOptions;
-  readonly #groups: {
+  readonly #batches: {
     bind: GPUBindGroup;
     tiles: number;
     moments: GPUBuffer[];
@@ -81,12 +82,12 @@ export class Adam extends GpuOptimizer {
     }, options);
     this.options = o;
     try {
-      const offsets = this.plan.groups.map((g) => {
+      const offsets = this.plan.batches.map((b) => {
         let at = 0;
-        return g.segments.map((s) => (at += s.len) - s.len);
+        return b.segments.map((s) => (at += s.len) - s.len);
       });
-      const planned = this.planGroups((gi, si) => ({
-        stateOff: offsets[gi][si],
+      const planned = this.planBatches((bi, si) => ({
+        stateOff: offsets[bi][si],
       }));
       const pipe = this.pipeline("adam");
       const dummy = o.amsgrad ? undefined : this.own(device.createBuffer({
@@ -94,8 +95,8 @@ export class Adam extends GpuOptimizer {
         size: 4,
         usage: GPUBufferUsage.STORAGE,
       }));
-      this.#groups = planned.map((p, gi) => {
-        const total = this.plan.groups[gi].segments.reduce(
+      this.#batches = planned.map((p, bi) => {
+        const total = this.plan.batches[bi].segments.reduce(
           (s, x) => s + x.len,
           0,
         );
@@ -105,12 +106,12 @@ export class Adam extends GpuOptimizer {
         return {
           tiles: p.tiles,
           moments,
-          offsets: offsets[gi],
+          offsets: offsets[bi],
           bind: device.createBindGroup({
             layout: pipe.getBindGroupLayout(0),
             entries: [
-              { binding: 0, resource: { buffer: this.configBuffer } },
-              { binding: 1, resource: { buffer: this.stepBuffer } },
+              { binding: 0, resource: { buffer: this.scalars.config } },
+              { binding: 1, resource: { buffer: this.scalars.step } },
               { binding: 2, resource: { buffer: p.table } },
               { binding: 3, resource: p.params },
               { binding: 4, resource: p.grads },
@@ -134,12 +135,12 @@ export class Adam extends GpuOptimizer {
   }
 
   /** Tensor `i`'s moments, chunk by chunk in coordinate order. */
-  protected tensorStateRanges(i: number): Record<string, BufferRange[]> {
+  protected tensorStateRanges(i: number): TensorStateRanges {
     const pieces: { start: number; ranges: BufferRange[] }[] = [];
-    this.plan.groups.forEach((g, gi) =>
-      g.segments.forEach((s, si) => {
+    this.plan.batches.forEach((b, bi) =>
+      b.segments.forEach((s, si) => {
         if (s.tensor !== i) return;
-        const st = this.#groups[gi];
+        const st = this.#batches[bi];
         pieces.push({
           start: s.coordStart,
           ranges: st.moments.map((buffer) => ({
@@ -162,7 +163,7 @@ export class Adam extends GpuOptimizer {
   /** One elementwise dispatch per group. */
   protected encodeKernels(): void {
     const pipe = this.pipeline("adam");
-    for (const g of this.#groups) this.dispatch(pipe, g.bind, g.tiles, "adam");
+    for (const b of this.#batches) this.dispatch(pipe, b.bind, b.tiles, "adam");
   }
 }
 

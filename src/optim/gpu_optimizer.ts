@@ -1,22 +1,24 @@
 /**
  * What every WebGPU optimizer shares: param groups and schedules, tensor
- * validation and dispatch planning, the per-step scalars kept on the GPU,
- * the non-finite guard, status, state dicts and checkpoints, and disposal.
- * Subclasses own their state buffers and encode their kernels.
+ * validation and dispatch planning, and the order of one step (hyperparameters,
+ * gathering, the non-finite check, the prologue, the optimizer's own kernels).
+ * The pieces live beside it: `step_scalars.ts` (the per-step scalars and the
+ * lr ring), `gather.ts` (copies of small tensors into arenas), `state_io.ts`
+ * (state dicts), `lifecycle.ts` (owned buffers, GPU errors, device loss,
+ * disposal) and `nonfinite_watch.ts` (policy "error"). Subclasses own their
+ * state buffers and encode their kernels.
  *
  * @module
  */
 
 import {
-  CheckpointError,
   GpuUnavailableError,
   InvalidOptionError,
-  NonFiniteGradientError,
   TensorMismatchError,
 } from "../errors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
-import { assertStateMatches } from "../checkpoint/validate.ts";
-import { type BufferRange, createFilled, readRanges } from "../gpu/buffers.ts";
+import { matchState } from "../checkpoint/validate.ts";
+import { createFilled, readRanges } from "../gpu/buffers.ts";
 import { dispatchSize, type KernelName, pipeline } from "../gpu/kernels.ts";
 import { type Plan, planDispatch, type PlanOptions } from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
@@ -30,10 +32,28 @@ import {
   normalizeGroups,
   type ParamGroup,
   type ParamGroupSpec,
-} from "./groups.ts";
-import type { NonFinitePolicy } from "./options.ts";
-import type { Schedule } from "./schedule.ts";
-import type { ConfigValue, OptimizerState, OptimizerStatus } from "./state.ts";
+} from "../core/groups.ts";
+import type { NonFinitePolicy } from "../core/options.ts";
+import type { Schedule } from "../core/schedule.ts";
+import type {
+  ConfigValue,
+  OptimizerState,
+  OptimizerStatus,
+} from "../core/state.ts";
+import { encodeGatherIn, encodeGatherOut } from "./gather.ts";
+import { Lifecycle } from "./lifecycle.ts";
+import { NonFiniteWatch } from "./nonfinite_watch.ts";
+import {
+  readState,
+  stateSizes,
+  type TensorStateRanges,
+  writeState,
+} from "./state_io.ts";
+import {
+  type KernelConfig,
+  STEP_READBACK_BYTES,
+  StepScalars,
+} from "./step_scalars.ts";
 
 /** Where and how tensors are batched; the defaults suit every device. */
 export interface PlacementOptions {
@@ -50,16 +70,33 @@ export interface PlacementOptions {
   gatherBelow?: number;
 }
 
-/** Options of {@link GpuOptimizer.step}. */
+/**
+ * Options of a WebGPU optimizer's `step()`.
+ *
+ * @example
+ * ```ts
+ * import { Adam, createTensor, requestDevice, type StepOptions } from "../../mod.ts";
+ * const device = await requestDevice();
+ * const w = createTensor(device, 8);
+ * const opt = new Adam(device, [w]);
+ * const options: StepOptions = { encoder: device.createCommandEncoder() };
+ * opt.step(options); // encoded, not yet submitted
+ * device.queue.submit([options.encoder!.finish()]);
+ * console.log((await opt.status()).step); // 1
+ * device.destroy();
+ * ```
+ */
 export interface StepOptions {
   /**
    * Encode into this encoder instead of submitting. Submit it before the
    * next `step()`; at most 64 steps may wait unsubmitted.
+   * @default {undefined} (a new encoder, submitted at once)
    */
   encoder?: GPUCommandEncoder;
   /**
    * Timestamps for the step's compute pass (needs the `timestamp-query`
-   * feature, which {@link requestDevice} enables when available).
+   * feature, which `requestDevice` enables when available).
+   * @default {undefined}
    */
   timestampWrites?: GPUComputePassTimestampWrites;
   /**
@@ -67,34 +104,9 @@ export interface StepOptions {
    * writes timestamps `2i` and `2i + 1` of `querySet`; the kernel's name is
    * pushed onto `labels` (index i). Needs `timestamp-query`; for profiling,
    * not training (passes cost a little).
+   * @default {undefined}
    */
   profile?: { querySet: GPUQuerySet; labels: string[] };
-}
-
-/** {@link OptimizerStatus} plus what the GPU reported about skipped steps. */
-export interface GpuOptimizerStatus extends OptimizerStatus {
-  /** Name of the non-finite tensor that caused the last skipped step. */
-  lastNonFiniteTensor?: string;
-}
-
-/** Scalars the kernels read from the `Config` uniform. */
-export interface KernelConfig {
-  /** β1. */
-  beta1: number;
-  /** β2. */
-  beta2: number;
-  /** ε. */
-  eps: number;
-  /** 0 Adam family, 1 MicroAdam. */
-  kind: 0 | 1;
-  /** MicroAdam window m. */
-  window?: number;
-  /** MicroAdam EF block size Q. */
-  efBlock?: number;
-  /** AMSGrad max. */
-  amsgrad?: boolean;
-  /** Decoupled weight decay. */
-  decoupled?: boolean;
 }
 
 /** What a subclass tells the base before planning. */
@@ -115,12 +127,8 @@ export interface OptimizerSpec {
   segmentStateBytes: PlanOptions["segmentStateBytes"];
 }
 
-const STEP_HEADER_BYTES = 64;
-const HYPER_SLOTS = 64;
-const NO_BAD_TENSOR = 0xffffffff;
-
-/** One group's bindings and sizes, as the subclasses see it. */
-export interface PlannedGroup {
+/** One batch's bindings and sizes, as the subclasses see it. */
+export interface PlannedBatch {
   /** Params binding. */
   params: GPUBufferBinding;
   /** Grads binding. */
@@ -133,7 +141,11 @@ export interface PlannedGroup {
   tiles: number;
 }
 
-/** Base class of the WebGPU optimizers. */
+/**
+ * Base class of the WebGPU optimizers ({@link OptimizerSpec} says what a
+ * subclass provides). Not used directly: see `MicroAdam`, `Adam`, `AdamW`
+ * and `AMSGrad`.
+ */
 export abstract class GpuOptimizer {
   /** The device every buffer lives on. */
   readonly device: GPUDevice;
@@ -145,34 +157,21 @@ export abstract class GpuOptimizer {
   protected readonly tensors: PlacedTensor[];
   /** The dispatch plan. */
   protected readonly plan: Plan;
-  /** Uniform with the kernel constants. */
-  protected readonly configBuffer: GPUBuffer;
-  /** Step scalars and per-group hyperparameters (kernels/layout.wgsl `Step`). */
-  protected readonly stepBuffer: GPUBuffer;
-  /** Non-finite flag written by the check kernel. */
-  protected readonly flagsBuffer: GPUBuffer;
+  /** The per-step scalars (`Config`, `Step`, the non-finite flag). */
+  protected readonly scalars: StepScalars;
   readonly #kind: string;
   readonly #bpe: 2 | 4;
-  readonly #hyperRing: GPUBuffer;
-  readonly #hyperStride: number;
-  readonly #owned: GPUBuffer[] = [];
+  readonly #life: Lifecycle;
   readonly #stateBuffers = new Set<GPUBuffer>();
-  readonly #checkGroups: { bindGroup: GPUBindGroup; tiles: number }[] = [];
-  readonly #prologueGroup: GPUBindGroup;
+  readonly #checkBatches: { bindGroup: GPUBindGroup; tiles: number }[] = [];
+  readonly #prologueBindGroup: GPUBindGroup;
+  readonly #watch?: NonFiniteWatch;
   #calls = 0;
   #encoding?: {
     encoder: GPUCommandEncoder;
     pass?: GPUComputePassEncoder;
     profile?: StepOptions["profile"];
   };
-  #construction?: Promise<void>;
-  #constructionError?: Error;
-  #disposed = false;
-  #lost?: string;
-  #pendingError?: Error;
-  #inFlight = new Set<Promise<void>>();
-  #unsubmitted: { staging: GPUBuffer; call: number }[] = [];
-  #stagingPool: GPUBuffer[] = [];
 
   /**
    * Validates options and tensors, plans the dispatches and allocates the
@@ -203,9 +202,6 @@ export abstract class GpuOptimizer {
       this.paramGroups.map((g) => g.params),
       spec.bytesPerElement,
     );
-    device.lost.then((info) => {
-      this.#lost = info.message || String(info.reason);
-    });
     const limits = device.limits;
     const bindLimit = placement.maxBindingBytes ??
       limits.maxStorageBufferBindingSize;
@@ -223,10 +219,7 @@ export abstract class GpuOptimizer {
         `gatherBelow: expected an integer >= 0, got ${gatherBelow}`,
       );
     }
-    // Buffer and pipeline errors arrive asynchronously: catch the
-    // constructor's in error scopes (closed by finishConstruction).
-    device.pushErrorScope("out-of-memory");
-    device.pushErrorScope("validation");
+    this.#life = new Lifecycle(device, spec.name);
     try {
       this.plan = planDispatch(device, this.tensors, {
         bytesPerElement: spec.bytesPerElement,
@@ -236,50 +229,28 @@ export abstract class GpuOptimizer {
         chunkUnit: spec.chunkUnit,
         segmentStateBytes: spec.segmentStateBytes,
       });
-      this.#owned.push(...this.plan.arenas);
-
-      const k = spec.kernel;
-      const cfg = new ArrayBuffer(32);
-      new Float32Array(cfg, 0, 3).set([k.beta1, k.beta2, k.eps]);
-      new Uint32Array(cfg, 12, 5).set([
-        k.window ?? 1,
-        k.efBlock ?? 1,
-        k.kind,
-        k.amsgrad ? 1 : 0,
-        k.decoupled ? 1 : 0,
-      ]);
-      this.configBuffer = this.own(
-        createFilled(
-          device,
-          new Uint8Array(cfg),
-          GPUBufferUsage.UNIFORM,
-          "config",
-        ),
-      );
-      this.#hyperStride = Math.ceil(16 * this.paramGroups.length / 256) * 256;
-      this.stepBuffer = this.own(device.createBuffer({
-        label: "microadam step",
-        size: STEP_HEADER_BYTES + this.#hyperStride,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
-          GPUBufferUsage.COPY_DST,
-      }));
-      this.#hyperRing = this.own(device.createBuffer({
-        label: "microadam hyperparameter ring",
-        size: HYPER_SLOTS * this.#hyperStride,
-        usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-      }));
-      this.flagsBuffer = this.own(createFilled(
+      for (const a of this.plan.arenas) this.own(a);
+      const own = (b: GPUBuffer) => this.own(b);
+      this.scalars = new StepScalars(
         device,
-        new Uint32Array([NO_BAD_TENSOR, 0, 0, 0]),
-        GPUBufferUsage.STORAGE,
-        "microadam flags",
-      ));
-      this.#prologueGroup = device.createBindGroup({
+        spec.kernel,
+        this.paramGroups.length,
+        own,
+      );
+      if (spec.nonFinite === "error") {
+        this.#watch = new NonFiniteWatch(
+          device,
+          this.scalars.step,
+          own,
+          (i) => this.tensors[i]?.name ?? "?",
+        );
+      }
+      this.#prologueBindGroup = device.createBindGroup({
         layout: this.pipeline("prologue").getBindGroupLayout(0),
         entries: [
-          { binding: 0, resource: { buffer: this.configBuffer } },
-          { binding: 1, resource: { buffer: this.stepBuffer } },
-          { binding: 2, resource: { buffer: this.flagsBuffer } },
+          { binding: 0, resource: { buffer: this.scalars.config } },
+          { binding: 1, resource: { buffer: this.scalars.step } },
+          { binding: 2, resource: { buffer: this.scalars.flags } },
         ],
       });
     } catch (e) {
@@ -298,17 +269,41 @@ export abstract class GpuOptimizer {
     return this.#calls;
   }
 
+  /**
+   * The learning rate of param group `group` at the last `step()` call: its
+   * base `lr` times its schedule at that call (at call 1 before any step).
+   * The counterpart of PyTorch's `param_groups[i]["lr"]` under a scheduler.
+   *
+   * @example
+   * ```ts
+   * import { Adam, cosineDecay, createTensor, requestDevice } from "../../mod.ts";
+   * const device = await requestDevice();
+   * const opt = new Adam(device, [createTensor(device, 4)], { lr: 0.1, schedule: cosineDecay(3) });
+   * opt.step();
+   * opt.step();
+   * console.log(opt.currentLr()); // 0.05
+   * device.destroy();
+   * ```
+   */
+  currentLr(group = 0): number {
+    const g = this.paramGroups[group];
+    if (g === undefined) {
+      throw new InvalidOptionError(
+        `group: expected an index in [0, ${this.paramGroups.length}), got ${group}`,
+      );
+    }
+    return groupHyper(g, Math.max(this.#calls, 1), group).lr;
+  }
+
   /** The state-shaping configuration a checkpoint must match. */
   protected abstract stateConfig(): Record<string, ConfigValue>;
 
   /** Byte ranges of tensor `i`'s state buffers, in the checkpoint layout. */
-  protected abstract tensorStateRanges(
-    i: number,
-  ): Record<string, BufferRange[]>;
+  protected abstract tensorStateRanges(i: number): TensorStateRanges;
 
   /**
    * Extra checks of a state dict beyond sizes and config; throw
-   * {@link CheckpointError}. Nothing is loaded yet when it runs.
+   * `CheckpointError`. Nothing is loaded yet when it runs.
    */
   protected validateState(_state: OptimizerState): void {}
 
@@ -321,34 +316,17 @@ export abstract class GpuOptimizer {
    * binding) makes `step()`, `status()` and `stateDict()` throw it.
    */
   protected finishConstruction(): void {
-    const validation = this.device.popErrorScope();
-    const memory = this.device.popErrorScope();
-    this.#construction = Promise.all([validation, memory]).then(
-      ([v, m]) => {
-        const e = m ?? v;
-        if (e) {
-          this.#constructionError = new GpuUnavailableError(
-            `${this.#kind}: the GPU refused the optimizer's buffers or pipelines (${
-              m ? "out of memory" : "validation"
-            }): ${e.message}`,
-          );
-        }
-      },
-      () => {/* device lost: reported by #assertUsable */},
-    );
+    this.#life.finishConstruction();
   }
 
   /** Undoes a constructor that threw: closes the error scopes, frees buffers. */
   protected abandonConstruction(): void {
-    this.device.popErrorScope().catch(() => {});
-    this.device.popErrorScope().catch(() => {});
-    for (const b of this.#owned) b.destroy();
-    this.#disposed = true;
+    this.#life.abandonConstruction();
   }
 
   /** Registers a buffer to destroy on dispose. */
   protected own(buffer: GPUBuffer, state = false): GPUBuffer {
-    this.#owned.push(buffer);
+    this.#life.own(buffer);
     if (state) this.#stateBuffers.add(buffer);
     return buffer;
   }
@@ -372,17 +350,17 @@ export abstract class GpuOptimizer {
   }
 
   /**
-   * Builds each dispatch group's segment table (fields from `extra`) and the
+   * Builds each batch's segment table (fields from `extra`) and the
    * non-finite check for its gradients. Call once from the subclass constructor.
    */
-  protected planGroups(
-    extra: (group: number, segment: number) => Partial<SegmentFields>,
+  protected planBatches(
+    extra: (batch: number, segment: number) => Partial<SegmentFields>,
     bf16 = false,
-  ): PlannedGroup[] {
+  ): PlannedBatch[] {
     const check = this.pipeline("checkFinite", bf16);
-    return this.plan.groups.map((g, gi) => {
+    return this.plan.batches.map((b, bi) => {
       const { words, blocks, tiles } = segmentTable(
-        g.segments.map((s, si) => {
+        b.segments.map((s, si) => {
           const t = this.tensors[s.tensor];
           return {
             coordStart: s.coordStart,
@@ -390,9 +368,9 @@ export abstract class GpuOptimizer {
             d: t.length,
             paramOff: s.paramOff,
             gradOff: s.gradOff,
-            group: t.group,
+            paramGroup: t.group,
             tensor: t.index,
-            ...extra(gi, si),
+            ...extra(bi, si),
           };
         }),
       );
@@ -400,23 +378,23 @@ export abstract class GpuOptimizer {
         createFilled(this.device, words, GPUBufferUsage.STORAGE, "segments"),
       );
       const params = {
-        buffer: g.params.buffer,
-        offset: g.params.offset,
-        size: g.params.size,
+        buffer: b.params.buffer,
+        offset: b.params.offset,
+        size: b.params.size,
       };
       const grads = {
-        buffer: g.grads.buffer,
-        offset: g.grads.offset,
-        size: g.grads.size,
+        buffer: b.grads.buffer,
+        offset: b.grads.offset,
+        size: b.grads.size,
       };
-      this.#checkGroups.push({
+      this.#checkBatches.push({
         tiles,
         bindGroup: this.device.createBindGroup({
           layout: check.getBindGroupLayout(0),
           entries: [
             { binding: 0, resource: { buffer: table } },
             { binding: 1, resource: grads },
-            { binding: 2, resource: { buffer: this.flagsBuffer } },
+            { binding: 2, resource: { buffer: this.scalars.flags } },
           ],
         }),
       });
@@ -466,54 +444,22 @@ export abstract class GpuOptimizer {
    * a non-finite gradient is detected on the GPU, which then skips the whole
    * step and leaves the state exactly as it was.
    *
-   * Throws {@link NonFiniteGradientError} (policy `"error"`) once an earlier
-   * step has been found non-finite, and {@link GpuUnavailableError} after the
+   * Throws `NonFiniteGradientError` (policy `"error"`) once an earlier
+   * step has been found non-finite, and `GpuUnavailableError` after the
    * device was lost.
    */
   step(options: StepOptions = {}): void {
-    this.#assertUsable();
-    if (this.#constructionError) throw this.#constructionError;
-    if (this.#pendingError) {
-      const e = this.#pendingError;
-      this.#pendingError = undefined;
-      throw e;
-    }
+    this.#life.assertUsable();
+    this.#life.throwConstructionError();
+    const pending = this.#watch?.take();
+    if (pending) throw pending;
     this.#assertSameTensors();
     const call = this.#calls + 1;
-    const hyper = new Float32Array(this.#hyperStride / 4);
-    this.paramGroups.forEach((g, i) => {
-      const { lr, weightDecay } = groupHyper(g, call, i);
-      hyper.set([lr, weightDecay, 1 - lr * weightDecay, -lr], 4 * i);
-    });
-    const slot = ((call - 1) % HYPER_SLOTS) * this.#hyperStride;
-    this.device.queue.writeBuffer(this.#hyperRing, slot, hyper);
+    const hyper = this.paramGroups.map((g, i) => groupHyper(g, call, i));
     const enc = options.encoder ??
       this.device.createCommandEncoder({ label: `${this.#kind} step` });
-    enc.copyBufferToBuffer(
-      this.#hyperRing,
-      slot,
-      this.stepBuffer,
-      STEP_HEADER_BYTES,
-      this.#hyperStride,
-    );
-    for (const g of this.plan.groups) {
-      for (const c of g.gather ?? []) {
-        enc.copyBufferToBuffer(
-          c.grad,
-          c.gradOffset,
-          g.grads.buffer,
-          c.arenaOffset,
-          c.bytes,
-        );
-        enc.copyBufferToBuffer(
-          c.param,
-          c.paramOffset,
-          g.params.buffer,
-          c.arenaOffset,
-          c.bytes,
-        );
-      }
-    }
+    this.scalars.encodeHyper(enc, call, hyper);
+    encodeGatherIn(enc, this.plan.batches);
     const pass = options.profile ? undefined : enc.beginComputePass({
       label: `${this.#kind} step`,
       timestampWrites: options.timestampWrites,
@@ -521,12 +467,12 @@ export abstract class GpuOptimizer {
     this.#encoding = { encoder: enc, pass, profile: options.profile };
     try {
       const check = this.pipeline("checkFinite", this.#bpe === 2);
-      for (const c of this.#checkGroups) {
+      for (const c of this.#checkBatches) {
         this.dispatch(check, c.bindGroup, c.tiles, "check_finite");
       }
       this.dispatch(
         this.pipeline("prologue"),
-        this.#prologueGroup,
+        this.#prologueBindGroup,
         1,
         "prologue",
       );
@@ -535,84 +481,49 @@ export abstract class GpuOptimizer {
       pass?.end();
       this.#encoding = undefined;
     }
-    for (const g of this.plan.groups) {
-      for (const c of g.gather ?? []) {
-        enc.copyBufferToBuffer(
-          g.params.buffer,
-          c.arenaOffset,
-          c.param,
-          c.paramOffset,
-          c.bytes,
-        );
-      }
-    }
-    let staging: GPUBuffer | undefined;
-    if (this.nonFinite === "error") {
-      staging = this.#stagingPool.pop() ?? this.own(this.device.createBuffer({
-        label: "microadam step readback",
-        size: 32,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      }));
-      enc.copyBufferToBuffer(this.stepBuffer, 0, staging, 0, 32);
-    }
+    encodeGatherOut(enc, this.plan.batches);
+    const watched = this.#watch?.encode(enc, call);
     this.#calls = call;
     if (options.encoder) {
-      if (staging) this.#unsubmitted.push({ staging, call });
+      watched?.(false);
       return;
     }
     this.device.queue.submit([enc.finish()]);
-    if (staging) this.#watch(staging, call);
-  }
-
-  // Reads a step's skip flag asynchronously; a skip becomes the pending error.
-  #watch(staging: GPUBuffer, call: number): void {
-    const done = staging.mapAsync(GPUMapMode.READ).then(() => {
-      const w = new Uint32Array(staging.getMappedRange(0, 32).slice(0));
-      staging.unmap();
-      this.#stagingPool.push(staging);
-      if (w[0] === 1 && !this.#pendingError) {
-        const t = this.tensors[w[5] - 1];
-        this.#pendingError = new NonFiniteGradientError(t?.name ?? "?", call);
-      }
-    }, () => {/* device lost or destroyed: reported by #assertUsable */});
-    this.#inFlight.add(done);
-    done.finally(() => this.#inFlight.delete(done));
+    watched?.(true);
   }
 
   /**
    * Counters read back from the GPU (one small readback; call it when you
    * need them, not every step). With policy `"error"` it throws the
-   * {@link NonFiniteGradientError} of a skipped step not yet reported.
+   * `NonFiniteGradientError` of a skipped step not yet reported.
    * With `step({ encoder })`, submit the encoder before calling this.
    */
-  async status(): Promise<GpuOptimizerStatus> {
-    this.#assertUsable();
-    await this.#construction;
-    if (this.#constructionError) throw this.#constructionError;
-    for (const u of this.#unsubmitted.splice(0)) this.#watch(u.staging, u.call);
-    await Promise.all([...this.#inFlight]);
+  async status(): Promise<OptimizerStatus> {
+    this.#life.assertUsable();
+    await this.#life.assertConstructed();
+    this.#watch?.flush();
+    await this.#watch?.settle();
     const [bytes] = await readRanges(this.device, [{
-      buffer: this.stepBuffer,
+      buffer: this.scalars.step,
       offset: 0,
-      size: 32,
+      size: STEP_READBACK_BYTES,
     }]);
-    if (this.#pendingError) {
-      const e = this.#pendingError;
-      this.#pendingError = undefined;
-      throw e;
-    }
-    const w = new Uint32Array(bytes.buffer);
-    return {
-      step: w[1],
+    const pending = this.#watch?.take();
+    if (pending) throw pending;
+    const h = StepScalars.decode(bytes);
+    const status: OptimizerStatus = {
+      step: h.t,
       calls: this.#calls,
-      skipped: w[4],
-      lastNonFiniteTensor: w[5] ? this.tensors[w[5] - 1]?.name : undefined,
+      skipped: h.skipped,
     };
+    const bad = h.badTensor ? this.tensors[h.badTensor - 1]?.name : undefined;
+    if (bad !== undefined) status.lastNonFiniteTensor = bad;
+    return status;
   }
 
   /** Exact bytes of optimizer state allocated on the device (what a checkpoint holds per tensor). */
   stateBytes(): number {
-    this.#assertNotDisposed();
+    if (this.#life.disposed) this.#life.assertUsable();
     let n = 0;
     for (const b of this.#stateBuffers) n += b.size;
     return n;
@@ -624,7 +535,7 @@ export abstract class GpuOptimizer {
    */
   memoryBytes(): { state: number; workspace: number } {
     let total = 0;
-    for (const b of this.#owned) {
+    for (const b of this.#life.owned) {
       if (b.usage & GPUBufferUsage.MAP_READ) continue;
       total += b.size;
     }
@@ -634,43 +545,25 @@ export abstract class GpuOptimizer {
 
   /** Reads the whole state back into plain data (see {@link OptimizerState}). */
   async stateDict(): Promise<OptimizerState> {
-    this.#assertUsable();
-    await this.#construction;
-    if (this.#constructionError) throw this.#constructionError;
+    this.#life.assertUsable();
+    await this.#life.assertConstructed();
     const perTensor = this.tensors.map((_, i) => this.tensorStateRanges(i));
-    const ranges: BufferRange[] = [{
-      buffer: this.stepBuffer,
-      offset: 0,
-      size: 32,
-    }];
-    for (const r of perTensor) {
-      for (const list of Object.values(r)) ranges.push(...list);
-    }
-    const bytes = await readRanges(this.device, ranges);
-    const header = new Uint32Array(bytes[0].buffer);
-    let next = 1;
+    const { header, buffers } = await readState(
+      this.device,
+      this.scalars.step,
+      perTensor,
+    );
     return {
       optimizer: this.#kind,
       config: this.stateConfig(),
-      step: header[1],
+      step: header.t,
       calls: this.#calls,
-      skipped: header[4],
-      ring: header[3],
-      tensors: perTensor.map((r, i) => ({
-        name: this.tensors[i].name,
-        length: this.tensors[i].length,
-        buffers: Object.fromEntries(
-          Object.entries(r).map(([key, list]) => {
-            const parts = bytes.slice(next, next += list.length);
-            const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-            let at = 0;
-            for (const p of parts) {
-              out.set(p, at);
-              at += p.length;
-            }
-            return [key, out];
-          }),
-        ),
+      skipped: header.skipped,
+      ring: header.ring,
+      tensors: this.tensors.map((t, i) => ({
+        name: t.name,
+        length: t.length,
+        buffers: buffers[i],
       })),
     };
   }
@@ -678,51 +571,31 @@ export abstract class GpuOptimizer {
   /**
    * Replaces the state with `state` (from {@link stateDict}, a checkpoint, or
    * a CPU optimizer of the same kind and config). A state that does not fit
-   * throws {@link CheckpointError} and changes nothing.
+   * throws `CheckpointError` and changes nothing.
    */
   loadStateDict(state: OptimizerState): void {
-    this.#assertUsable();
+    this.#life.assertUsable();
     const perTensor = this.tensors.map((_, i) => this.tensorStateRanges(i));
-    assertStateMatches(state, {
+    const matched = matchState(state, {
       optimizer: this.#kind,
       config: this.stateConfig(),
       tensors: perTensor.map((r, i) => ({
+        name: this.tensors[i].name,
+        named: this.tensors[i].named,
         length: this.tensors[i].length,
-        buffers: Object.fromEntries(
-          Object.entries(r).map((
-            [k, list],
-          ) => [k, list.reduce((s, x) => s + x.size, 0)]),
-        ),
+        buffers: stateSizes(r),
       })),
+      maxCounter: 0xffffffff,
     });
-    for (const key of ["step", "skipped"] as const) {
-      if (state[key] > 0xffffffff) {
-        throw new CheckpointError(
-          `${key}: the GPU keeps it as a u32, got ${state[key]}`,
-        );
-      }
-    }
-    this.validateState(state);
-    const q = this.device.queue;
-    perTensor.forEach((r, i) => {
-      for (const [key, list] of Object.entries(r)) {
-        const data = state.tensors[i].buffers[key];
-        let at = 0;
-        for (const range of list) {
-          const copy = data.slice(at, at + range.size);
-          at += range.size;
-          q.writeBuffer(range.buffer, range.offset, copy);
-        }
-      }
-    });
-    q.writeBuffer(
-      this.stepBuffer,
-      0,
-      new Uint32Array([0, state.step, 0, state.ring, state.skipped, 0, 0, 0]),
+    this.validateState(matched);
+    writeState(
+      this.device.queue,
+      perTensor,
+      matched.tensors.map((t) => t.buffers),
     );
-    q.writeBuffer(this.flagsBuffer, 0, new Uint32Array([NO_BAD_TENSOR]));
+    this.scalars.write(matched);
     this.#calls = state.calls;
-    this.#pendingError = undefined;
+    this.#watch?.clear();
   }
 
   /** Saves the state to `path` atomically (temp file, fsync, rename). */
@@ -737,9 +610,7 @@ export abstract class GpuOptimizer {
 
   /** Frees every buffer this optimizer allocated. Further use throws. */
   dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    for (const b of this.#owned) b.destroy();
+    this.#life.dispose();
   }
 
   /** Same as {@link dispose}, for `using`. */
@@ -769,27 +640,6 @@ export abstract class GpuOptimizer {
     if (i !== this.tensors.length) {
       throw new TensorMismatchError(
         `param groups hold ${i} tensors, the optimizer was built with ${this.tensors.length}; create a new optimizer`,
-      );
-    }
-  }
-
-  #assertNotDisposed(): void {
-    if (this.#disposed) {
-      throw new Error(
-        `${this.#kind}: this optimizer has been disposed; create a new one`,
-      );
-    }
-  }
-
-  #assertUsable(): void {
-    if (this.#disposed) {
-      throw new Error(
-        `${this.#kind}: this optimizer has been disposed; create a new one`,
-      );
-    }
-    if (this.#lost !== undefined) {
-      throw new GpuUnavailableError(
-        `${this.#kind}: the GPU device was lost (${this.#lost}); request a new device, rebuild the optimizer and load the last checkpoint`,
       );
     }
   }

@@ -9,26 +9,27 @@
 
 import { InvalidOptionError } from "../errors.ts";
 import type { BufferRange } from "../gpu/buffers.ts";
+import type { TensorStateRanges } from "./state_io.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
 import {
   blockK,
   checkMicroAdamState,
   type MicroAdamGeometry,
   microAdamGeometry,
-} from "./geometry.ts";
-import type { ParamGroupSpec } from "./groups.ts";
+} from "../core/geometry.ts";
+import type { ParamGroupSpec } from "../core/groups.ts";
 import {
   type MicroAdamOptions,
   microAdamStateConfig,
   type ResolvedMicroAdamOptions,
   resolveMicroAdamOptions,
-} from "./options.ts";
+} from "../core/options.ts";
 import {
   GpuOptimizer,
   type PlacementOptions,
-  type PlannedGroup,
+  type PlannedBatch,
 } from "./gpu_optimizer.ts";
-import type { ConfigValue, OptimizerState } from "./state.ts";
+import type { ConfigValue, OptimizerState } from "../core/state.ts";
 
 /** Window entries of the blocks covering tensor range [start, start + len). */
 function windowEntries(
@@ -46,8 +47,8 @@ function windowEntries(
 
 const gcd = (a: number, b: number): number => b ? gcd(b, a % b) : a;
 
-interface GroupState {
-  planned: PlannedGroup;
+interface BatchState {
+  planned: PlannedBatch;
   window: GPUBuffer;
   codes: GPUBuffer;
   select: GPUBindGroup;
@@ -84,7 +85,7 @@ export class MicroAdam extends GpuOptimizer {
   readonly options: ResolvedMicroAdamOptions;
   /** Per-tensor block structure (sizes of the state), in optimizer order. */
   readonly geometry: readonly MicroAdamGeometry[];
-  readonly #groups: GroupState[];
+  readonly #batches: BatchState[];
   readonly #stats: GPUBuffer;
   readonly #statsOffset: number[];
   readonly #commit: GPUBindGroup;
@@ -159,10 +160,10 @@ export class MicroAdam extends GpuOptimizer {
       }));
 
       // State offsets of each segment inside its group's arenas.
-      const layouts = this.plan.groups.map((g) => {
+      const layouts = this.plan.batches.map((b) => {
         let window = 0;
         let codes = 0;
-        return g.segments.map((s) => {
+        return b.segments.map((s) => {
           const geom = this.geometry[s.tensor];
           const entry = {
             window,
@@ -175,12 +176,12 @@ export class MicroAdam extends GpuOptimizer {
           return entry;
         });
       });
-      const planned = this.planGroups((gi, si) => {
-        const s = this.plan.groups[gi].segments[si];
+      const planned = this.planBatches((bi, si) => {
+        const s = this.plan.batches[bi].segments[si];
         const geom = this.geometry[s.tensor];
         return {
-          codesOff: layouts[gi][si].codes / 4,
-          windowOff: layouts[gi][si].window / 4,
+          codesOff: layouts[bi][si].codes / 4,
+          windowOff: layouts[bi][si].window / 4,
           statsOff: this.#statsOffset[s.tensor],
           block: geom.blockSize,
           kBlock: geom.kBlock,
@@ -189,8 +190,8 @@ export class MicroAdam extends GpuOptimizer {
       }, bf16);
       const selectPipe = this.pipeline("microadamSelect", bf16);
       const updatePipe = this.pipeline("microadamUpdate", bf16);
-      this.#groups = planned.map((p, gi) => {
-        const offsets = layouts[gi];
+      this.#batches = planned.map((p, bi) => {
+        const offsets = layouts[bi];
         const last = offsets[offsets.length - 1];
         const window = this.stateBuffer(
           "microadam window",
@@ -201,8 +202,8 @@ export class MicroAdam extends GpuOptimizer {
           last.codes + last.codeBytes,
         );
         const common = {
-          cfg: { buffer: this.configBuffer },
-          step: { buffer: this.stepBuffer },
+          cfg: { buffer: this.scalars.config },
+          step: { buffer: this.scalars.step },
           table: { buffer: p.table },
         };
         return {
@@ -242,7 +243,7 @@ export class MicroAdam extends GpuOptimizer {
       this.#commit = device.createBindGroup({
         layout: this.pipeline("microadamCommit").getBindGroupLayout(0),
         entries: [
-          { binding: 0, resource: { buffer: this.stepBuffer } },
+          { binding: 0, resource: { buffer: this.scalars.step } },
           { binding: 1, resource: { buffer: this.#stats } },
           { binding: 2, resource: { buffer: scratch } },
         ],
@@ -265,14 +266,14 @@ export class MicroAdam extends GpuOptimizer {
   }
 
   /** Tensor `i`'s window, codes and stats, chunk by chunk in coordinate order. */
-  protected tensorStateRanges(i: number): Record<string, BufferRange[]> {
+  protected tensorStateRanges(i: number): TensorStateRanges {
     const window: BufferRange[] = [];
     const codes: BufferRange[] = [];
     const pieces: { start: number; w: BufferRange; c: BufferRange }[] = [];
-    this.plan.groups.forEach((g, gi) =>
-      g.segments.forEach((s, si) => {
+    this.plan.batches.forEach((b, bi) =>
+      b.segments.forEach((s, si) => {
         if (s.tensor !== i) return;
-        const st = this.#groups[gi];
+        const st = this.#batches[bi];
         const o = st.offsets[si];
         pieces.push({
           start: s.coordStart,
@@ -301,12 +302,12 @@ export class MicroAdam extends GpuOptimizer {
   protected encodeKernels(): void {
     const bf16 = this.options.dtype === "bf16";
     const select = this.pipeline("microadamSelect", bf16);
-    for (const g of this.#groups) {
-      this.dispatch(select, g.select, g.planned.blocks, "microadam_select");
+    for (const b of this.#batches) {
+      this.dispatch(select, b.select, b.planned.blocks, "microadam_select");
     }
     const update = this.pipeline("microadamUpdate", bf16);
-    for (const g of this.#groups) {
-      this.dispatch(update, g.update, g.planned.tiles, "microadam_update");
+    for (const b of this.#batches) {
+      this.dispatch(update, b.update, b.planned.tiles, "microadam_update");
     }
     this.dispatch(
       this.pipeline("microadamCommit"),

@@ -21,10 +21,10 @@
  */
 
 import { powF32 } from "../numeric/f32.ts";
-import type { ParamGroupSpec } from "../optim/groups.ts";
-import { resolveAdamOptions } from "../optim/options.ts";
-import type { AdamOptions, ResolvedAdamOptions } from "../optim/options.ts";
-import type { ConfigValue } from "../optim/state.ts";
+import type { ParamGroupSpec } from "../core/groups.ts";
+import { resolveAdamOptions } from "../core/options.ts";
+import type { AdamOptions, ResolvedAdamOptions } from "../core/options.ts";
+import type { ConfigValue } from "../core/state.ts";
 import { CpuOptimizer } from "./cpu_optimizer.ts";
 import type { CpuTensor, TensorStepInput } from "./cpu_optimizer.ts";
 

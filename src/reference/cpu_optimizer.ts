@@ -13,18 +13,19 @@ import {
   NonFiniteGradientError,
   TensorMismatchError,
 } from "../errors.ts";
-import { assertStateMatches } from "../checkpoint/validate.ts";
+import { matchState } from "../checkpoint/validate.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
-import { groupHyper, normalizeGroups } from "../optim/groups.ts";
-import type { ParamGroup, ParamGroupSpec } from "../optim/groups.ts";
-import type { DType, NonFinitePolicy } from "../optim/options.ts";
-import type { Schedule } from "../optim/schedule.ts";
+import { groupHyper, normalizeGroups } from "../core/groups.ts";
+import type { ParamGroup, ParamGroupSpec } from "../core/groups.ts";
+import type { DType, NonFinitePolicy } from "../core/options.ts";
+import type { Schedule } from "../core/schedule.ts";
 import type {
   ConfigValue,
   OptimizerState,
   OptimizerStatus,
   TensorState,
-} from "../optim/state.ts";
+} from "../core/state.ts";
+import { MAX_COUNT } from "../core/state.ts";
 
 /**
  * One tensor handed to a CPU optimizer. `param` is updated in place at every
@@ -139,10 +140,12 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
   readonly dtype: DType;
   #lengths: number[];
   #names: string[];
+  #named: boolean[];
   #state: Record<string, StateArray>[] | null = null;
   #step = 0;
   #calls = 0;
   #skipped = 0;
+  #lastBad?: string;
   #disposed = false;
 
   /**
@@ -168,6 +171,7 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
     this.#names = tensors.map((t, i) =>
       typeof t?.name === "string" ? t.name : String(i)
     );
+    this.#named = tensors.map((t) => typeof t?.name === "string");
     this.#lengths = tensors.map((t, i) => this.#checkTensor(t, i));
     this.#checkAliasing(tensors);
   }
@@ -317,6 +321,7 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
     this.#calls = call;
     if (bad) {
       this.#skipped++;
+      this.#lastBad = this.#names[bad.index];
       if (this.options.nonFinite === "error") {
         throw new NonFiniteGradientError(this.#names[bad.index], call);
       }
@@ -334,7 +339,13 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
    */
   status(): OptimizerStatus {
     this.#live();
-    return { step: this.#step, calls: this.#calls, skipped: this.#skipped };
+    const s: OptimizerStatus = {
+      step: this.#step,
+      calls: this.#calls,
+      skipped: this.#skipped,
+    };
+    if (this.#lastBad !== undefined) s.lastNonFiniteTensor = this.#lastBad;
+    return s;
   }
 
   /**
@@ -385,29 +396,32 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
    */
   loadStateDict(s: OptimizerState): void {
     const state = this.#live();
-    assertStateMatches(s, {
+    const matched = matchState(s, {
       optimizer: this.kind,
       config: this.stateConfig(),
       tensors: state.map((bufs, i) => ({
+        name: this.#names[i],
+        named: this.#named[i],
         length: this.#lengths[i],
         buffers: Object.fromEntries(
           Object.entries(bufs).map(([k, a]) => [k, a.byteLength]),
         ),
       })),
+      maxCounter: MAX_COUNT,
     });
-    this.validateState(s);
+    this.validateState(matched);
     state.forEach((bufs, i) => {
       for (const [k, a] of Object.entries(bufs)) {
-        const b = s.tensors[i].buffers[k];
         new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(
-          new Uint8Array(b.buffer, b.byteOffset, b.byteLength),
+          matched.tensors[i].buffers[k],
         );
       }
     });
-    this.#step = s.step;
-    this.#calls = s.calls;
-    this.#skipped = s.skipped;
-    this.ring = s.ring;
+    this.#step = matched.step;
+    this.#calls = matched.calls;
+    this.#skipped = matched.skipped;
+    this.#lastBad = undefined;
+    this.ring = matched.ring;
   }
 
   /** Drops the state; any further use throws. Safe to call twice. */

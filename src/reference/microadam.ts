@@ -52,18 +52,18 @@ import {
   blockWindowOffset,
   checkMicroAdamState,
   microAdamGeometry,
-} from "../optim/geometry.ts";
-import type { MicroAdamGeometry } from "../optim/geometry.ts";
-import type { ParamGroupSpec } from "../optim/groups.ts";
+} from "../core/geometry.ts";
+import type { MicroAdamGeometry } from "../core/geometry.ts";
+import type { ParamGroupSpec } from "../core/groups.ts";
 import {
   microAdamStateConfig,
   resolveMicroAdamOptions,
-} from "../optim/options.ts";
+} from "../core/options.ts";
 import type {
   MicroAdamOptions,
   ResolvedMicroAdamOptions,
-} from "../optim/options.ts";
-import type { ConfigValue, OptimizerState } from "../optim/state.ts";
+} from "../core/options.ts";
+import type { ConfigValue, OptimizerState } from "../core/state.ts";
 import { CpuOptimizer } from "./cpu_optimizer.ts";
 import type { CpuTensor, TensorStepInput } from "./cpu_optimizer.ts";
 

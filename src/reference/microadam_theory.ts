@@ -23,11 +23,11 @@
 
 import { fmaF32 } from "../numeric/f32.ts";
 import { getCode, setCode } from "../numeric/pack.ts";
-import type { ParamGroupSpec } from "../optim/groups.ts";
-import { resolveMicroAdamOptions } from "../optim/options.ts";
-import type { CommonOptions } from "../optim/options.ts";
-import type { ConfigValue } from "../optim/state.ts";
-import type { Schedule } from "../optim/schedule.ts";
+import type { ParamGroupSpec } from "../core/groups.ts";
+import { resolveMicroAdamOptions } from "../core/options.ts";
+import type { CommonOptions } from "../core/options.ts";
+import type { ConfigValue } from "../core/state.ts";
+import type { Schedule } from "../core/schedule.ts";
 import { CpuOptimizer } from "./cpu_optimizer.ts";
 import type { CpuTensor, TensorStepInput } from "./cpu_optimizer.ts";
 import { topkBlock } from "./microadam.ts";

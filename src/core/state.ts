@@ -37,7 +37,18 @@ export interface OptimizerState {
   tensors: TensorState[];
 }
 
-/** Counters an optimizer reports about its own progress. */
+/**
+ * Counters an optimizer reports about its own progress.
+ *
+ * @example
+ * ```ts
+ * import { AdamCpu, type OptimizerStatus } from "../../mod.ts";
+ * const opt = new AdamCpu([{ name: "w", param: new Float32Array(1), grad: new Float32Array([NaN]) }]);
+ * opt.step();
+ * const s: OptimizerStatus = opt.status();
+ * console.log(s); // { step: 0, calls: 1, skipped: 1, lastNonFiniteTensor: "w" }
+ * ```
+ */
 export interface OptimizerStatus {
   /** Applied steps t. */
   step: number;
@@ -45,4 +56,14 @@ export interface OptimizerStatus {
   calls: number;
   /** Steps skipped because a gradient was non-finite. */
   skipped: number;
+  /** Name of the first non-finite tensor of the last skipped step, if any. */
+  lastNonFiniteTensor?: string;
 }
+
+/**
+ * The most steps, calls or skips an optimizer counts: the GPU keeps its
+ * counters as u32, and the CPU twins stop at the same point, so a state
+ * moves between them without wrapping. A `step()` past it, or a state
+ * beyond it, is refused.
+ */
+export const MAX_COUNT = 0xffffffff;

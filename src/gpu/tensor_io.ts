@@ -1,0 +1,228 @@
+/**
+ * Tensors from host data and back: what a user would otherwise write by hand
+ * around `createBuffer`, `writeBuffer` (which takes whole 4-byte words, so
+ * bf16 data of odd length must be padded) and a mapped readback.
+ *
+ * @module
+ */
+
+import type { DType } from "../core/options.ts";
+import { describe, TensorMismatchError } from "../errors.ts";
+import { fromBf16Array, toBf16Array } from "../numeric/bf16.ts";
+import { readRanges } from "./buffers.ts";
+import type { GpuTensor } from "./tensors.ts";
+
+/** Usage of the buffers {@link createTensor} makes: storage, both copy directions. */
+export const TENSOR_USAGE: number = GPUBufferUsage.STORAGE |
+  GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Options of {@link createTensor}. */
+export interface CreateTensorOptions {
+  /** Name used in error messages and checkpoints. @default {undefined} (the optimizer uses the tensor's index) */
+  name?: string;
+  /**
+   * Element type of the parameter and gradient buffers. A `Float32Array`
+   * given for a bf16 tensor is rounded to bf16 (nearest even).
+   * @default {"bf16" for a Uint16Array (raw bf16 bits), else "f32"}
+   */
+  dtype?: DType;
+  /** Usage flags added to `STORAGE | COPY_SRC | COPY_DST`. @default {0} */
+  usage?: number;
+}
+
+/** Which of a tensor's two buffers to read or write. */
+export type TensorBuffer = "param" | "grad";
+
+const bytesOf = (dtype: DType) => dtype === "bf16" ? 2 : 4;
+
+/** Host data as the bytes of `dtype`, padded with zeros to whole 4-byte words. */
+function encode(
+  values: Float32Array | Uint16Array,
+  dtype: DType,
+): Uint8Array<ArrayBuffer> {
+  let typed: Float32Array | Uint16Array;
+  if (dtype === "bf16") {
+    typed = values instanceof Uint16Array ? values : toBf16Array(values);
+  } else if (values instanceof Float32Array) {
+    typed = values;
+  } else {
+    throw new TensorMismatchError(
+      `an f32 tensor takes a Float32Array, got ${
+        describe(values)
+      } (raw bf16 bits belong to a tensor of dtype "bf16")`,
+    );
+  }
+  const out = new Uint8Array(Math.max(4, Math.ceil(typed.byteLength / 4) * 4));
+  out.set(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
+  return out;
+}
+
+function checkDType(dtype: unknown): DType {
+  if (dtype !== "f32" && dtype !== "bf16") {
+    throw new TensorMismatchError(
+      `dtype: expected "f32" or "bf16", got ${describe(dtype)}`,
+    );
+  }
+  return dtype;
+}
+
+/**
+ * Creates a tensor on `device`: a parameter buffer holding `init` and a
+ * zeroed gradient buffer of the same size, both `STORAGE | COPY_SRC |
+ * COPY_DST`, so every optimizer can batch them. `init` is the initial values
+ * (`Float32Array`), raw bf16 bits (`Uint16Array`), or an element count for
+ * zeros. Destroy the buffers (`tensor.param.destroy()`, `tensor.grad.destroy()`)
+ * when done, or let `device.destroy()` do it.
+ *
+ * @example
+ * ```ts
+ * import { createTensor, readTensor, requestDevice } from "../../mod.ts";
+ * const device = await requestDevice();
+ * const w = createTensor(device, new Float32Array([1, 2, 3]), { name: "w", dtype: "bf16" });
+ * console.log(w.length, w.dtype, w.param.size); // 3 bf16 8
+ * console.log(await readTensor(device, w)); // Float32Array(3) [ 1, 2, 3 ]
+ * device.destroy();
+ * ```
+ */
+export function createTensor(
+  device: GPUDevice,
+  init: Float32Array | Uint16Array | number,
+  options: CreateTensorOptions = {},
+): GpuTensor & { dtype: DType } {
+  const dtype = checkDType(
+    options.dtype ?? (init instanceof Uint16Array ? "bf16" : "f32"),
+  );
+  let length: number;
+  if (typeof init === "number") {
+    if (!Number.isSafeInteger(init) || init < 1) {
+      throw new TensorMismatchError(
+        `createTensor: expected an element count >= 1, got ${describe(init)}`,
+      );
+    }
+    length = init;
+  } else if (init instanceof Float32Array || init instanceof Uint16Array) {
+    if (init.length === 0) {
+      throw new TensorMismatchError(
+        "createTensor: expected at least one element, got an empty array",
+      );
+    }
+    length = init.length;
+  } else {
+    throw new TensorMismatchError(
+      `createTensor: expected a Float32Array, a Uint16Array of bf16 bits or an element count, got ${
+        describe(init)
+      }`,
+    );
+  }
+  const size = Math.max(4, Math.ceil(length * bytesOf(dtype) / 4) * 4);
+  const usage = TENSOR_USAGE | (options.usage ?? 0);
+  const label = options.name ?? "tensor";
+  const param = device.createBuffer({ label: `${label} param`, size, usage });
+  const grad = device.createBuffer({ label: `${label} grad`, size, usage });
+  if (typeof init !== "number") {
+    device.queue.writeBuffer(param, 0, encode(init, dtype));
+  }
+  const tensor: GpuTensor & { dtype: DType } = {
+    param,
+    grad,
+    length,
+    dtype,
+  };
+  if (options.name !== undefined) tensor.name = options.name;
+  return tensor;
+}
+
+function tensorDType(tensor: GpuTensor): DType {
+  return tensor.dtype === undefined ? "f32" : checkDType(tensor.dtype);
+}
+
+/**
+ * Writes host values into a tensor's gradient (or, with `which: "param"`,
+ * its parameters). `Float32Array` values are rounded to bf16 for a bf16
+ * tensor; a `Uint16Array` is taken as raw bf16 bits. The write is queued (as
+ * `queue.writeBuffer`), so it lands before any work submitted after it.
+ *
+ * @example
+ * ```ts
+ * import { createTensor, readTensor, requestDevice, writeTensor } from "../../mod.ts";
+ * const device = await requestDevice();
+ * const w = createTensor(device, 2);
+ * writeTensor(device, w, new Float32Array([0.5, -1]));
+ * console.log(await readTensor(device, w, "grad")); // Float32Array(2) [ 0.5, -1 ]
+ * device.destroy();
+ * ```
+ */
+export function writeTensor(
+  device: GPUDevice,
+  tensor: GpuTensor,
+  values: Float32Array | Uint16Array,
+  which: TensorBuffer = "grad",
+): void {
+  const dtype = tensorDType(tensor);
+  if (values.length !== tensor.length) {
+    throw new TensorMismatchError(
+      `writeTensor: tensor ${
+        tensor.name ? `"${tensor.name}" ` : ""
+      }has ${tensor.length} elements, got ${values.length} values`,
+    );
+  }
+  const bytes = encode(values, dtype);
+  const at = (tensor.offset ?? 0) * bytesOf(dtype);
+  if (at % 4 !== 0) {
+    throw new TensorMismatchError(
+      `writeTensor: a bf16 tensor must start on a 4-byte boundary (even offset), got offset ${tensor.offset}`,
+    );
+  }
+  const buffer = which === "param" ? tensor.param : tensor.grad;
+  if (at + bytes.byteLength > buffer.size) {
+    throw new TensorMismatchError(
+      `writeTensor: the ${which} buffer is ${buffer.size} bytes, ${
+        at + bytes.byteLength
+      } are needed (offset ${at} + ${bytes.byteLength})`,
+    );
+  }
+  device.queue.writeBuffer(buffer, at, bytes);
+}
+
+/**
+ * Reads a tensor's parameters (or gradient) back as f32 values; bf16 values
+ * are widened exactly (`toBf16Array` recovers their bits). One submit and one
+ * map: call it when you need the values, not every step.
+ *
+ * @example
+ * ```ts
+ * import { createTensor, readTensor, requestDevice } from "../../mod.ts";
+ * const device = await requestDevice();
+ * const w = createTensor(device, new Float32Array([1.5, 2.5]));
+ * console.log(await readTensor(device, w)); // Float32Array(2) [ 1.5, 2.5 ]
+ * device.destroy();
+ * ```
+ */
+export async function readTensor(
+  device: GPUDevice,
+  tensor: GpuTensor,
+  which: TensorBuffer = "param",
+): Promise<Float32Array<ArrayBuffer>> {
+  const dtype = tensorDType(tensor);
+  const bpe = bytesOf(dtype);
+  const start = (tensor.offset ?? 0) * bpe;
+  const offset = Math.floor(start / 4) * 4;
+  const end = Math.ceil((start + tensor.length * bpe) / 4) * 4;
+  const buffer = which === "param" ? tensor.param : tensor.grad;
+  const [bytes] = await readRanges(device, [{
+    buffer,
+    offset,
+    size: end - offset,
+  }]);
+  const from = start - offset;
+  if (dtype === "bf16") {
+    return fromBf16Array(
+      new Uint16Array(bytes.buffer, bytes.byteOffset + from, tensor.length),
+    );
+  }
+  return new Float32Array(
+    bytes.buffer as ArrayBuffer,
+    bytes.byteOffset,
+    tensor.length,
+  );
+}
