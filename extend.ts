@@ -90,7 +90,7 @@ export { hasExactFma, probeExactFma } from "./src/gpu/capabilities.ts";
 
 // CPU optimizers.
 export {
-  allFinite,
+  allWithinLimit,
   type BaseResolvedOptions,
   CpuOptimizer,
   type StateArray,
@@ -118,11 +118,12 @@ export {
   normalizeGroups,
   type ParamGroup,
 } from "./src/core/groups.ts";
+export type { ConfigValue, TensorState } from "./src/core/state.ts";
 export {
-  type ConfigValue,
+  GRADIENT_LIMIT_LOG2,
   MAX_COUNT,
-  type TensorState,
-} from "./src/core/state.ts";
+  MAX_TOPK_BLOCK,
+} from "./src/core/limits.ts";
 export {
   type MicroAdamGeometry,
   microAdamGeometry,

@@ -1,5 +1,5 @@
 /**
- * src/optim/groups.ts: flat tensor lists and param groups, per-group
+ * src/core/groups.ts: flat tensor lists and param groups, per-group
  * overrides, and groupHyper with schedules (values and validation).
  */
 

@@ -1,5 +1,5 @@
 /**
- * src/optim/options.ts: every default, every invalid option rejected with an
+ * src/core/options.ts: every default, every invalid option rejected with an
  * InvalidOptionError that names the option and the bad value, and the
  * boundary values accepted.
  */
@@ -9,10 +9,10 @@ import { InvalidOptionError } from "../src/errors.ts";
 import {
   checkLr,
   checkWeightDecay,
-  MAX_TOPK_BLOCK,
   resolveAdamOptions,
   resolveMicroAdamOptions,
 } from "../src/core/options.ts";
+import { MAX_TOPK_BLOCK } from "../src/core/limits.ts";
 
 /** Asserts `f` throws an InvalidOptionError whose message matches every pattern. */
 function rejects(f: () => unknown, ...patterns: (RegExp | string)[]): void {

@@ -519,7 +519,10 @@ Deno.test("bf16 non-finite gradients skip; the ring only advances on applied ste
   grad[2] = bf16Bits(0.25);
   assert.equal(opt.step(), true);
   assert.equal(opt.stateDict().ring, 2);
-  // A large finite bf16 (exponent not all ones) is accepted.
+  // The largest finite bf16 is past the gradient limit (2^60): skipped. The
+  // largest bf16 under the limit is applied.
   grad[2] = 0x7f7f;
+  assert.equal(opt.step(), false);
+  grad[2] = bf16Bits(2 ** 60 * (1 - 2 ** -8));
   assert.equal(opt.step(), true);
 });

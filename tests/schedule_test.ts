@@ -1,5 +1,5 @@
 /**
- * src/optim/schedule.ts: closed-form values of every schedule and the
+ * src/core/schedule.ts: closed-form values of every schedule and the
  * rejection of invalid arguments.
  *
  * Note the conventions, as documented: linearWarmup counts 1-based calls

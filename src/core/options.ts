@@ -7,6 +7,7 @@
  */
 
 import { describe, InvalidOptionError } from "../errors.ts";
+import { MAX_TOPK_BLOCK } from "./limits.ts";
 import type { Schedule } from "./schedule.ts";
 
 /** What to do when a gradient holds NaN or ±Infinity. */
@@ -79,9 +80,6 @@ export type ResolvedAdamOptions =
 export type ResolvedMicroAdamOptions =
   & Required<Omit<MicroAdamOptions, "schedule">>
   & { schedule?: Schedule };
-
-/** Largest top-k block: block-local indices are stored as u16. */
-export const MAX_TOPK_BLOCK = 65536;
 
 /**
  * Checks a learning rate: finite and ≥ 0.

@@ -59,11 +59,3 @@ export interface OptimizerStatus {
   /** Name of the first non-finite tensor of the last skipped step, if any. */
   lastNonFiniteTensor?: string;
 }
-
-/**
- * The most steps, calls or skips an optimizer counts: the GPU keeps its
- * counters as u32, and the CPU twins stop at the same point, so a state
- * moves between them without wrapping. A `step()` past it, or a state
- * beyond it, is refused.
- */
-export const MAX_COUNT = 0xffffffff;

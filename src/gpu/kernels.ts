@@ -22,6 +22,13 @@ import adam from "../../kernels/adam.wgsl" with { type: "text" };
 import select from "../../kernels/microadam_select.wgsl" with { type: "text" };
 import update from "../../kernels/microadam_update.wgsl" with { type: "text" };
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
+import { GRADIENT_LIMIT_LOG2 } from "../core/limits.ts";
+
+// Constants the kernels share with TypeScript, declared once (in src/core)
+// and emitted as WGSL ahead of every kernel.
+const SHARED_CONSTANTS = [
+  `const GRADIENT_LIMIT_LOG2: u32 = ${GRADIENT_LIMIT_LOG2}u;`,
+].join("\n");
 
 /** The compute kernels of this library. */
 export type KernelName =
@@ -51,7 +58,7 @@ const SOURCES: Record<KernelName, string[]> = {
  * ```
  */
 export function kernelSource(name: KernelName): string {
-  return SOURCES[name].join("\n");
+  return [SHARED_CONSTANTS, ...SOURCES[name]].join("\n");
 }
 
 // Kernels built on kernels/numeric.wgsl take its EXACT_FMA switch.

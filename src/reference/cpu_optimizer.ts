@@ -25,7 +25,7 @@ import type {
   OptimizerStatus,
   TensorState,
 } from "../core/state.ts";
-import { MAX_COUNT } from "../core/state.ts";
+import { GRADIENT_LIMIT_LOG2, MAX_COUNT } from "../core/limits.ts";
 
 /**
  * One tensor handed to a CPU optimizer. `param` is updated in place at every
@@ -317,7 +317,7 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
       }
     });
     // Every gradient is checked before any state changes, so a skip is exact.
-    const bad = inputs.find((x) => !allFinite(x.tensor.grad));
+    const bad = inputs.find((x) => !allWithinLimit(x.tensor.grad));
     this.#calls = call;
     if (bad) {
       this.#skipped++;
@@ -446,25 +446,32 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
   }
 }
 
+const GRADIENT_LIMIT = 2 ** GRADIENT_LIMIT_LOG2;
+// bf16 bits with |value| >= 2^GRADIENT_LIMIT_LOG2: exponent field at or above 127 + log2.
+const BF16_LIMIT_EXPONENT = (127 + GRADIENT_LIMIT_LOG2) << 7;
+
 /**
- * True when every value is finite. For bf16 bits, a value is non-finite
- * when its exponent bits are all ones.
+ * True when every value is usable as a gradient: finite and of magnitude
+ * below 2^60 (`GRADIENT_LIMIT_LOG2`). For bf16 bits, the exponent field
+ * decides. The GPU's check kernel applies the same rule.
  *
  * @example
  * ```ts
- * import { allFinite } from "./cpu_optimizer.ts";
- * console.log(allFinite(new Float32Array([1, 2])), allFinite(new Uint16Array([0x7f80]))); // true false
+ * import { allWithinLimit } from "./cpu_optimizer.ts";
+ * console.log(allWithinLimit(new Float32Array([1, -2e17])), allWithinLimit(new Float32Array([2e18]))); // true false
+ * console.log(allWithinLimit(new Uint16Array([0x3f80])), allWithinLimit(new Uint16Array([0x7f80]))); // true false
  * ```
  */
-export function allFinite(values: Float32Array | Uint16Array): boolean {
+export function allWithinLimit(values: Float32Array | Uint16Array): boolean {
   if (values instanceof Uint16Array) {
     for (let i = 0; i < values.length; i++) {
-      if ((values[i] & 0x7f80) === 0x7f80) return false;
+      if ((values[i] & 0x7f80) >= BF16_LIMIT_EXPONENT) return false;
     }
     return true;
   }
   for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) return false;
+    // `!(… < …)` is true for NaN as well.
+    if (!(Math.abs(values[i]) < GRADIENT_LIMIT)) return false;
   }
   return true;
 }
