@@ -75,7 +75,7 @@ const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
  * A compute pipeline for `name` with the given override constants, compiled
  * once per device. Kernels using the exact numerics get `EXACT_FMA` from
  * {@link hasExactFma} unless `constants` sets it. Compilation errors surface as the device's validation
- * errors (tests/kernels_test.ts compiles every kernel in an error scope).
+ * errors (tests/gpu_kernels_test.ts compiles every kernel in an error scope).
  *
  * @example
  * ```ts
