@@ -32,7 +32,14 @@ struct Step {
   bad_tensor: u32,  // 1 + index of the first non-finite tensor of the last skip
   c1: f32,          // MicroAdam: (1-b1)/(1-b1^t); Adam: 1-b1^t
   c2: f32,          // MicroAdam: (1-b2)/(1-b2^t); Adam: sqrt(1-b2^t)
-  reserved: array<u32, 8>,
+  calls: u32,       // step calls executed (applied, skipped or refused)
+  bad_call: u32,    // `calls` at the last non-finite skip
+  refused: u32,     // calls refused: their hyperparameter slot was overwritten
+  reserved0: u32,
+  hyper_call: u32,  // the call the group hyperparameters below belong to
+  reserved1: u32,
+  reserved2: u32,
+  reserved3: u32,
   param_groups: array<GroupHyper>,
 }
 

@@ -1,4 +1,5 @@
-// Step 2: one thread decides whether the step is applied, advances the step
+// Step 2: one thread counts the call, decides whether the step is applied
+// (its hyperparameters are its own, its gradients finite), advances the step
 // counter and the window ring, and computes the bias-correction scalars.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
@@ -7,12 +8,23 @@
 
 @compute @workgroup_size(1)
 fn main() {
+  let call = step.calls + 1u;
+  step.calls = call;
   let bad = atomicLoad(&flags[0]);
+  atomicStore(&flags[0], 0xffffffffu);
+  // The hyperparameters copied for this step belong to another call: more
+  // steps were encoded before a submit than the ring has slots. Refuse the
+  // step rather than run it with another step's learning rate.
+  if (step.hyper_call != call) {
+    step.skip = 1u;
+    step.refused = step.refused + 1u;
+    return;
+  }
   if (bad != 0xffffffffu) {
-    atomicStore(&flags[0], 0xffffffffu);
     step.skip = 1u;
     step.skipped = step.skipped + 1u;
     step.bad_tensor = bad + 1u;
+    step.bad_call = call;
     return;
   }
   step.skip = 0u;

@@ -53,6 +53,33 @@ export class CheckpointError extends Error {
 }
 
 /**
+ * The GPU rejected work this optimizer encoded or a readback it asked for (a
+ * WebGPU validation or out-of-memory error: a tensor buffer destroyed or
+ * mapped, a finished encoder, bad timestamp writes, buffers of another
+ * device, …). The step in question did not run; the message names the cause.
+ */
+export class GpuCommandError extends Error {
+  /** Error name, for logs. */
+  override name = "GpuCommandError";
+}
+
+/** The optimizer was used after `dispose()` (or disposed while a call was pending). */
+export class DisposedError extends Error {
+  /** Error name, for logs. */
+  override name = "DisposedError";
+}
+
+/**
+ * A step would pass a limit the optimizer cannot represent: more step calls
+ * than its u32 counters hold, or more steps encoded into callers' encoders
+ * than may wait for one submit.
+ */
+export class StepLimitError extends RangeError {
+  /** Error name, for logs. */
+  override name = "StepLimitError";
+}
+
+/**
  * Formats a value for an error message: numbers as written, strings quoted,
  * everything else through JSON.
  *
@@ -67,8 +94,19 @@ export function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (value === undefined) return "undefined";
   if (value === null) return "null";
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "function") return "a function";
+  if (typeof value === "symbol") return String(value);
   if (ArrayBuffer.isView(value)) {
     return `${value.constructor.name}(${(value as Uint8Array).length})`;
+  }
+  // A class instance (a GPUBuffer, a Map, …) by its class: JSON shows "{}".
+  const proto = typeof value === "object" ? Object.getPrototypeOf(value) : null;
+  if (
+    proto !== null && proto !== Object.prototype && proto !== Array.prototype
+  ) {
+    const name = proto?.constructor?.name;
+    if (name) return `a ${name}`;
   }
   try {
     return JSON.stringify(value) ?? String(value);

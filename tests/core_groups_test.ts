@@ -152,15 +152,28 @@ Deno.test("groupHyper: lr = base × schedule(call), weight decay as set; the sch
 
 Deno.test("groupHyper: a schedule giving NaN, a negative or an infinite factor is an InvalidOptionError naming the group and step", () => {
   for (
-    const [factor, shown] of [[NaN, "NaN"], [-0.5, "-0.05"], [
-      Infinity,
-      "Infinity",
-    ]] as const
+    const [factor, shown] of [
+      [NaN, "NaN"],
+      [-0.5, "-0.5"],
+      [
+        Infinity,
+        "Infinity",
+      ],
+      [2n, "2n"],
+      ["1", '"1"'],
+    ] as const
   ) {
     rejects(
-      () => groupHyper(group({ schedule: () => factor }), 7, 2),
+      () =>
+        groupHyper(
+          group({
+            schedule: (() => factor) as unknown as (s: number) => number,
+          }),
+          7,
+          2,
+        ),
       "group 2 lr at step 7",
-      `base 0.1 × schedule ${factor}`,
+      `base 0.1 × schedule ${shown}`,
       `got ${shown}`,
     );
   }
@@ -175,7 +188,12 @@ Deno.test("groupHyper: a schedule giving NaN, a negative or an infinite factor i
         1,
       ),
     "group 1 lr at step 3",
-    "got NaN",
+    "got undefined",
+  );
+  // A finite factor whose lr overflows f32.
+  rejects(
+    () => groupHyper(group({ schedule: () => 1e40 }), 2, 0),
+    "group 0 lr at step 2 (base 0.1 × schedule 1e+40): 1e+39 overflows f32",
   );
   // Invalid values set on a group after construction.
   rejects(

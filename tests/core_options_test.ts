@@ -125,7 +125,7 @@ Deno.test("common options: each invalid value is an InvalidOptionError naming th
     ["betas", [NaN, 0.9], "betas"],
     ["betas", ["0.9", 0.9], 'got ["0.9",0.9]'],
     ["betas", 0.9, "got 0.9"],
-    ["eps", -1e-8, "eps: expected a finite number >= 0, got -1e-8"],
+    ["eps", -1e-8, "eps: expected a finite number > 0, got -1e-8"],
     ["eps", NaN, "eps"],
     ["eps", Infinity, "got Infinity"],
     ["eps", "1e-8", 'got "1e-8"'],
@@ -171,7 +171,11 @@ Deno.test("MicroAdam options: each invalid value is an InvalidOptionError naming
     ["topkBlockSize", 65537, "got 65537"],
     ["topkBlockSize", 100.5, "got 100.5"],
     ["topkBlockSize", Infinity, "got Infinity"],
-    ["efBlockSize", 0, "efBlockSize (Q): expected an even integer >= 2, got 0"],
+    [
+      "efBlockSize",
+      0,
+      "efBlockSize (Q): expected an even integer in [2, 2147483648], got 0",
+    ],
     ["efBlockSize", 1, "got 1"],
     ["efBlockSize", 3, "got 3"],
     ["efBlockSize", 4097, "got 4097"],
@@ -193,12 +197,16 @@ Deno.test("boundary values are accepted: density 1, betas [0, 0], topkBlockSize 
     window: 1,
     efBlockSize: 2,
     lr: 0,
-    eps: 0,
+    eps: 2 ** -126,
     weightDecay: 0,
   });
   assert.deepEqual(
     [o.density, o.betas, o.topkBlockSize, o.window, o.efBlockSize, o.lr, o.eps],
-    [1, [0, 0], 65536, 1, 2, 0, 0],
+    [1, [0, 0], 65536, 1, 2, 0, 2 ** -126],
+  );
+  assert.equal(
+    resolveMicroAdamOptions({ efBlockSize: 2 ** 31 }).efBlockSize,
+    2 ** 31,
   );
   assert.equal(resolveMicroAdamOptions({ topkBlockSize: 1 }).topkBlockSize, 1);
   assert.equal(resolveMicroAdamOptions({ window: 65535 }).window, 65535);
@@ -227,5 +235,84 @@ Deno.test("checkLr / checkWeightDecay: return the value, name the given place in
     () => checkWeightDecay(Infinity, "group 0 weightDecay"),
     "group 0 weightDecay",
     "Infinity",
+  );
+});
+
+Deno.test("values are checked as the kernels see them (f32): overflow, a β that rounds to 1, ε that vanishes are InvalidOptionErrors", () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ lr: 1e39 }, "lr: 1e+39 overflows f32"],
+    [{ lr: 3.5e38 }, "lr: 3.5e+38 overflows f32"],
+    [{ weightDecay: 1e39 }, "weightDecay: 1e+39 overflows f32"],
+    [{ betas: [0.9, 0.999999999] }, "betas[1]: 0.999999999 rounds to 1 in f32"],
+    [{ betas: [0.99999999, 0.999] }, "betas[0]: 0.99999999 rounds to 1 in f32"],
+    [{ eps: 0 }, "eps: expected a finite number > 0, got 0"],
+    [{ eps: 1e-45 }, "eps: 1e-45 is below the smallest normal f32"],
+    [{ eps: 1e39 }, "eps: 1e+39 overflows f32"],
+  ];
+  for (const [o, message] of cases) {
+    rejects(() => resolveAdamOptions(o), message);
+    rejects(() => resolveMicroAdamOptions(o), message);
+  }
+  // Just inside: the largest f32, a β just under 1 in f32.
+  assert.equal(resolveAdamOptions({ lr: 3.4e38 }).lr, 3.4e38);
+  assert.equal(
+    resolveAdamOptions({ betas: [0.9, 1 - 2 ** -24] }).betas[1],
+    1 - 2 ** -24,
+  );
+});
+
+Deno.test("integer options are bounded by what the kernels hold: efBlockSize 2^32 is an InvalidOptionError", () => {
+  for (const q of [2 ** 32, 2 ** 31 + 2, 2 ** 53]) {
+    rejects(
+      () => resolveMicroAdamOptions({ efBlockSize: q }),
+      `efBlockSize (Q): expected an even integer in [2, 2147483648], got ${q}`,
+    );
+  }
+});
+
+Deno.test("unknown keys, null, non-object options and non-boolean flags are InvalidOptionErrors naming the key", () => {
+  rejects(
+    () => resolveAdamOptions({ weight_decay: 0.1 } as never),
+    'Adam options: unknown option "weight_decay" (did you mean "weightDecay"?)',
+  );
+  rejects(
+    () => resolveMicroAdamOptions({ lR: 0.1 } as never),
+    'MicroAdam options: unknown option "lR" (did you mean "lr"?)',
+  );
+  rejects(
+    () => resolveMicroAdamOptions({ amsgrad: true } as never),
+    'unknown option "amsgrad"',
+  );
+  rejects(
+    () => resolveAdamOptions({ dtype: "bf16" } as never),
+    'unknown option "dtype"',
+  );
+  rejects(
+    () => resolveAdamOptions({ zzzz: 1 } as never),
+    'unknown option "zzzz"; valid options: lr, betas',
+  );
+  for (const key of ["lr", "betas", "eps", "weightDecay", "nonFinite"]) {
+    rejects(
+      () => resolveAdamOptions({ [key]: null } as never),
+      `${key}: got null; leave the option out for its default`,
+    );
+  }
+  rejects(
+    () => resolveMicroAdamOptions({ window: null } as never),
+    "window: got null",
+  );
+  for (const bad of [null, 5, "fast", [1, 2], new Float32Array(2)]) {
+    rejects(
+      () => resolveAdamOptions(bad as never),
+      "Adam options: expected an options object",
+    );
+  }
+  rejects(
+    () => resolveAdamOptions({ amsgrad: "false" } as never),
+    'amsgrad: expected true or false, got "false"',
+  );
+  rejects(
+    () => resolveAdamOptions({ decoupledWeightDecay: 1 } as never),
+    "decoupledWeightDecay: expected true or false, got 1",
   );
 });

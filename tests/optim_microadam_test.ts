@@ -214,7 +214,9 @@ class Twin {
       }),
     }));
     this.gpu = new MicroAdam(spec.gpuDevice ?? device, gpuGroups, options);
-    this.cpu = new MicroAdamCpu(cpuGroups, options);
+    // The CPU twin takes the hyperparameters, not the GPU's placement options.
+    const { maxBindingBytes: _bind, gatherBelow: _gather, ...hyper } = options;
+    this.cpu = new MicroAdamCpu(cpuGroups, hyper);
   }
 
   zeros(n: number): Arr {

@@ -5,10 +5,57 @@
  * @module
  */
 
-import { dirname } from "node:path";
-import { CheckpointError } from "../errors.ts";
+import { basename, dirname, join } from "node:path";
+import { CheckpointError, describe } from "../errors.ts";
 import type { OptimizerState } from "../core/state.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "./format.ts";
+
+/** Marks a temp file of {@link writeFileAtomic}: `<path>.tmp-<pid>-<random>`. */
+const TEMP_MARK = ".tmp-";
+/** Temp files this process is writing right now. */
+const inProgress = new Set<string>();
+
+/** Whether process `pid` still runs (Linux: /proc; elsewhere: assume it does). */
+function alive(pid: number): boolean {
+  if (pid === Deno.pid) return true;
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return true;
+    try {
+      Deno.statSync("/proc/self");
+      return false; // /proc exists, the process does not
+    } catch {
+      return true; // no /proc: cannot tell
+    }
+  }
+}
+
+/**
+ * Removes temp files that an earlier save to `path` left behind when its
+ * process was killed mid-write: those of processes that no longer run, or of
+ * this process but not in progress, or (where liveness cannot be told) older
+ * than an hour. Best effort: a failure here never fails the save.
+ */
+async function removeStaleTemps(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}${TEMP_MARK}`;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile || !entry.name.startsWith(prefix)) continue;
+      const full = join(dir, entry.name);
+      const pid = Number(entry.name.slice(prefix.length).split("-")[0]);
+      let stale = !Number.isInteger(pid) ||
+        (pid === Deno.pid ? !inProgress.has(full) : !alive(pid));
+      if (!stale && pid !== Deno.pid) {
+        const info = await Deno.stat(full);
+        stale = Date.now() - (info.mtime?.getTime() ?? Date.now()) > 3600e3;
+      }
+      if (stale) await Deno.remove(full).catch(() => {});
+    }
+  } catch { /* unreadable directory: the save itself will say so */ }
+}
 
 /**
  * Writes `bytes` to `path` atomically: into a uniquely named temp file in the
@@ -35,11 +82,13 @@ export async function writeFileAtomic(
   path: string,
   bytes: Uint8Array,
 ): Promise<void> {
+  await removeStaleTemps(path);
   const rand = Array.from(
     crypto.getRandomValues(new Uint8Array(6)),
     (b) => b.toString(16).padStart(2, "0"),
   ).join("");
-  const tmp = `${path}.tmp-${Deno.pid}-${rand}`;
+  const tmp = `${path}${TEMP_MARK}${Deno.pid}-${rand}`;
+  inProgress.add(tmp);
   let file: Deno.FsFile | undefined;
   let created = false;
   try {
@@ -56,6 +105,7 @@ export async function writeFileAtomic(
     await Deno.rename(tmp, path);
     created = false;
   } catch (cause) {
+    inProgress.delete(tmp);
     try {
       file?.close();
     } catch { /* already closed */ }
@@ -69,6 +119,7 @@ export async function writeFileAtomic(
       { cause },
     );
   }
+  inProgress.delete(tmp);
   // Best effort: Windows cannot open or fsync a directory this way, and the
   // file is already in place; only durability across power loss is at stake.
   try {
@@ -84,8 +135,8 @@ export async function writeFileAtomic(
 /**
  * Encodes `state` and writes it to `path` atomically.
  *
- * @throws {CheckpointError} If the state cannot be encoded exactly.
- * @throws {Error} If the file cannot be written (the old file is kept).
+ * @throws {CheckpointError} If the state cannot be encoded exactly, or the
+ * file cannot be written (the message names the path; the old file is kept).
  *
  * @example
  * ```ts
@@ -105,7 +156,12 @@ export async function saveCheckpoint(
   path: string,
   state: OptimizerState,
 ): Promise<void> {
-  await writeFileAtomic(path, encodeCheckpoint(state));
+  const bytes = encodeCheckpoint(state);
+  try {
+    await writeFileAtomic(path, bytes);
+  } catch (e) {
+    throw new CheckpointError((e as Error).message, { cause: e });
+  }
 }
 
 /**
@@ -128,15 +184,43 @@ export async function saveCheckpoint(
  * ```
  */
 export async function loadCheckpoint(path: string): Promise<OptimizerState> {
-  let bytes: Uint8Array;
+  return decodeCheckpointAt(path, await readCheckpointFile(path));
+}
+
+/**
+ * The bytes of the file at `path`; anything that is not a readable regular
+ * file (missing, a directory, a symlink loop, no permission) is a
+ * {@link CheckpointError} naming the path and the cause.
+ */
+export async function readCheckpointFile(path: string): Promise<Uint8Array> {
+  if (typeof path !== "string" || path === "") {
+    throw new CheckpointError(
+      `expected a checkpoint path (a non-empty string), got ${describe(path)}`,
+    );
+  }
   try {
-    bytes = await Deno.readFile(path);
+    const info = await Deno.stat(path);
+    if (!info.isFile) {
+      throw new CheckpointError(
+        `${path} is not a checkpoint file (it is a ${
+          info.isDirectory ? "directory" : "special file"
+        })`,
+      );
+    }
+    return await Deno.readFile(path);
   } catch (e) {
+    if (e instanceof CheckpointError) throw e;
     if (e instanceof Deno.errors.NotFound) {
       throw new CheckpointError(`no checkpoint at ${path}`, { cause: e });
     }
-    throw e;
+    throw new CheckpointError(
+      `cannot read the checkpoint at ${path}: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
+}
+
+function decodeCheckpointAt(path: string, bytes: Uint8Array): OptimizerState {
   try {
     return decodeCheckpoint(bytes);
   } catch (e) {

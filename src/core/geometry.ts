@@ -1,6 +1,3 @@
-import { CheckpointError } from "../errors.ts";
-import type { OptimizerState } from "./state.ts";
-
 /**
  * The block structure of one MicroAdam tensor: top-k blocks, window row
  * layout and EF quantization blocks. CPU reference and GPU kernels both use
@@ -134,53 +131,4 @@ export function blockLength(g: MicroAdamGeometry, b: number): number {
  */
 export function blockWindowOffset(g: MicroAdamGeometry, b: number): number {
   return b * g.window * g.kBlock;
-}
-
-/**
- * Checks what sizes alone cannot in a MicroAdam state: the ring position
- * follows the step count, and every window index lies inside its block (a
- * crafted or damaged state could otherwise scatter into other blocks).
- * Throws {@link CheckpointError}.
- *
- * @example
- * ```ts
- * import { checkMicroAdamState, microAdamGeometry } from "./geometry.ts";
- * const g = microAdamGeometry(4, { window: 2, density: 0.5, topkBlockSize: 4, efBlockSize: 2 });
- * const state = { optimizer: "MicroAdam", config: {}, step: 1, calls: 1, skipped: 0, ring: 1,
- *   tensors: [{ name: "w", length: 4, buffers: { window: new Uint8Array(16) } }] };
- * checkMicroAdamState(state, [g]); // fine: all indices 0
- * ```
- */
-export function checkMicroAdamState(
-  state: OptimizerState,
-  geometry: readonly MicroAdamGeometry[],
-): void {
-  const m = geometry[0]?.window ?? 1;
-  if (state.ring !== state.step % m) {
-    throw new CheckpointError(
-      `ring: expected step mod window = ${state.step % m}, got ${state.ring}`,
-    );
-  }
-  geometry.forEach((g, i) => {
-    const b = state.tensors[i].buffers.window;
-    const win = new Uint32Array(g.windowEntries);
-    new Uint8Array(win.buffer).set(
-      new Uint8Array(b.buffer, b.byteOffset, b.byteLength),
-    );
-    for (let blk = 0; blk < g.blocks; blk++) {
-      const len = blockLength(g, blk);
-      const off = blockWindowOffset(g, blk);
-      for (let e = off; e < off + g.window * blockK(g, blk); e++) {
-        if ((win[e] & 0xffff) >= len) {
-          throw new CheckpointError(
-            `tensor ${i} ("${
-              state.tensors[i].name
-            }"): window entry ${e} has index ${
-              win[e] & 0xffff
-            }, outside its block of ${len} elements`,
-          );
-        }
-      }
-    }
-  });
 }

@@ -8,7 +8,8 @@
  */
 
 import { describe, InvalidOptionError } from "../errors.ts";
-import { checkLr, checkWeightDecay } from "./options.ts";
+import { checkKeys, given } from "./checks.ts";
+import { checkLr, checkSchedule, checkWeightDecay } from "./options.ts";
 import type { Schedule } from "./schedule.ts";
 
 /** A group as the caller writes it. */
@@ -34,6 +35,9 @@ export interface ParamGroup<T> {
   /** Schedule factor, or undefined for a constant lr. */
   schedule?: Schedule;
 }
+
+/** The keys a param group may have. */
+const GROUP_KEYS = ["params", "lr", "weightDecay", "schedule"];
 
 function isGroupSpec<T>(x: unknown): x is ParamGroupSpec<T> {
   return typeof x === "object" && x !== null &&
@@ -71,25 +75,23 @@ export function normalizeGroups<T>(
     ? params as ParamGroupSpec<T>[]
     : [{ params: params as T[] }];
   return specs.map((s, i) => {
+    const o = groupsGiven
+      ? checkKeys(s, GROUP_KEYS, `group ${i}`)
+      : s as unknown as Record<string, unknown>;
     if (s.params.length === 0) {
       throw new InvalidOptionError(`group ${i}: has no tensors`);
     }
-    const schedule = s.schedule ?? defaults.schedule;
-    if (schedule !== undefined && typeof schedule !== "function") {
-      throw new InvalidOptionError(
-        `group ${i} schedule: expected a function (step) => factor, got ${
-          describe(schedule)
-        }`,
-      );
-    }
     return {
       params: [...s.params],
-      lr: checkLr(s.lr ?? defaults.lr, `group ${i} lr`),
+      lr: checkLr(given(o, "lr", defaults.lr), `group ${i} lr`),
       weightDecay: checkWeightDecay(
-        s.weightDecay ?? defaults.weightDecay,
+        given(o, "weightDecay", defaults.weightDecay),
         `group ${i} weightDecay`,
       ),
-      schedule,
+      schedule: checkSchedule(
+        given(o, "schedule", defaults.schedule),
+        `group ${i} schedule`,
+      ),
     };
   });
 }
@@ -110,16 +112,22 @@ export function groupHyper<T>(
   index: number,
 ): { lr: number; weightDecay: number } {
   const base = checkLr(group.lr, `group ${index} lr`);
-  if (group.schedule !== undefined && typeof group.schedule !== "function") {
-    throw new InvalidOptionError(
-      `group ${index} schedule: expected a function (step) => factor, got ${
-        describe(group.schedule)
-      }`,
-    );
+  const schedule = checkSchedule(group.schedule, `group ${index} schedule`);
+  let factor: unknown = 1;
+  if (schedule) {
+    factor = schedule(call);
+    if (
+      typeof factor !== "number" || !Number.isFinite(factor) || factor < 0
+    ) {
+      throw new InvalidOptionError(
+        `group ${index} lr at step ${call} (base ${base} × schedule ${
+          describe(factor)
+        }): expected a finite schedule factor >= 0, got ${describe(factor)}`,
+      );
+    }
   }
-  const factor = group.schedule ? group.schedule(call) : 1;
   const lr = checkLr(
-    base * factor,
+    base * (factor as number),
     `group ${index} lr at step ${call} (base ${base} × schedule ${factor})`,
   );
   return {

@@ -7,6 +7,14 @@
  */
 
 import { describe, InvalidOptionError } from "../errors.ts";
+import {
+  checkBoolean,
+  checkF32,
+  checkInteger,
+  checkKeys,
+  F32_MIN_NORMAL,
+  given,
+} from "./checks.ts";
 import { MAX_TOPK_BLOCK } from "./limits.ts";
 import type { Schedule } from "./schedule.ts";
 
@@ -17,9 +25,9 @@ export type NonFinitePolicy = "skip" | "error";
 export interface CommonOptions {
   /** Learning rate (base value; groups and schedules scale it). @default {1e-3} */
   lr?: number;
-  /** Decay rates of the first and second moments, each in [0, 1). @default {[0.9, 0.999]} */
+  /** Decay rates of the first and second moments, each in [0, 1) (and below 1 as an f32). @default {[0.9, 0.999]} */
   betas?: readonly [number, number];
-  /** Added to the denominator for stability. @default {1e-8} */
+  /** Added to the denominator for stability; > 0, at least the smallest normal f32. @default {1e-8} */
   eps?: number;
   /** Weight decay; decoupled (AdamW-style) unless stated. @default {0} */
   weightDecay?: number;
@@ -61,7 +69,7 @@ export interface MicroAdamOptions extends CommonOptions {
    * @default {4096}
    */
   topkBlockSize?: number;
-  /** Error-feedback quantization block size Q (even, ≥ 2). @default {4096} */
+  /** Error-feedback quantization block size Q (even, in [2, 2^31]). @default {4096} */
   efBlockSize?: number;
   /**
    * `"f32"`: parameters and gradients are f32 (spec §B). `"bf16"`: they are
@@ -81,8 +89,49 @@ export type ResolvedMicroAdamOptions =
   & Required<Omit<MicroAdamOptions, "schedule">>
   & { schedule?: Schedule };
 
+/** The option names of {@link CommonOptions}. */
+export const COMMON_KEYS: readonly string[] = [
+  "lr",
+  "betas",
+  "eps",
+  "weightDecay",
+  "schedule",
+  "nonFinite",
+];
+
+/** The option names of {@link AdamOptions}. */
+export const ADAM_KEYS: readonly string[] = [
+  ...COMMON_KEYS,
+  "amsgrad",
+  "decoupledWeightDecay",
+];
+
+/** The option names of AdamW (always decoupled). */
+export const ADAMW_KEYS: readonly string[] = ADAM_KEYS.filter((k) =>
+  k !== "decoupledWeightDecay"
+);
+
+/** The option names of AMSGrad (always with the maximum). */
+export const AMSGRAD_KEYS: readonly string[] = ADAM_KEYS.filter((k) =>
+  k !== "amsgrad"
+);
+
+/** The option names of {@link MicroAdamOptions}. */
+export const MICROADAM_KEYS: readonly string[] = [
+  ...COMMON_KEYS,
+  "window",
+  "density",
+  "topkBlockSize",
+  "efBlockSize",
+  "dtype",
+];
+
+/** Largest EF block size Q (the kernels hold it in a u32). */
+export const MAX_EF_BLOCK = 2 ** 31;
+
 /**
- * Checks a learning rate: finite and ≥ 0.
+ * Checks a learning rate: a number >= 0 that is finite as an f32 (the
+ * kernels' type).
  *
  * @example
  * ```ts
@@ -92,16 +141,11 @@ export type ResolvedMicroAdamOptions =
  * ```
  */
 export function checkLr(lr: unknown, where = "lr"): number {
-  if (typeof lr !== "number" || !Number.isFinite(lr) || lr < 0) {
-    throw new InvalidOptionError(
-      `${where}: expected a finite number >= 0, got ${describe(lr)}`,
-    );
-  }
-  return lr;
+  return checkF32(lr, where, { min: 0 });
 }
 
 /**
- * Checks a weight decay: finite and ≥ 0.
+ * Checks a weight decay: a number >= 0 that is finite as an f32.
  *
  * @example
  * ```ts
@@ -113,57 +157,89 @@ export function checkWeightDecay(
   wd: unknown,
   where = "weightDecay",
 ): number {
-  if (typeof wd !== "number" || !Number.isFinite(wd) || wd < 0) {
-    throw new InvalidOptionError(
-      `${where}: expected a finite number >= 0, got ${describe(wd)}`,
-    );
-  }
-  return wd;
+  return checkF32(wd, where, { min: 0 });
 }
 
-function checkCommon(o: CommonOptions, defaultWd: number) {
-  const lr = checkLr(o.lr ?? 1e-3);
-  const betas = o.betas ?? [0.9, 0.999];
-  if (
-    !Array.isArray(betas) || betas.length !== 2 ||
-    !betas.every((b) => typeof b === "number" && b >= 0 && b < 1)
-  ) {
+/**
+ * Checks a schedule: a function (or undefined for a constant lr).
+ *
+ * @example
+ * ```ts
+ * import { checkSchedule } from "./options.ts";
+ * console.log(checkSchedule(undefined)); // undefined
+ * ```
+ */
+export function checkSchedule(
+  schedule: unknown,
+  where = "schedule",
+): Schedule | undefined {
+  if (schedule !== undefined && typeof schedule !== "function") {
     throw new InvalidOptionError(
-      `betas: expected two numbers in [0, 1), got ${describe(betas)}`,
+      `${where}: expected a function (step) => factor, got ${
+        describe(schedule)
+      }`,
     );
   }
-  const eps = o.eps ?? 1e-8;
-  if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0) {
+  return schedule as Schedule | undefined;
+}
+
+function checkBetas(value: unknown): readonly [number, number] {
+  if (!Array.isArray(value) || value.length !== 2) {
     throw new InvalidOptionError(
-      `eps: expected a finite number >= 0, got ${describe(eps)}`,
+      `betas: expected two numbers in [0, 1), got ${describe(value)}`,
     );
   }
-  const weightDecay = checkWeightDecay(o.weightDecay ?? defaultWd);
-  const nonFinite = o.nonFinite ?? "skip";
+  value.forEach((b, i) => {
+    if (typeof b !== "number" || !(b >= 0 && b < 1)) {
+      throw new InvalidOptionError(
+        `betas: expected two numbers in [0, 1), got ${describe(value)}`,
+      );
+    }
+    if (Math.fround(b) >= 1) {
+      throw new InvalidOptionError(
+        `betas[${i}]: ${b} rounds to 1 in f32, the type the kernels compute in; expected a value whose f32 is below 1 (at most ${
+          1 - 2 ** -24
+        })`,
+      );
+    }
+  });
+  return [value[0], value[1]] as const;
+}
+
+function checkCommon(o: Record<string, unknown>, defaultWd: number) {
+  const lr = checkLr(given(o, "lr", 1e-3));
+  const betas = checkBetas(given(o, "betas", [0.9, 0.999]));
+  // ε keeps 0/0 out of the update (a zero gradient, a coordinate never
+  // selected): it must survive as a normal f32, which no GPU flushes to 0.
+  const eps = given(o, "eps", 1e-8);
+  checkF32(eps, "eps", { minExclusive: 0 });
+  if (Math.fround(eps as number) < F32_MIN_NORMAL) {
+    throw new InvalidOptionError(
+      `eps: ${eps} is below the smallest normal f32 (${F32_MIN_NORMAL}); it would round or flush to 0 on the GPU and make 0/0 in the update`,
+    );
+  }
+  const weightDecay = checkWeightDecay(given(o, "weightDecay", defaultWd));
+  const nonFinite = given(o, "nonFinite", "skip");
   if (nonFinite !== "skip" && nonFinite !== "error") {
     throw new InvalidOptionError(
       `nonFinite: expected "skip" or "error", got ${describe(nonFinite)}`,
     );
   }
-  if (o.schedule !== undefined && typeof o.schedule !== "function") {
-    throw new InvalidOptionError(
-      `schedule: expected a function (step) => factor, got ${
-        describe(o.schedule)
-      }`,
-    );
-  }
+  const schedule = checkSchedule(given(o, "schedule", undefined));
   return {
     lr,
-    betas: [betas[0], betas[1]] as const,
-    eps,
+    betas,
+    eps: eps as number,
     weightDecay,
-    nonFinite,
-    schedule: o.schedule,
+    nonFinite: nonFinite as NonFinitePolicy,
+    schedule,
   };
 }
 
 /**
- * Validates Adam-family options and fills in defaults.
+ * Validates Adam-family options and fills in defaults. Keys outside `keys`
+ * (e.g. `amsgrad` for AMSGrad, which always keeps the maximum), `null`
+ * values and values of the wrong type are {@link InvalidOptionError}s.
  *
  * @example
  * ```ts
@@ -172,21 +248,39 @@ function checkCommon(o: CommonOptions, defaultWd: number) {
  * ```
  */
 export function resolveAdamOptions(
-  o: AdamOptions = {},
-  defaults: { weightDecay?: number; decoupledWeightDecay?: boolean } = {},
+  options: AdamOptions = {},
+  defaults: {
+    weightDecay?: number;
+    decoupledWeightDecay?: boolean;
+    amsgrad?: boolean;
+  } = {},
+  keys: readonly string[] = ADAM_KEYS,
+  what = "Adam options",
 ): ResolvedAdamOptions {
+  const o = checkKeys(options, keys, what);
   const common = checkCommon(o, defaults.weightDecay ?? 0);
   return {
     ...common,
-    amsgrad: Boolean(o.amsgrad ?? false),
-    decoupledWeightDecay: Boolean(
-      o.decoupledWeightDecay ?? defaults.decoupledWeightDecay ?? false,
+    amsgrad: checkBoolean(
+      given(o, "amsgrad", defaults.amsgrad ?? false),
+      "amsgrad",
+    ),
+    decoupledWeightDecay: checkBoolean(
+      given(
+        o,
+        "decoupledWeightDecay",
+        defaults.decoupledWeightDecay ?? false,
+      ),
+      "decoupledWeightDecay",
     ),
   };
 }
 
 /**
- * Validates MicroAdam options and fills in defaults.
+ * Validates MicroAdam options and fills in defaults. Unknown keys (other
+ * than `extraKeys`), `null` values and values of the wrong type are
+ * {@link InvalidOptionError}s; every integer is bounded by what the kernels
+ * hold.
  *
  * @example
  * ```ts
@@ -196,25 +290,23 @@ export function resolveAdamOptions(
  * ```
  */
 export function resolveMicroAdamOptions(
-  o: MicroAdamOptions = {},
+  options: MicroAdamOptions = {},
+  extraKeys: readonly string[] = [],
+  what = "MicroAdam options",
 ): ResolvedMicroAdamOptions {
+  const o = checkKeys(options, [...MICROADAM_KEYS, ...extraKeys], what);
   const common = checkCommon(o, 0);
-  const window = o.window ?? 10;
-  if (!Number.isInteger(window) || window < 1 || window > 65535) {
-    throw new InvalidOptionError(
-      `window (m): expected an integer in [1, 65535], got ${describe(window)}`,
-    );
-  }
-  const density = o.density ?? 0.01;
+  const window = checkInteger(given(o, "window", 10), "window (m)", 1, 65535);
+  const density = given(o, "density", 0.01);
   if (typeof density !== "number" || !(density > 0 && density <= 1)) {
     throw new InvalidOptionError(
       `density: expected a number in (0, 1], got ${describe(density)}`,
     );
   }
-  const topkBlockSize = o.topkBlockSize ?? 4096;
+  const topkBlockSize = given(o, "topkBlockSize", 4096);
   if (
-    !Number.isInteger(topkBlockSize) || topkBlockSize < 1 ||
-    topkBlockSize > MAX_TOPK_BLOCK
+    typeof topkBlockSize !== "number" || !Number.isInteger(topkBlockSize) ||
+    topkBlockSize < 1 || topkBlockSize > MAX_TOPK_BLOCK
   ) {
     throw new InvalidOptionError(
       `topkBlockSize (D): expected an integer in [1, ${MAX_TOPK_BLOCK}] (indices are u16), got ${
@@ -222,17 +314,18 @@ export function resolveMicroAdamOptions(
       }`,
     );
   }
-  const efBlockSize = o.efBlockSize ?? 4096;
+  const efBlockSize = given(o, "efBlockSize", 4096);
   if (
-    !Number.isInteger(efBlockSize) || efBlockSize < 2 || efBlockSize % 2 !== 0
+    typeof efBlockSize !== "number" || !Number.isInteger(efBlockSize) ||
+    efBlockSize < 2 || efBlockSize % 2 !== 0 || efBlockSize > MAX_EF_BLOCK
   ) {
     throw new InvalidOptionError(
-      `efBlockSize (Q): expected an even integer >= 2, got ${
+      `efBlockSize (Q): expected an even integer in [2, ${MAX_EF_BLOCK}], got ${
         describe(efBlockSize)
       }`,
     );
   }
-  const dtype = o.dtype ?? "f32";
+  const dtype = given(o, "dtype", "f32");
   if (dtype !== "f32" && dtype !== "bf16") {
     throw new InvalidOptionError(
       `dtype: expected "f32" or "bf16", got ${describe(dtype)}`,

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { GpuCommandError } from "../errors.ts";
+
 /**
  * Creates a buffer of at least 4 bytes and writes `data` into it.
  *
@@ -49,7 +51,9 @@ export interface BufferRange {
 }
 
 /**
- * Reads several buffer ranges back with one submit and one map.
+ * Reads several buffer ranges back with one submit and one map. A copy the
+ * GPU refuses (e.g. from a destroyed buffer) throws {@link GpuCommandError}
+ * instead of returning the staging buffer's zeros.
  *
  * @example
  * ```ts
@@ -65,31 +69,40 @@ export interface BufferRange {
 export async function readRanges(
   device: GPUDevice,
   ranges: BufferRange[],
-): Promise<Uint8Array[]> {
+): Promise<Uint8Array<ArrayBuffer>[]> {
   let total = 0;
   const at = ranges.map((r) => {
     const o = total;
     total += Math.ceil(r.size / 4) * 4;
     return o;
   });
+  // A copy the GPU refuses (a destroyed source, say) would leave zeros in
+  // the staging buffer: catch it, so that no caller mistakes them for data.
+  device.pushErrorScope("validation");
   const staging = device.createBuffer({
-    label: "microadam readback",
+    label: "readback",
     size: Math.max(total, 4),
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
+  const enc = device.createCommandEncoder();
+  ranges.forEach((r, i) => {
+    const size = Math.ceil(r.size / 4) * 4;
+    if (size) enc.copyBufferToBuffer(r.buffer, r.offset, staging, at[i], size);
+  });
+  device.queue.submit([enc.finish()]);
+  const refused = device.popErrorScope();
   try {
-    const enc = device.createCommandEncoder();
-    ranges.forEach((r, i) => {
-      const size = Math.ceil(r.size / 4) * 4;
-      if (size) {
-        enc.copyBufferToBuffer(r.buffer, r.offset, staging, at[i], size);
-      }
-    });
-    device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    const [error] = await Promise.all([
+      refused,
+      staging.mapAsync(GPUMapMode.READ),
+    ]);
+    if (error) {
+      throw new GpuCommandError(`the GPU refused a readback: ${error.message}`);
+    }
     const all = new Uint8Array(staging.getMappedRange());
     return ranges.map((r, i) => all.slice(at[i], at[i] + r.size));
   } finally {
+    refused.catch(() => {});
     staging.destroy();
   }
 }

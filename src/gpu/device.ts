@@ -98,3 +98,33 @@ export async function requestDevice(
   }
   return device;
 }
+
+const lostReasons = new WeakMap<GPUDevice, { reason?: string }>();
+
+/**
+ * Why `device` was lost (destroyed, or a driver failure), or undefined while
+ * it lives. One watcher per device: optimizers ask here instead of each
+ * holding a `device.lost` handler, which would keep every optimizer ever
+ * built on the device from being garbage-collected.
+ *
+ * @example
+ * ```ts
+ * import { deviceLostReason, requestDevice } from "./device.ts";
+ * const device = await requestDevice();
+ * console.log(deviceLostReason(device)); // undefined
+ * device.destroy();
+ * await device.lost;
+ * console.log(deviceLostReason(device)); // "device was lost"
+ * ```
+ */
+export function deviceLostReason(device: GPUDevice): string | undefined {
+  let record = lostReasons.get(device);
+  if (!record) {
+    const r: { reason?: string } = {};
+    lostReasons.set(device, record = r);
+    device.lost.then((info) => {
+      r.reason = info.message || String(info.reason);
+    });
+  }
+  return record.reason;
+}

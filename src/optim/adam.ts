@@ -10,12 +10,20 @@ import type { TensorStateRanges } from "./state_io.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
 import {
+  ADAM_KEYS,
   type AdamOptions,
+  ADAMW_KEYS,
+  AMSGRAD_KEYS,
   resolveAdamOptions,
   type ResolvedAdamOptions,
 } from "../core/options.ts";
-import { GpuOptimizer, type PlacementOptions } from "./gpu_optimizer.ts";
-import type { ConfigValue } from "../core/state.ts";
+import {
+  GpuOptimizer,
+  PLACEMENT_KEYS,
+  type PlacementOptions,
+} from "./gpu_optimizer.ts";
+import type { ConfigValue, OptimizerState } from "../core/state.ts";
+import { checkAdamState } from "../core/state_checks.ts";
 
 const MOMENTS = ["expAvg", "expAvgSq", "maxExpAvgSq"] as const;
 
@@ -54,15 +62,26 @@ export class Adam extends GpuOptimizer {
    * @param options Hyperparameters and placement options.
    * @param kind Name recorded in checkpoints (set by the subclasses).
    * @param defaults Defaults that differ per subclass.
+   * @param keys The options the subclass takes (placement options come on top).
    */
   constructor(
     device: GPUDevice,
     params: readonly (GpuTensor | ParamGroupSpec<GpuTensor>)[],
     options: AdamOptions & PlacementOptions = {},
     kind = "Adam",
-    defaults: { weightDecay?: number; decoupledWeightDecay?: boolean } = {},
+    defaults: {
+      weightDecay?: number;
+      decoupledWeightDecay?: boolean;
+      amsgrad?: boolean;
+    } = {},
+    keys: readonly string[] = ADAM_KEYS,
   ) {
-    const o = resolveAdamOptions(options, defaults);
+    const o = resolveAdamOptions(
+      options,
+      defaults,
+      [...keys, ...PLACEMENT_KEYS],
+      `${kind} options`,
+    );
     const states = o.amsgrad ? 3 : 2;
     super(device, params, {
       name: kind,
@@ -123,10 +142,14 @@ export class Adam extends GpuOptimizer {
         };
       });
     } catch (e) {
-      this.abandonConstruction();
-      throw e;
+      throw this.abandonConstruction(e);
     }
     this.finishConstruction();
+  }
+
+  /** Finite moments, second moments ≥ 0 (shared with the CPU twins). */
+  protected override validateState(state: OptimizerState): void {
+    checkAdamState(state);
   }
 
   /** Only `amsgrad` shapes the state. */
@@ -199,7 +222,7 @@ export class AdamW extends Adam {
     super(device, params, options, "AdamW", {
       weightDecay: 0.01,
       decoupledWeightDecay: true,
-    });
+    }, ADAMW_KEYS);
   }
 }
 
@@ -226,13 +249,20 @@ export class AMSGrad extends Adam {
    *
    * @param device The device owning the tensors' buffers.
    * @param params Tensors or param groups.
-   * @param options Hyperparameters and placement options (`amsgrad` is always on).
+   * @param options Hyperparameters and placement options (`amsgrad` is always on, so it is not an option).
    */
   constructor(
     device: GPUDevice,
     params: readonly (GpuTensor | ParamGroupSpec<GpuTensor>)[],
     options: AdamOptions & PlacementOptions = {},
   ) {
-    super(device, params, { ...options, amsgrad: true }, "AMSGrad");
+    super(
+      device,
+      params,
+      options,
+      "AMSGrad",
+      { amsgrad: true },
+      AMSGRAD_KEYS,
+    );
   }
 }

@@ -12,10 +12,15 @@
  */
 
 import {
+  describe,
+  GpuCommandError,
   GpuUnavailableError,
   InvalidOptionError,
+  StepLimitError,
   TensorMismatchError,
 } from "../errors.ts";
+import { MAX_COUNT } from "../core/limits.ts";
+import { given } from "../core/checks.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { matchState } from "../checkpoint/validate.ts";
 import { createFilled, readRanges } from "../gpu/buffers.ts";
@@ -50,10 +55,17 @@ import {
   writeState,
 } from "./state_io.ts";
 import {
+  HYPER_SLOTS,
   type KernelConfig,
   STEP_READBACK_BYTES,
   StepScalars,
 } from "./step_scalars.ts";
+
+/** The option names of {@link PlacementOptions}. */
+export const PLACEMENT_KEYS: readonly string[] = [
+  "maxBindingBytes",
+  "gatherBelow",
+];
 
 /** Where and how tensors are batched; the defaults suit every device. */
 export interface PlacementOptions {
@@ -167,6 +179,10 @@ export abstract class GpuOptimizer {
   readonly #prologueBindGroup: GPUBindGroup;
   readonly #watch?: NonFiniteWatch;
   #calls = 0;
+  // Step calls known not to have run (refused submits, reported once).
+  #dropped = 0;
+  #seenRefused = 0;
+  readonly #perEncoder = new WeakMap<GPUCommandEncoder, number>();
   #encoding?: {
     encoder: GPUCommandEncoder;
     pass?: GPUComputePassEncoder;
@@ -203,20 +219,29 @@ export abstract class GpuOptimizer {
       spec.bytesPerElement,
     );
     const limits = device.limits;
-    const bindLimit = placement.maxBindingBytes ??
-      limits.maxStorageBufferBindingSize;
+    const place = placement as Record<string, unknown>;
+    const bindLimit = given(
+      place,
+      "maxBindingBytes",
+      limits.maxStorageBufferBindingSize,
+    );
     if (
-      !Number.isInteger(bindLimit) || bindLimit < 4096 ||
-      bindLimit > limits.maxStorageBufferBindingSize
+      typeof bindLimit !== "number" || !Number.isInteger(bindLimit) ||
+      bindLimit < 4096 || bindLimit > limits.maxStorageBufferBindingSize
     ) {
       throw new InvalidOptionError(
-        `maxBindingBytes: expected an integer in [4096, ${limits.maxStorageBufferBindingSize}] (the device limit), got ${bindLimit}`,
+        `maxBindingBytes: expected an integer in [4096, ${limits.maxStorageBufferBindingSize}] (the device limit), got ${
+          describe(bindLimit)
+        }`,
       );
     }
-    const gatherBelow = placement.gatherBelow ?? 65536;
-    if (!Number.isInteger(gatherBelow) || gatherBelow < 0) {
+    const gatherBelow = given(place, "gatherBelow", 65536);
+    if (
+      typeof gatherBelow !== "number" || !Number.isSafeInteger(gatherBelow) ||
+      gatherBelow < 0
+    ) {
       throw new InvalidOptionError(
-        `gatherBelow: expected an integer >= 0, got ${gatherBelow}`,
+        `gatherBelow: expected an integer >= 0, got ${describe(gatherBelow)}`,
       );
     }
     this.#life = new Lifecycle(device, spec.name);
@@ -254,8 +279,7 @@ export abstract class GpuOptimizer {
         ],
       });
     } catch (e) {
-      this.abandonConstruction();
-      throw e;
+      throw this.abandonConstruction(e);
     }
   }
 
@@ -319,9 +343,17 @@ export abstract class GpuOptimizer {
     this.#life.finishConstruction();
   }
 
-  /** Undoes a constructor that threw: closes the error scopes, frees buffers. */
-  protected abandonConstruction(): void {
+  /**
+   * Undoes a constructor that threw (closes the error scopes, frees the
+   * buffers) and returns the error to throw: WebGPU's own `OperationError`
+   * (a destroyed device) becomes a `GpuUnavailableError`.
+   */
+  protected abandonConstruction(e: unknown): unknown {
     this.#life.abandonConstruction();
+    if (e instanceof Error && e.name === "OperationError") {
+      return this.#life.lostError(e.message);
+    }
+    return e;
   }
 
   /** Registers a buffer to destroy on dispose. */
@@ -444,18 +476,64 @@ export abstract class GpuOptimizer {
    * a non-finite gradient is detected on the GPU, which then skips the whole
    * step and leaves the state exactly as it was.
    *
-   * Throws `NonFiniteGradientError` (policy `"error"`) once an earlier
-   * step has been found non-finite, and `GpuUnavailableError` after the
-   * device was lost.
+   * Throws, before encoding anything: `NonFiniteGradientError` (policy
+   * `"error"`) once an earlier step has been found non-finite;
+   * `GpuCommandError` once the GPU has refused an earlier step (then that
+   * step did not run); `StepLimitError` past the counters' range or the 64
+   * steps one encoder may hold; `TensorMismatchError` when a tensor's buffer
+   * is mapped; `InvalidOptionError` for an lr or weight decay (a group's, or
+   * a schedule's output) that is not a finite f32 >= 0;
+   * `GpuUnavailableError` after the device was lost; `DisposedError`.
    */
   step(options: StepOptions = {}): void {
     this.#life.assertUsable();
-    this.#life.throwConstructionError();
+    this.#life.throwPending();
     const pending = this.#watch?.take();
     if (pending) throw pending;
     this.#assertSameTensors();
+    if (this.#calls >= MAX_COUNT) {
+      throw new StepLimitError(
+        `${this.#kind}: ${this.#calls} step calls, the most its u32 counters hold; save the parameters and start a new optimizer`,
+      );
+    }
+    const user = options.encoder;
+    const queued = user ? (this.#perEncoder.get(user) ?? 0) : 0;
+    if (queued >= HYPER_SLOTS) {
+      throw new StepLimitError(
+        `${this.#kind}: ${queued} steps are already encoded into this encoder, the most that may wait for one submit (each keeps its learning rate in one of ${HYPER_SLOTS} slots); submit it first`,
+      );
+    }
+    for (const t of this.tensors) {
+      for (const b of [t.param, t.grad]) {
+        if (b.mapState !== "unmapped") {
+          throw new TensorMismatchError(
+            `${this.#kind}: tensor ${t.index} ("${t.name}"): its ${
+              b === t.param ? "param" : "grad"
+            } buffer is ${b.mapState}; unmap it before step()`,
+          );
+        }
+      }
+    }
     const call = this.#calls + 1;
     const hyper = this.paramGroups.map((g, i) => groupHyper(g, call, i));
+    this.#life.beginStep();
+    try {
+      this.#encodeStep(call, hyper, options);
+    } finally {
+      // A refused step never runs: it will not show in the GPU's counters.
+      this.#life.endStep(call, () => this.#dropped++);
+    }
+    this.#calls = call;
+    if (user) this.#perEncoder.set(user, queued + 1);
+    this.#watch?.poll();
+  }
+
+  // Encodes one step (and submits it, unless it joins the caller's encoder).
+  #encodeStep(
+    call: number,
+    hyper: { lr: number; weightDecay: number }[],
+    options: StepOptions,
+  ): void {
     const enc = options.encoder ??
       this.device.createCommandEncoder({ label: `${this.#kind} step` });
     this.scalars.encodeHyper(enc, call, hyper);
@@ -482,35 +560,50 @@ export abstract class GpuOptimizer {
       this.#encoding = undefined;
     }
     encodeGatherOut(enc, this.plan.batches);
-    const watched = this.#watch?.encode(enc, call);
-    this.#calls = call;
-    if (options.encoder) {
-      watched?.(false);
-      return;
-    }
-    this.device.queue.submit([enc.finish()]);
-    watched?.(true);
+    if (!options.encoder) this.device.queue.submit([enc.finish()]);
   }
 
   /**
    * Counters read back from the GPU (one small readback; call it when you
-   * need them, not every step). With policy `"error"` it throws the
-   * `NonFiniteGradientError` of a skipped step not yet reported.
-   * With `step({ encoder })`, submit the encoder before calling this.
+   * need them, not every step). With `step({ encoder })`, submit the encoder
+   * before calling this.
+   *
+   * Every step call either ran (applied or skipped) or raised an error: this
+   * throws `GpuCommandError` when steps never ran on the GPU (a submit it
+   * refused, an encoder never submitted), `StepLimitError` when steps were
+   * refused because more than 64 waited for one submit, and, with policy
+   * `"error"`, the `NonFiniteGradientError` of a skipped step not yet
+   * reported. Each is reported once.
    */
   async status(): Promise<OptimizerStatus> {
-    this.#life.assertUsable();
-    await this.#life.assertConstructed();
-    this.#watch?.flush();
-    await this.#watch?.settle();
-    const [bytes] = await readRanges(this.device, [{
-      buffer: this.scalars.step,
-      offset: 0,
-      size: STEP_READBACK_BYTES,
-    }]);
+    await this.#settle();
+    const [bytes] = await this.#life.read(() =>
+      readRanges(this.device, [{
+        buffer: this.scalars.step,
+        offset: 0,
+        size: STEP_READBACK_BYTES,
+      }])
+    );
+    const h = StepScalars.decode(bytes);
+    this.#watch?.observe(h);
+    this.#life.throwPending();
+    const missing = this.#calls - this.#dropped - h.calls;
+    if (missing !== 0) {
+      // Reported once: from now on the GPU's count is the reference.
+      this.#dropped += missing;
+      throw new GpuCommandError(
+        `${this.#kind}: ${missing} step call(s) never ran on the GPU (${this.#calls} made, ${h.calls} executed): an encoder passed to step() that was not submitted before status(), or a submit the GPU refused`,
+      );
+    }
+    if (h.refused > this.#seenRefused) {
+      const n = h.refused - this.#seenRefused;
+      this.#seenRefused = h.refused;
+      throw new StepLimitError(
+        `${this.#kind}: ${n} step call(s) were refused and not applied: more than ${HYPER_SLOTS} steps were encoded before one submit, and each step's learning rate waits in one of ${HYPER_SLOTS} slots; submit at least every ${HYPER_SLOTS} steps`,
+      );
+    }
     const pending = this.#watch?.take();
     if (pending) throw pending;
-    const h = StepScalars.decode(bytes);
     const status: OptimizerStatus = {
       step: h.t,
       calls: this.#calls,
@@ -519,6 +612,14 @@ export abstract class GpuOptimizer {
     const bad = h.badTensor ? this.tensors[h.badTensor - 1]?.name : undefined;
     if (bad !== undefined) status.lastNonFiniteTensor = bad;
     return status;
+  }
+
+  // Waits for the construction's and the steps' error scopes and the watch.
+  async #settle(): Promise<void> {
+    this.#life.assertUsable();
+    await this.#life.settle();
+    await this.#watch?.settle();
+    this.#life.assertUsable();
   }
 
   /** Exact bytes of optimizer state allocated on the device (what a checkpoint holds per tensor). */
@@ -531,27 +632,27 @@ export abstract class GpuOptimizer {
 
   /**
    * Device memory this optimizer allocated: `state` as in {@link stateBytes},
-   * `workspace` for everything else (scratch, tables, gather arenas, scalars).
+   * `workspace` for everything else (scratch, tables, gather arenas, scalars,
+   * the readback buffer of policy "error").
    */
   memoryBytes(): { state: number; workspace: number } {
     let total = 0;
-    for (const b of this.#life.owned) {
-      if (b.usage & GPUBufferUsage.MAP_READ) continue;
-      total += b.size;
-    }
+    for (const b of this.#life.owned) total += b.size;
     const state = this.stateBytes();
     return { state, workspace: total - state };
   }
 
-  /** Reads the whole state back into plain data (see {@link OptimizerState}). */
+  /**
+   * Reads the whole state back into plain data (see {@link OptimizerState}).
+   * Rejects with `DisposedError` when the optimizer is disposed before the
+   * bytes arrive, so a pending `save()` never writes a state it did not read.
+   */
   async stateDict(): Promise<OptimizerState> {
-    this.#life.assertUsable();
-    await this.#life.assertConstructed();
+    await this.#settle();
+    this.#life.throwPending();
     const perTensor = this.tensors.map((_, i) => this.tensorStateRanges(i));
-    const { header, buffers } = await readState(
-      this.device,
-      this.scalars.step,
-      perTensor,
+    const { header, buffers } = await this.#life.read(() =>
+      readState(this.device, this.scalars.step, perTensor)
     );
     return {
       optimizer: this.#kind,
@@ -570,8 +671,11 @@ export abstract class GpuOptimizer {
 
   /**
    * Replaces the state with `state` (from {@link stateDict}, a checkpoint, or
-   * a CPU optimizer of the same kind and config). A state that does not fit
-   * throws `CheckpointError` and changes nothing.
+   * a CPU optimizer of the same kind and config). Tensors given names are
+   * matched by name, the others by position. A state that does not fit, or
+   * holds values the algorithm cannot produce (NaN, a negative second
+   * moment, …), throws `CheckpointError` and changes nothing; the checks all
+   * run before the first byte is written.
    */
   loadStateDict(state: OptimizerState): void {
     this.#life.assertUsable();
@@ -585,7 +689,7 @@ export abstract class GpuOptimizer {
         length: this.tensors[i].length,
         buffers: stateSizes(r),
       })),
-      maxCounter: 0xffffffff,
+      maxCounter: MAX_COUNT,
     });
     this.validateState(matched);
     writeState(
@@ -594,8 +698,10 @@ export abstract class GpuOptimizer {
       matched.tensors.map((t) => t.buffers),
     );
     this.scalars.write(matched);
-    this.#calls = state.calls;
-    this.#watch?.clear();
+    this.#calls = matched.calls;
+    this.#dropped = 0;
+    this.#seenRefused = 0;
+    this.#watch?.reset(matched.skipped);
   }
 
   /** Saves the state to `path` atomically (temp file, fsync, rename). */

@@ -13,10 +13,10 @@ import type { TensorStateRanges } from "./state_io.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
 import {
   blockK,
-  checkMicroAdamState,
   type MicroAdamGeometry,
   microAdamGeometry,
 } from "../core/geometry.ts";
+import { checkMicroAdamState } from "../core/state_checks.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
 import {
   type MicroAdamOptions,
@@ -26,6 +26,7 @@ import {
 } from "../core/options.ts";
 import {
   GpuOptimizer,
+  PLACEMENT_KEYS,
   type PlacementOptions,
   type PlannedBatch,
 } from "./gpu_optimizer.ts";
@@ -103,7 +104,7 @@ export class MicroAdam extends GpuOptimizer {
     params: readonly (GpuTensor | ParamGroupSpec<GpuTensor>)[],
     options: MicroAdamOptions & PlacementOptions = {},
   ) {
-    const o = resolveMicroAdamOptions(options);
+    const o = resolveMicroAdamOptions(options, PLACEMENT_KEYS);
     const shape = {
       window: o.window,
       density: o.density,
@@ -249,8 +250,7 @@ export class MicroAdam extends GpuOptimizer {
         ],
       });
     } catch (e) {
-      this.abandonConstruction();
-      throw e;
+      throw this.abandonConstruction(e);
     }
     this.finishConstruction();
   }

@@ -1,25 +1,32 @@
 /**
- * Policy `nonFinite: "error"` without a per-step stall: each step copies its
- * 32-byte header into a small staging buffer that is mapped asynchronously;
- * when a mapped header says the step was skipped, the error waits for the
- * next `step()` or `status()` to throw it.
+ * Policy `nonFinite: "error"` without a per-step stall and with bounded
+ * resources: after a step, if no readback is in flight, the optimizer submits
+ * a copy of the 48-byte step header into its one staging buffer and maps it
+ * asynchronously. The header's counters are cumulative (skips, the call of
+ * the last skip), so a skip is seen by the next readback whatever happened in
+ * between, and reported by the next `step()` or `status()`. The copy is the
+ * optimizer's own submit, so it reads what the GPU has executed so far and
+ * never touches a caller's encoder.
  *
  * @module
  */
 
 import { NonFiniteGradientError } from "../errors.ts";
-import { STEP_READBACK_BYTES, StepScalars } from "./step_scalars.ts";
+import {
+  STEP_READBACK_BYTES,
+  type StepHeader,
+  StepScalars,
+} from "./step_scalars.ts";
 
-/** Watches the skip flag of every step, for policy `"error"`. */
+/** Watches the skip counter of the step header, for policy `"error"`. */
 export class NonFiniteWatch {
   readonly #device: GPUDevice;
   readonly #step: GPUBuffer;
-  readonly #own: (b: GPUBuffer) => GPUBuffer;
+  readonly #staging: GPUBuffer;
   readonly #tensorName: (index: number) => string;
-  #pool: GPUBuffer[] = [];
-  #unsubmitted: { staging: GPUBuffer; call: number }[] = [];
-  #inFlight = new Set<Promise<void>>();
-  #error?: Error;
+  #inFlight?: Promise<void>;
+  #seenSkipped = 0;
+  #error?: NonFiniteGradientError;
 
   /**
    * @param device The device.
@@ -35,68 +42,71 @@ export class NonFiniteWatch {
   ) {
     this.#device = device;
     this.#step = step;
-    this.#own = own;
     this.#tensorName = tensorName;
-  }
-
-  /**
-   * Encodes the copy of step call `call`'s header; `submitted` says whether
-   * the encoder is submitted right after (else it is watched once
-   * {@link flush} learns that it was).
-   */
-  encode(
-    encoder: GPUCommandEncoder,
-    call: number,
-  ): (submitted: boolean) => void {
-    const staging = this.#pool.pop() ?? this.#own(this.#device.createBuffer({
-      label: "step readback",
+    this.#staging = own(device.createBuffer({
+      label: "step header readback",
       size: STEP_READBACK_BYTES,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     }));
-    encoder.copyBufferToBuffer(this.#step, 0, staging, 0, STEP_READBACK_BYTES);
-    return (submitted) => {
-      if (submitted) this.#watch(staging, call);
-      else this.#unsubmitted.push({ staging, call });
-    };
   }
 
-  /** Starts watching the steps encoded into callers' encoders (now submitted). */
-  flush(): void {
-    for (const u of this.#unsubmitted.splice(0)) this.#watch(u.staging, u.call);
+  /** Starts a readback of the header unless one is in flight. */
+  poll(): void {
+    if (this.#inFlight) return;
+    const enc = this.#device.createCommandEncoder({ label: "step watch" });
+    enc.copyBufferToBuffer(
+      this.#step,
+      0,
+      this.#staging,
+      0,
+      STEP_READBACK_BYTES,
+    );
+    this.#device.queue.submit([enc.finish()]);
+    const staging = this.#staging;
+    const done = staging.mapAsync(GPUMapMode.READ).then(() => {
+      try {
+        this.observe(
+          StepScalars.decode(
+            new Uint8Array(staging.getMappedRange(0, STEP_READBACK_BYTES)),
+          ),
+        );
+      } finally {
+        staging.unmap();
+      }
+    }).catch(() => {
+      // Disposed or device lost meanwhile: the lifecycle reports those.
+    }).finally(() => {
+      this.#inFlight = undefined;
+    });
+    this.#inFlight = done;
   }
 
-  /** Waits for every watched step. */
+  /** Notes a header read back (here or by `status()`); a new skip becomes the pending error. */
+  observe(h: StepHeader): void {
+    if (h.skipped > this.#seenSkipped) {
+      this.#seenSkipped = h.skipped;
+      this.#error = new NonFiniteGradientError(
+        this.#tensorName(h.badTensor - 1),
+        h.badCall,
+      );
+    }
+  }
+
+  /** Waits for the readback in flight, if any. */
   async settle(): Promise<void> {
-    await Promise.all([...this.#inFlight]);
+    await this.#inFlight;
   }
 
   /** The error of a skipped step not yet reported, cleared as it is taken. */
-  take(): Error | undefined {
+  take(): NonFiniteGradientError | undefined {
     const e = this.#error;
     this.#error = undefined;
     return e;
   }
 
-  /** Forgets a pending error (a loaded state replaces what it was about). */
-  clear(): void {
+  /** Starts over from a loaded state's skip count (its skips are not news). */
+  reset(skipped: number): void {
+    this.#seenSkipped = skipped;
     this.#error = undefined;
-  }
-
-  #watch(staging: GPUBuffer, call: number): void {
-    const done = staging.mapAsync(GPUMapMode.READ).then(() => {
-      const h = StepScalars.decode(
-        new Uint8Array(staging.getMappedRange(0, STEP_READBACK_BYTES)),
-      );
-      staging.unmap();
-      this.#pool.push(staging);
-      if (h.skip === 1 && !this.#error) {
-        this.#error = new NonFiniteGradientError(
-          this.#tensorName(h.badTensor - 1),
-          call,
-        );
-      }
-    }, () => {/* device lost or destroyed: reported by the lifecycle */});
-    this.#inFlight.add(done);
-    done.finally(() => this.#inFlight.delete(done));
   }
 }

@@ -31,28 +31,36 @@ export interface KernelConfig {
   decoupled?: boolean;
 }
 
-/** What the `Step` buffer's header says (its first 32 bytes). */
+/** What the `Step` buffer's header says (its first {@link STEP_READBACK_BYTES} bytes). */
 export interface StepHeader {
-  /** 1 when the last step was skipped. */
+  /** 1 when the last step call was skipped or refused. */
   skip: number;
   /** Applied steps t. */
   t: number;
   /** Window slot of the next step (MicroAdam). */
   ring: number;
-  /** Skipped steps so far. */
+  /** Steps skipped for a non-finite gradient so far. */
   skipped: number;
   /** 1 + index of the non-finite tensor of the last skip; 0 if none. */
   badTensor: number;
+  /** Step calls the GPU has executed (applied, skipped or refused). */
+  calls: number;
+  /** The call number of the last skip for a non-finite gradient (0 if none). */
+  badCall: number;
+  /** Step calls refused because their hyperparameter slot was overwritten. */
+  refused: number;
 }
 
 /** Bytes of the `Step` header before the per-group hyperparameters. */
 export const STEP_HEADER_BYTES = 64;
+/** Byte offset of `hyper_call`, copied with the group hyperparameters. */
+const HYPER_CALL_OFFSET = 48;
 /** Steps that may be encoded before one submit, each with its own slot. */
 export const HYPER_SLOTS = 64;
 /** The flag's value when every gradient was finite. */
 export const NO_BAD_TENSOR = 0xffffffff;
 /** Bytes of the header that status and state dicts read back. */
-export const STEP_READBACK_BYTES = 32;
+export const STEP_READBACK_BYTES = 48;
 
 /**
  * The scalar buffers of one optimizer. `own` registers each buffer with the
@@ -101,11 +109,12 @@ export class StepScalars {
         "config",
       ),
     );
-    // One 16-byte GroupHyper per group, a slot padded to copy alignment.
-    this.#stride = Math.ceil(16 * paramGroups / 256) * 256;
+    // A slot: the call number (16 bytes, for `hyper_call`), then one 16-byte
+    // GroupHyper per group, padded to copy alignment.
+    this.#stride = Math.ceil((16 + 16 * paramGroups) / 256) * 256;
     this.step = own(device.createBuffer({
       label: "step scalars",
-      size: STEP_HEADER_BYTES + this.#stride,
+      size: HYPER_CALL_OFFSET + this.#stride,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
         GPUBufferUsage.COPY_DST,
     }));
@@ -126,25 +135,30 @@ export class StepScalars {
    * Writes the groups' lr and weight decay for step call `call` into its ring
    * slot (queued now) and encodes the copy of that slot into the `Step`
    * buffer, so the kernels of this step read this call's values even when
-   * later calls are encoded before the submit.
+   * later calls are encoded before the submit. The slot carries `call`: when
+   * more than {@link HYPER_SLOTS} steps wait for one submit, a later call
+   * overwrites the slot, and the prologue refuses the step (counted in
+   * `refused`) rather than run it with another step's learning rate.
    */
   encodeHyper(
     encoder: GPUCommandEncoder,
     call: number,
     hyper: readonly { lr: number; weightDecay: number }[],
   ): void {
-    const values = new Float32Array(this.#stride / 4);
+    const bytes = new ArrayBuffer(this.#stride);
+    new Uint32Array(bytes, 0, 1)[0] = call;
+    const values = new Float32Array(bytes, 16);
     hyper.forEach(({ lr, weightDecay }, i) => {
       // decay = 1 − lr·wd in f64, then rounded: the CPU references do the same.
       values.set([lr, weightDecay, 1 - lr * weightDecay, -lr], 4 * i);
     });
     const slot = ((call - 1) % HYPER_SLOTS) * this.#stride;
-    this.#device.queue.writeBuffer(this.#ring, slot, values);
+    this.#device.queue.writeBuffer(this.#ring, slot, bytes);
     encoder.copyBufferToBuffer(
       this.#ring,
       slot,
       this.step,
-      STEP_HEADER_BYTES,
+      HYPER_CALL_OFFSET,
       this.#stride,
     );
   }
@@ -152,28 +166,34 @@ export class StepScalars {
   /** The header's fields from its first {@link STEP_READBACK_BYTES} bytes. */
   static decode(bytes: Uint8Array): StepHeader {
     const w = new Uint32Array(
-      bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 32),
+      bytes.buffer.slice(
+        bytes.byteOffset,
+        bytes.byteOffset + STEP_READBACK_BYTES,
+      ),
     );
-    return { skip: w[0], t: w[1], ring: w[3], skipped: w[4], badTensor: w[5] };
+    return {
+      skip: w[0],
+      t: w[1],
+      ring: w[3],
+      skipped: w[4],
+      badTensor: w[5],
+      calls: w[8],
+      badCall: w[9],
+      refused: w[10],
+    };
   }
 
   /** Queues a header holding these counters, and clears the flag. */
-  write(counters: { step: number; ring: number; skipped: number }): void {
+  write(
+    counters: { step: number; ring: number; skipped: number; calls: number },
+  ): void {
     const q = this.#device.queue;
-    q.writeBuffer(
-      this.step,
-      0,
-      new Uint32Array([
-        0,
-        counters.step,
-        0,
-        counters.ring,
-        counters.skipped,
-        0,
-        0,
-        0,
-      ]),
-    );
+    const header = new Uint32Array(HYPER_CALL_OFFSET / 4);
+    header[1] = counters.step;
+    header[3] = counters.ring;
+    header[4] = counters.skipped;
+    header[8] = counters.calls;
+    q.writeBuffer(this.step, 0, header);
     q.writeBuffer(this.flags, 0, new Uint32Array([NO_BAD_TENSOR]));
   }
 }

@@ -22,9 +22,15 @@
 
 import { powF32 } from "../numeric/f32.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
-import { resolveAdamOptions } from "../core/options.ts";
+import {
+  ADAM_KEYS,
+  ADAMW_KEYS,
+  AMSGRAD_KEYS,
+  resolveAdamOptions,
+} from "../core/options.ts";
 import type { AdamOptions, ResolvedAdamOptions } from "../core/options.ts";
-import type { ConfigValue } from "../core/state.ts";
+import type { ConfigValue, OptimizerState } from "../core/state.ts";
+import { checkAdamState } from "../core/state_checks.ts";
 import { CpuOptimizer } from "./cpu_optimizer.ts";
 import type { CpuTensor, TensorStepInput } from "./cpu_optimizer.ts";
 
@@ -66,6 +72,11 @@ export class AdamFamilyCpu extends CpuOptimizer<ResolvedAdamOptions> {
       if (options.amsgrad) s.maxExpAvgSq = new Float32Array(d);
       return s;
     }));
+  }
+
+  /** Finite moments, second moments ≥ 0 (shared with the GPU twins). */
+  protected override validateState(state: OptimizerState): void {
+    checkAdamState(state);
   }
 
   /** Config that shapes the state: only `amsgrad` (and the kind). */
@@ -137,7 +148,11 @@ export class AdamCpu extends AdamFamilyCpu {
     params: readonly (CpuTensor | ParamGroupSpec<CpuTensor>)[],
     options: AdamOptions = {},
   ) {
-    super("Adam", params, resolveAdamOptions(options));
+    super(
+      "Adam",
+      params,
+      resolveAdamOptions(options, {}, ADAM_KEYS, "AdamCpu options"),
+    );
   }
 }
 
@@ -167,10 +182,12 @@ export class AdamWCpu extends AdamFamilyCpu {
     super(
       "AdamW",
       params,
-      resolveAdamOptions(options, {
-        weightDecay: 0.01,
-        decoupledWeightDecay: true,
-      }),
+      resolveAdamOptions(
+        options,
+        { weightDecay: 0.01, decoupledWeightDecay: true },
+        ADAMW_KEYS,
+        "AdamWCpu options",
+      ),
     );
   }
 }
@@ -192,7 +209,7 @@ export class AMSGradCpu extends AdamFamilyCpu {
    * Validates the options and tensors and allocates zeroed state.
    *
    * @param params Tensors (f32) or groups of tensors.
-   * @param options Adam options (`amsgrad` is always true).
+   * @param options Adam options (`amsgrad` is always true, so it is not an option).
    */
   constructor(
     params: readonly (CpuTensor | ParamGroupSpec<CpuTensor>)[],
@@ -201,7 +218,12 @@ export class AMSGradCpu extends AdamFamilyCpu {
     super(
       "AMSGrad",
       params,
-      resolveAdamOptions({ ...options, amsgrad: true }),
+      resolveAdamOptions(
+        options,
+        { amsgrad: true },
+        AMSGRAD_KEYS,
+        "AMSGradCpu options",
+      ),
     );
   }
 }

@@ -10,7 +10,9 @@
 
 import {
   describe,
+  DisposedError,
   NonFiniteGradientError,
+  StepLimitError,
   TensorMismatchError,
 } from "../errors.ts";
 import { matchState } from "../checkpoint/validate.ts";
@@ -168,10 +170,16 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
     this.dtype = dtype;
     this.paramGroups = normalizeGroups<CpuTensor>(params, options);
     const tensors = this.paramGroups.flatMap((g) => g.params);
-    this.#names = tensors.map((t, i) =>
-      typeof t?.name === "string" ? t.name : String(i)
-    );
-    this.#named = tensors.map((t) => typeof t?.name === "string");
+    tensors.forEach((t, i) => {
+      const name = (t as { name?: unknown } | null)?.name;
+      if (name !== undefined && typeof name !== "string") {
+        throw new TensorMismatchError(
+          `tensor ${i}: name must be a string, got ${describe(name)}`,
+        );
+      }
+    });
+    this.#names = tensors.map((t, i) => t?.name ?? String(i));
+    this.#named = tensors.map((t) => t?.name !== undefined);
     this.#lengths = tensors.map((t, i) => this.#checkTensor(t, i));
     this.#checkAliasing(tensors);
   }
@@ -221,9 +229,17 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
       : "Float32Array";
     for (const field of ["param", "grad"] as const) {
       if (!(t[field] instanceof want)) {
+        const gpu = typeof GPUBuffer !== "undefined" &&
+          t[field] instanceof GPUBuffer;
         throw new TensorMismatchError(
           `${label}: ${field} should be a ${wantName} for dtype "${this.dtype}", got ${
             describe(t[field])
+          }${
+            gpu
+              ? ` (a CPU optimizer works on host arrays; for GPU buffers use the WebGPU ${
+                this.kind.replace(/Cpu$/, "")
+              })`
+              : ""
           }`,
         );
       }
@@ -263,7 +279,7 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
 
   #live(): Record<string, StateArray>[] {
     if (this.#disposed || this.#state === null) {
-      throw new Error(
+      throw new DisposedError(
         `${this.kind}: this optimizer has been disposed; create a new one`,
       );
     }
@@ -298,6 +314,11 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
    */
   step(): boolean {
     this.#live();
+    if (this.#calls >= MAX_COUNT) {
+      throw new StepLimitError(
+        `${this.kind}: ${this.#calls} step calls, the most the optimizers count (the GPU twins hold it in a u32); save the parameters and start a new optimizer`,
+      );
+    }
     const call = this.#calls + 1;
     const hyper = this.paramGroups.map((g, i) => groupHyper(g, call, i));
     const count = this.paramGroups.reduce((n, g) => n + g.params.length, 0);

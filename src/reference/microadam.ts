@@ -6,7 +6,7 @@
  * roundings of `e`, `a`, `u` and `p` are switched by the dtype, everything
  * else is shared.
  *
- * State per tensor (layouts from `numeric/pack.ts` and `optim/geometry.ts`):
+ * State per tensor (layouts from `numeric/pack.ts` and `core/geometry.ts`):
  * - `window`: u32 entries (block-local index | bf16 value << 16),
  *   block-major: block `b`, slot `s` at `blockWindowOffset(b) + s·k_b`;
  * - `codes`: 4-bit EF codes, eight per u32;
@@ -50,10 +50,10 @@ import {
   blockK,
   blockLength,
   blockWindowOffset,
-  checkMicroAdamState,
   microAdamGeometry,
 } from "../core/geometry.ts";
 import type { MicroAdamGeometry } from "../core/geometry.ts";
+import { checkMicroAdamState } from "../core/state_checks.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
 import {
   microAdamStateConfig,
@@ -102,7 +102,7 @@ export class MicroAdamCpu extends CpuOptimizer<ResolvedMicroAdamOptions> {
     params: readonly (CpuTensor | ParamGroupSpec<CpuTensor>)[],
     options: MicroAdamOptions = {},
   ) {
-    const o = resolveMicroAdamOptions(options);
+    const o = resolveMicroAdamOptions(options, [], "MicroAdamCpu options");
     super("MicroAdam", params, o, o.dtype);
     this.geometry = this.lengths.map((d) => microAdamGeometry(d, o));
     this.initState(this.geometry.map((g) => ({

@@ -24,9 +24,12 @@
 import { fmaF32 } from "../numeric/f32.ts";
 import { getCode, setCode } from "../numeric/pack.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
-import { resolveMicroAdamOptions } from "../core/options.ts";
+import { checkKeys } from "../core/checks.ts";
+import { COMMON_KEYS, resolveMicroAdamOptions } from "../core/options.ts";
 import type { CommonOptions } from "../core/options.ts";
-import type { ConfigValue } from "../core/state.ts";
+import type { ConfigValue, OptimizerState } from "../core/state.ts";
+import { checkF32Buffer } from "../core/state_checks.ts";
+import { CheckpointError } from "../errors.ts";
 import type { Schedule } from "../core/schedule.ts";
 import { CpuOptimizer } from "./cpu_optimizer.ts";
 import type { CpuTensor, TensorStepInput } from "./cpu_optimizer.ts";
@@ -92,18 +95,28 @@ export interface ResolvedMicroAdamTheoryOptions {
  * ```
  */
 export function resolveMicroAdamTheoryOptions(
-  o: MicroAdamTheoryOptions = {},
+  options: MicroAdamTheoryOptions = {},
 ): ResolvedMicroAdamTheoryOptions {
-  const r = resolveMicroAdamOptions({
-    lr: o.lr,
-    betas: o.betas,
-    eps: o.eps,
-    weightDecay: o.weightDecay,
-    schedule: o.schedule,
-    nonFinite: o.nonFinite,
-    density: o.density,
-    efBlockSize: o.efBlockSize,
-  });
+  const what = "MicroAdamTheory options";
+  const o = checkKeys(
+    options,
+    [...COMMON_KEYS, "density", "efBlockSize"],
+    what,
+  ) as MicroAdamTheoryOptions;
+  const r = resolveMicroAdamOptions(
+    {
+      lr: o.lr,
+      betas: o.betas,
+      eps: o.eps,
+      weightDecay: o.weightDecay,
+      schedule: o.schedule,
+      nonFinite: o.nonFinite,
+      density: o.density,
+      efBlockSize: o.efBlockSize,
+    },
+    [],
+    what,
+  );
   return {
     lr: r.lr,
     betas: r.betas,
@@ -151,6 +164,35 @@ export class MicroAdamTheoryCpu
       expAvgSq: new Float32Array(d),
       maxExpAvgSq: new Float32Array(d),
     })));
+  }
+
+  /**
+   * Finite values, second moments ≥ 0, EF ranges with min ≤ max, ring 0: what
+   * a step can produce.
+   */
+  protected override validateState(state: OptimizerState): void {
+    if (state.ring !== 0) {
+      throw new CheckpointError(
+        `ring: expected 0 (this optimizer keeps no window), got ${state.ring}`,
+      );
+    }
+    checkF32Buffer(state, "expAvg");
+    checkF32Buffer(state, "expAvgSq", true);
+    checkF32Buffer(state, "maxExpAvgSq", true);
+    checkF32Buffer(state, "stats");
+    state.tensors.forEach((t, i) => {
+      const b = t.buffers.stats;
+      const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      for (let q = 0; 8 * q < b.byteLength; q++) {
+        const mn = v.getFloat32(8 * q, true);
+        const mx = v.getFloat32(8 * q + 4, true);
+        if (mn > mx) {
+          throw new CheckpointError(
+            `tensor ${i} ("${t.name}"): EF block ${q} has min ${mn} above max ${mx}`,
+          );
+        }
+      }
+    });
   }
 
   /** Options that shape the state. */
