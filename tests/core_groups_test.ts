@@ -193,7 +193,7 @@ Deno.test("groupHyper: a schedule giving NaN, a negative or an infinite factor i
   // A finite factor whose lr overflows f32.
   rejects(
     () => groupHyper(group({ schedule: () => 1e40 }), 2, 0),
-    "group 0 lr at step 2 (base 0.1 × schedule 1e+40): 1e+39 overflows f32",
+    "group 0 lr at step 2 (base 0.1 × schedule 1e+40): 1.0000000000000001e+39 overflows f32",
   );
   // Invalid values set on a group after construction.
   rejects(
