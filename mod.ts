@@ -79,8 +79,11 @@ export { loadCheckpoint, saveCheckpoint } from "./src/checkpoint/file.ts";
 // Errors.
 export {
   CheckpointError,
+  DisposedError,
+  GpuCommandError,
   GpuUnavailableError,
   InvalidOptionError,
   NonFiniteGradientError,
+  StepLimitError,
   TensorMismatchError,
 } from "./src/errors.ts";

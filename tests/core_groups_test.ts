@@ -227,3 +227,22 @@ Deno.test("normalizeGroups: a group schedule that is not a function is an Invali
   assert.match((thrown as Error).message, /group 0/);
   assert.match((thrown as Error).message, /schedule/);
 });
+
+Deno.test("groupHyper: decoupled weight decay with lr·weightDecay >= 1 is an InvalidOptionError (the factor 1 − lr·wd would not stay above 0); L2 decay is not limited", () => {
+  rejects(
+    () => groupHyper(group({ lr: 2, weightDecay: 0.5 }), 4, 1, true),
+    "group 1 at step 4: lr 2 × weightDecay 0.5 = 1",
+    "expected lr·weightDecay < 1",
+  );
+  assert.deepEqual(
+    groupHyper(group({ lr: 2, weightDecay: 0.5 }), 4, 1, false),
+    {
+      lr: 2,
+      weightDecay: 0.5,
+    },
+  );
+  assert.equal(
+    groupHyper(group({ lr: 1.9, weightDecay: 0.5 }), 1, 0, true).lr,
+    1.9,
+  );
+});

@@ -18,10 +18,6 @@ const fromBits = (b: number) => {
   u32buf[0] = b >>> 0;
   return f32buf[0];
 };
-const bitsOf = (x: number) => {
-  f32buf[0] = x;
-  return u32buf[0];
-};
 
 Deno.test("bf16Bits: nearest-even, signs, subnormals, Inf and NaN", () => {
   assert.equal(bf16Bits(1), 0x3f80);

@@ -4,30 +4,22 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  Adam,
-  AdamW,
-  AMSGrad,
-  CheckpointError,
-  cosineDecay,
-  MicroAdam,
-  type OptimizerState,
-} from "../mod.ts";
+import { CheckpointError, cosineDecay, type OptimizerState } from "../mod.ts";
 import {
   all,
-  AnyOptions,
+  type AnyOptions,
   assertBitsEqual,
   assertStatesEqual,
   expectError,
   expectReject,
-  Family,
-  Handle,
+  type Family,
+  type Handle,
   isMicro,
   make,
   matrix,
   randomData,
   run,
-  Spec,
+  type Spec,
   tensorsOf,
   variant,
   withTempDir,

@@ -4,14 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  all,
-  make,
-  quadLoss,
-  randomData,
-  SPECS,
-  tensorsOf,
-} from "./optimizers.ts";
+import { make, quadLoss, randomData, SPECS, tensorsOf } from "./optimizers.ts";
 
 // ---------------------------------------------------------------------------
 // Shapes and convergence.

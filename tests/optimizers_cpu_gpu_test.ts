@@ -1,22 +1,21 @@
 /**
- * The optimizer matrix (tests/optimizers.ts), cPU <-> GPU: the twins agree on
+ * The optimizer matrix (tests/optimizers.ts), CPU <-> GPU: the twins agree on
  * the same data, and their states load across backends.
  */
 
 import assert from "node:assert/strict";
-import { Adam, AdamW, AMSGrad, MicroAdam } from "../mod.ts";
 import {
-  AnyOptions,
+  type AnyOptions,
   assertBitsEqual,
   assertStatesEqual,
-  DType,
-  Family,
-  Handle,
+  type DType,
+  type Family,
+  type Handle,
   make,
   randomData,
   relErr,
   run,
-  Spec,
+  type Spec,
   spec,
   tensorsOf,
   withTempDir,

@@ -303,3 +303,35 @@ matrix(
 );
 
 // ---------------------------------------------------------------------------
+
+matrix(
+  "currentLr(): the group's lr under its schedule at the last step (call 1 before any), on every backend",
+  all,
+  async (s) => {
+    const h = make(s, [
+      {
+        params: tensorsOf(randomData(3, [40]), "a"),
+        lr: 0.1,
+        schedule: (t) => 1 / t,
+      },
+      { params: tensorsOf(randomData(4, [30]), "b"), lr: 0.2 },
+    ]);
+    try {
+      const opt = h.opt as { currentLr(group?: number): number };
+      assert.equal(opt.currentLr(), 0.1);
+      run(h, 5, 3);
+      assert.equal(opt.currentLr(0), 0.1 / 3);
+      assert.equal(opt.currentLr(1), 0.2);
+      h.paramGroups[1].lr = 0.05;
+      assert.equal(opt.currentLr(1), 0.05);
+      expectError(
+        () => opt.currentLr(2),
+        InvalidOptionError,
+        /expected an index in \[0, 2\), got 2/,
+      );
+      await h.status();
+    } finally {
+      h.close();
+    }
+  },
+);

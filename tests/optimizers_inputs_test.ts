@@ -6,14 +6,13 @@
 import assert from "node:assert/strict";
 import {
   InvalidOptionError,
-  MicroAdam,
   NonFiniteGradientError,
   TensorMismatchError,
 } from "../mod.ts";
 import { TENSOR_USAGE } from "./gpu_util.ts";
 import {
   all,
-  AnyOptions,
+  type AnyOptions,
   assertBitsEqual,
   assertBuffersEqual,
   checkError,
@@ -27,7 +26,7 @@ import {
   newGpu,
   randomData,
   run,
-  Spec,
+  type Spec,
   tensorsOf,
 } from "./optimizers.ts";
 

@@ -98,7 +98,8 @@ export function normalizeGroups<T>(
 
 /**
  * The learning rate and weight decay a group uses at 1-based step call
- * `call`, validated (a schedule returning NaN or a negative factor is an error).
+ * `call`, validated (a schedule returning NaN or a negative factor is an
+ * error, and so is lr·weightDecay ≥ 1 for `decoupled` weight decay).
  *
  * @example
  * ```ts
@@ -110,6 +111,7 @@ export function groupHyper<T>(
   group: ParamGroup<T>,
   call: number,
   index: number,
+  decoupled = false,
 ): { lr: number; weightDecay: number } {
   const base = checkLr(group.lr, `group ${index} lr`);
   const schedule = checkSchedule(group.schedule, `group ${index} schedule`);
@@ -130,11 +132,18 @@ export function groupHyper<T>(
     base * (factor as number),
     `group ${index} lr at step ${call} (base ${base} × schedule ${factor})`,
   );
-  return {
-    lr,
-    weightDecay: checkWeightDecay(
-      group.weightDecay,
-      `group ${index} weightDecay`,
-    ),
-  };
+  const weightDecay = checkWeightDecay(
+    group.weightDecay,
+    `group ${index} weightDecay`,
+  );
+  // Decoupled decay multiplies by 1 − lr·wd: at 1 or more the parameters
+  // would flip sign and grow without bound.
+  if (decoupled && lr * weightDecay >= 1) {
+    throw new InvalidOptionError(
+      `group ${index} at step ${call}: lr ${lr} × weightDecay ${weightDecay} = ${
+        lr * weightDecay
+      }; decoupled weight decay multiplies the parameters by 1 − lr·weightDecay, which must stay above 0 (expected lr·weightDecay < 1)`,
+    );
+  }
+  return { lr, weightDecay };
 }

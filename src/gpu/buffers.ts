@@ -100,7 +100,9 @@ export async function readRanges(
       throw new GpuCommandError(`the GPU refused a readback: ${error.message}`);
     }
     const all = new Uint8Array(staging.getMappedRange());
-    return ranges.map((r, i) => all.slice(at[i], at[i] + r.size));
+    const out = ranges.map((r, i) => all.slice(at[i], at[i] + r.size));
+    staging.unmap();
+    return out;
   } finally {
     refused.catch(() => {});
     staging.destroy();

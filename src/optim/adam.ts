@@ -88,6 +88,7 @@ export class Adam extends GpuOptimizer {
       bytesPerElement: 4,
       defaults: { lr: o.lr, weightDecay: o.weightDecay, schedule: o.schedule },
       nonFinite: o.nonFinite,
+      decoupledDecay: o.decoupledWeightDecay,
       kernel: {
         kind: 0,
         beta1: o.betas[0],

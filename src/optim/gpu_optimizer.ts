@@ -131,6 +131,8 @@ export interface OptimizerSpec {
   defaults: { lr: number; weightDecay: number; schedule?: Schedule };
   /** Non-finite gradient policy. */
   nonFinite: NonFinitePolicy;
+  /** Whether weight decay is decoupled (`p ← p·(1 − lr·wd)`). */
+  decoupledDecay: boolean;
   /** Kernel constants. */
   kernel: KernelConfig;
   /** Chunk unit and per-segment state sizes for the planner. */
@@ -173,6 +175,7 @@ export abstract class GpuOptimizer {
   protected readonly scalars: StepScalars;
   readonly #kind: string;
   readonly #bpe: 2 | 4;
+  readonly #decoupled: boolean;
   readonly #life: Lifecycle;
   readonly #stateBuffers = new Set<GPUBuffer>();
   readonly #checkBatches: { bindGroup: GPUBindGroup; tiles: number }[] = [];
@@ -212,6 +215,7 @@ export abstract class GpuOptimizer {
     this.device = device;
     this.#kind = spec.name;
     this.#bpe = spec.bytesPerElement;
+    this.#decoupled = spec.decoupledDecay;
     this.nonFinite = spec.nonFinite;
     this.paramGroups = normalizeGroups(params, spec.defaults);
     this.tensors = validateTensors(
@@ -316,7 +320,7 @@ export abstract class GpuOptimizer {
         `group: expected an index in [0, ${this.paramGroups.length}), got ${group}`,
       );
     }
-    return groupHyper(g, Math.max(this.#calls, 1), group).lr;
+    return groupHyper(g, Math.max(this.#calls, 1), group, this.#decoupled).lr;
   }
 
   /** The state-shaping configuration a checkpoint must match. */
@@ -515,7 +519,9 @@ export abstract class GpuOptimizer {
       }
     }
     const call = this.#calls + 1;
-    const hyper = this.paramGroups.map((g, i) => groupHyper(g, call, i));
+    const hyper = this.paramGroups.map((g, i) =>
+      groupHyper(g, call, i, this.#decoupled)
+    );
     this.#life.beginStep();
     try {
       this.#encodeStep(call, hyper, options);

@@ -117,6 +117,7 @@ export class MicroAdam extends GpuOptimizer {
       bytesPerElement: o.dtype === "bf16" ? 2 : 4,
       defaults: { lr: o.lr, weightDecay: o.weightDecay, schedule: o.schedule },
       nonFinite: o.nonFinite,
+      decoupledDecay: true,
       kernel: {
         kind: 1,
         beta1: o.betas[0],

@@ -74,6 +74,11 @@ export class AdamFamilyCpu extends CpuOptimizer<ResolvedAdamOptions> {
     }));
   }
 
+  /** L2 (added to the gradient) unless `decoupledWeightDecay`. */
+  protected override get decoupledDecay(): boolean {
+    return this.options.decoupledWeightDecay;
+  }
+
   /** Finite moments, second moments ≥ 0 (shared with the GPU twins). */
   protected override validateState(state: OptimizerState): void {
     checkAdamState(state);

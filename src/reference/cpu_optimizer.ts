@@ -11,6 +11,7 @@
 import {
   describe,
   DisposedError,
+  InvalidOptionError,
   NonFiniteGradientError,
   StepLimitError,
   TensorMismatchError,
@@ -292,6 +293,11 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
   /** State-shaping configuration stored in (and demanded from) state dicts. */
   protected abstract stateConfig(): Record<string, ConfigValue>;
 
+  /** Whether weight decay is decoupled, `p ← p·(1 − lr·wd)` (true unless overridden). */
+  protected get decoupledDecay(): boolean {
+    return true;
+  }
+
   /** Window ring position for state dicts (0 unless overridden). */
   protected get ring(): number {
     return 0;
@@ -320,7 +326,9 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
       );
     }
     const call = this.#calls + 1;
-    const hyper = this.paramGroups.map((g, i) => groupHyper(g, call, i));
+    const hyper = this.paramGroups.map((g, i) =>
+      groupHyper(g, call, i, this.decoupledDecay)
+    );
     const count = this.paramGroups.reduce((n, g) => n + g.params.length, 0);
     if (count !== this.#lengths.length) {
       // State is allocated per tensor at construction; it cannot follow edits.
@@ -351,6 +359,30 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
     this.#step++;
     this.applyStep(this.#step, inputs);
     return true;
+  }
+
+  /**
+   * The learning rate of param group `group` at the last `step()` call: its
+   * base `lr` times its schedule at that call (at call 1 before any step),
+   * as on the GPU twins.
+   *
+   * @example
+   * ```ts
+   * import { AdamCpu, linearWarmup } from "../../mod.ts";
+   * const opt = new AdamCpu([{ param: new Float32Array(2), grad: new Float32Array(2) }], { lr: 0.1, schedule: linearWarmup(4) });
+   * opt.step();
+   * console.log(opt.currentLr()); // 0.025
+   * ```
+   */
+  currentLr(group = 0): number {
+    const g = this.paramGroups[group];
+    if (g === undefined) {
+      throw new InvalidOptionError(
+        `group: expected an index in [0, ${this.paramGroups.length}), got ${group}`,
+      );
+    }
+    return groupHyper(g, Math.max(this.#calls, 1), group, this.decoupledDecay)
+      .lr;
   }
 
   /**
