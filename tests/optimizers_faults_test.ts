@@ -743,3 +743,47 @@ Deno.test("17: a save removes the temp files that killed saves to the same path 
     assert.equal((await loadCheckpoint(path)).optimizer, "Adam");
   });
 });
+
+Deno.test("step options and groups replaced by garbage are typed errors; an encoder submitted after status() said it never ran is forgiven", async () => {
+  const t = createTensor(device, 64);
+  const opt = new Adam(device, [t]);
+  expectError(
+    () => opt.step(null as never),
+    InvalidOptionError,
+    /step options: expected an options object, got null/,
+  );
+  expectError(
+    () => opt.step({ encodr: 1 } as never),
+    InvalidOptionError,
+    /unknown option "encodr" \(did you mean "encoder"\?\)/,
+  );
+  expectError(
+    () => opt.step({ encoder: {} } as never),
+    InvalidOptionError,
+    /encoder: expected a GPUCommandEncoder/,
+  );
+  const late = device.createCommandEncoder();
+  opt.step({ encoder: late });
+  await expectReject(() => opt.status(), GpuCommandError, /never ran/);
+  device.queue.submit([late.finish()]);
+  assert.deepEqual(await opt.status(), { step: 1, calls: 1, skipped: 0 });
+  (opt.paramGroups as unknown[])[0] = null;
+  expectError(
+    () => opt.step(),
+    TensorMismatchError,
+    /group 0: expected a param group/,
+  );
+  opt.dispose();
+  const cpu = new AdamCpu([{
+    param: new Float32Array(2),
+    grad: new Float32Array(2),
+  }]);
+  (cpu.paramGroups as unknown[])[0] = 5;
+  expectError(
+    () => cpu.step(),
+    TensorMismatchError,
+    /group 0: expected a param group/,
+  );
+  t.param.destroy();
+  t.grad.destroy();
+});

@@ -20,7 +20,7 @@ import {
   TensorMismatchError,
 } from "../errors.ts";
 import { MAX_COUNT } from "../core/limits.ts";
-import { given } from "../core/checks.ts";
+import { checkKeys, given } from "../core/checks.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { matchState } from "../checkpoint/validate.ts";
 import { createFilled, readRanges } from "../gpu/buffers.ts";
@@ -119,6 +119,26 @@ export interface StepOptions {
    * @default {undefined}
    */
   profile?: { querySet: GPUQuerySet; labels: string[] };
+}
+
+function checkStepOptions(options: StepOptions): void {
+  const o = checkKeys(
+    options,
+    ["encoder", "timestampWrites", "profile"],
+    "step options",
+  );
+  if (o.encoder !== undefined && !(o.encoder instanceof GPUCommandEncoder)) {
+    throw new InvalidOptionError(
+      `step options: encoder: expected a GPUCommandEncoder, got ${
+        describe(o.encoder)
+      }`,
+    );
+  }
+  if (o.timestampWrites !== undefined && o.profile !== undefined) {
+    throw new InvalidOptionError(
+      "step options: timestampWrites and profile exclude each other (profile times every kernel in a pass of its own)",
+    );
+  }
 }
 
 /** What a subclass tells the base before planning. */
@@ -491,6 +511,7 @@ export abstract class GpuOptimizer {
    */
   step(options: StepOptions = {}): void {
     this.#life.assertUsable();
+    checkStepOptions(options);
     this.#life.throwPending();
     const pending = this.#watch?.take();
     if (pending) throw pending;
@@ -594,7 +615,8 @@ export abstract class GpuOptimizer {
     this.#watch?.observe(h);
     this.#life.throwPending();
     const missing = this.#calls - this.#dropped - h.calls;
-    if (missing !== 0) {
+    if (missing < 0) this.#dropped += missing; // written off, then submitted
+    if (missing > 0) {
       // Reported once: from now on the GPU's count is the reference.
       this.#dropped += missing;
       throw new GpuCommandError(
@@ -734,6 +756,13 @@ export abstract class GpuOptimizer {
   #assertSameTensors(): void {
     let i = 0;
     this.paramGroups.forEach((g, gi) => {
+      if (typeof g !== "object" || g === null || !Array.isArray(g.params)) {
+        throw new TensorMismatchError(
+          `group ${gi}: expected a param group { params, lr, weightDecay }, got ${
+            describe(g)
+          }; the groups' tensors are fixed at construction`,
+        );
+      }
       for (const t of g.params) {
         const placed = this.tensors[i++];
         if (

@@ -325,6 +325,15 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
         `${this.kind}: ${this.#calls} step calls, the most the optimizers count (the GPU twins hold it in a u32); save the parameters and start a new optimizer`,
       );
     }
+    this.paramGroups.forEach((g, gi) => {
+      if (typeof g !== "object" || g === null || !Array.isArray(g.params)) {
+        throw new TensorMismatchError(
+          `group ${gi}: expected a param group { params, lr, weightDecay }, got ${
+            describe(g)
+          }`,
+        );
+      }
+    });
     const call = this.#calls + 1;
     const hyper = this.paramGroups.map((g, i) =>
       groupHyper(g, call, i, this.decoupledDecay)
