@@ -1,6 +1,6 @@
 /**
  * Loader for the MicroAdam golden trajectories recorded from the authors'
- * CUDA kernels (format: `shared/spec/microadam.md`, "Golden data format").
+ * CUDA kernels (format: `docs/algorithm.md`, "Golden data format").
  * Reads every case under `tests/testdata/golden/` and every directory listed
  * in the `MICROADAM_GOLDEN` environment variable (colon-separated; each entry
  * is a case directory, or a directory of case directories). Generic, so the

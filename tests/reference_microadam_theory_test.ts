@@ -1,5 +1,5 @@
 /**
- * MicroAdamTheoryCpu (spec §C): AMSGrad without bias correction when nothing
+ * MicroAdamTheoryCpu (docs/algorithm.md §C): AMSGrad without bias correction when nothing
  * is compressed, error feedback when something is, and the AMSGrad maximum.
  */
 

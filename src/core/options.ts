@@ -72,8 +72,8 @@ export interface MicroAdamOptions extends CommonOptions {
   /** Error-feedback quantization block size Q (even, in [2, 2^31]). @default {4096} */
   efBlockSize?: number;
   /**
-   * `"f32"`: parameters and gradients are f32 (spec §B). `"bf16"`: they are
-   * bf16, packed two per u32 (spec §A, bit-exact with the authors' code on CPU).
+   * `"f32"`: parameters and gradients are f32 (docs/algorithm.md §B). `"bf16"`: they are
+   * bf16, packed two per u32 (docs/algorithm.md §A, bit-exact with the authors' code on CPU).
    * @default {"f32"}
    */
   dtype?: DType;

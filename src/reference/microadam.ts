@@ -1,5 +1,5 @@
 /**
- * MicroAdam on the CPU, exactly as `shared/spec/microadam.md` describes it:
+ * MicroAdam on the CPU, exactly as `docs/algorithm.md` describes it:
  * §A (bf16 parameters and gradients, bit-exact with the authors' CUDA code)
  * with `dtype: "bf16"`, §B (f32 parameters and gradients, same compressed
  * state) with `dtype: "f32"`. One implementation serves both: the bf16
@@ -32,7 +32,7 @@
  *   rows are not sorted by index, and all of them match this order).
  *
  * The data do not separate `fma` from multiply-then-add in steps 1 and 7, nor
- * `1 − lr·wd` in f64 from the same in f32; the spec's forms are used.
+ * `1 − lr·wd` in f64 from the same in f32; docs/algorithm.md's forms are used.
  *
  * @module
  */
@@ -135,7 +135,7 @@ export class MicroAdamCpu extends CpuOptimizer<ResolvedMicroAdamOptions> {
     checkMicroAdamState(s, this.geometry);
   }
 
-  /** One MicroAdam step (spec steps 1–9) over every tensor, then the ring advances. */
+  /** One MicroAdam step (docs/algorithm.md steps 1–9) over every tensor, then the ring advances. */
   protected applyStep(t: number, tensors: TensorStepInput[]): void {
     const o = this.options;
     const m = o.window;

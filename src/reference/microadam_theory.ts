@@ -1,5 +1,5 @@
 /**
- * The MicroAdam variant the paper's convergence proof is about (spec §C), on
+ * The MicroAdam variant the paper's convergence proof is about (docs/algorithm.md §C), on
  * the CPU in f32:
  *
  * ```
@@ -130,7 +130,7 @@ export function resolveMicroAdamTheoryOptions(
 }
 
 /**
- * MicroAdam as analysed in the paper (spec §C): global top-k with 4-bit
+ * MicroAdam as analysed in the paper (docs/algorithm.md §C): global top-k with 4-bit
  * error feedback, dense EMAs, AMSGrad maximum, no bias correction.
  * Parameters and gradients are `Float32Array`s.
  *
