@@ -431,20 +431,22 @@ Deno.test("chunk: state-size limits halve the chunk until the state fits", () =>
   assert.deepEqual(q.batches.map((g) => g.segments[0].len), [480, 480, 40]);
 });
 
-Deno.test("chunk: a tensor whose single chunk unit cannot fit throws InvalidOptionError naming it", () => {
-  const cases: Partial<PlanOptions>[] = [
-    { chunkUnit: () => 1000 }, // 4000 B of params > 3840
-    {
+Deno.test("chunk: a tensor whose single chunk unit cannot fit throws InvalidOptionError naming it and the bytes it needs", () => {
+  const cases: [Partial<PlanOptions>, number][] = [
+    [{ chunkUnit: () => 1000 }, 4000 + 256], // 4000 B of params > 3840
+    [{
       chunkUnit: () => 64,
       segmentStateBytes: (_t, _s, len) => [64 * len], // one unit: 4096 B
-    },
+    }, 4096 + 256],
   ];
-  for (const c of cases) {
+  for (const [c, need] of cases) {
     assert.throws(
       () => plan([[own(2000, 4, "big")]], { bindLimit: 4096, ...c }),
       (e: unknown) =>
         e instanceof InvalidOptionError &&
-        /tensor 0 \("big"\)/.test(e.message) && /4096-byte/.test(e.message),
+        /tensor 0 \("big"\)/.test(e.message) && /4096-byte/.test(e.message) &&
+        e.message.includes(`needs ${need} bytes of binding`) &&
+        e.message.includes(`raise maxBindingBytes to at least ${need}`),
     );
   }
 });

@@ -309,8 +309,12 @@ function chunkTensor(
     chunk = Math.floor(chunk / 2 / unit) * unit;
   }
   if (chunk < unit) {
+    const need = Math.max(
+      unit * bpe,
+      ...o.segmentStateBytes(t, 0, Math.min(unit, t.length)),
+    ) + o.offsetAlignment;
     throw new InvalidOptionError(
-      `tensor ${t.index} ("${t.name}") cannot be split to fit a ${o.bindLimit}-byte storage binding: one block of ${unit} elements needs more; lower topkBlockSize or window`,
+      `tensor ${t.index} ("${t.name}") cannot be split to fit a ${o.bindLimit}-byte storage binding: its smallest piece (${unit} elements, one top-k block and whole code words) needs ${need} bytes of binding (its largest buffer plus the ${o.offsetAlignment}-byte offset alignment); raise maxBindingBytes to at least ${need}, or lower topkBlockSize or window`,
     );
   }
   const batches: Batch[] = [];
