@@ -433,7 +433,7 @@ Deno.test("chunk: state-size limits halve the chunk until the state fits", () =>
 
 Deno.test("chunk: a tensor whose single chunk unit cannot fit throws InvalidOptionError naming it and the bytes it needs", () => {
   const cases: [Partial<PlanOptions>, number][] = [
-    [{ chunkUnit: () => 1000 }, 4000 + 256], // 4000 B of params > 3840
+    [{ chunkUnit: () => 1000 }, 8000 + 256], // its state, 8 B per element, is the largest
     [{
       chunkUnit: () => 64,
       segmentStateBytes: (_t, _s, len) => [64 * len], // one unit: 4096 B
