@@ -60,7 +60,9 @@ export function closest(
       bestD = d;
     }
   }
-  return bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+  return bestD <= Math.max(1, Math.floor(key.length / 3)) && bestD < key.length
+    ? best
+    : undefined;
 }
 
 /**
