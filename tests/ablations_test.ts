@@ -194,7 +194,7 @@ Deno.test("QuantizedErrorFeedback: 32 bits keep the residual exactly; b bits rou
             const q = (got - mn) / unit;
             const slack = 1e-3 + 4 * 2 ** -23 * Math.max(-mn, mx) / unit;
             assert.ok(Math.abs(q - Math.round(q)) < slack, `q ${q}`);
-            assert.ok(q > -1e-3 && q < 2 ** bits - 1 + 1e-3);
+            assert.ok(q > -slack && q < 2 ** bits - 1 + slack);
           }
         });
       }
