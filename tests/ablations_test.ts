@@ -186,7 +186,9 @@ Deno.test("QuantizedErrorFeedback: 32 bits keep the residual exactly; b bits rou
           // Nearest level: off by at most half a unit (plus f32 rounding).
           assert.ok(
             Math.abs(got - x) <= unit / 2 * (1 + 1e-5) + 1e-6,
-            `bits ${bits}, bucket ${bucketSize}, elem ${start + i}: ${got} vs ${x} (unit ${unit})`,
+            `bits ${bits}, bucket ${bucketSize}, elem ${
+              start + i
+            }: ${got} vs ${x} (unit ${unit})`,
           );
           // And on the grid: (e − mn)/unit is an integer in 0..L, up to the
           // f32 rounding of e (a few ulps of the bucket's range, in units).
@@ -373,7 +375,8 @@ Deno.test("ablations: bad options are InvalidOptionErrors naming the key and the
   const t = () => ({ param: new Float32Array(4), grad: new Float32Array(4) });
   const cases: [() => unknown, RegExp][] = [
     [
-      () => new MicroAdamAblationCpu([t()], { errorFeedback: "dense" as "none" }),
+      () =>
+        new MicroAdamAblationCpu([t()], { errorFeedback: "dense" as "none" }),
       /errorFeedback: expected "shipped", "none" or .* got "dense"/,
     ],
     [
@@ -410,7 +413,9 @@ Deno.test("ablations: bad options are InvalidOptionErrors naming the key and the
     ],
     [
       () =>
-        new MicroAdamAblationCpu([t()], { windowMax: "yes" as unknown as boolean }),
+        new MicroAdamAblationCpu([t()], {
+          windowMax: "yes" as unknown as boolean,
+        }),
       /windowMax: expected true or false, got "yes"/,
     ],
     [
@@ -446,7 +451,8 @@ Deno.test("ablations: bad options are InvalidOptionErrors naming the key and the
   for (const [make, message] of cases) {
     assert.throws(
       make,
-      (e: unknown) => e instanceof InvalidOptionError && message.test(e.message),
+      (e: unknown) =>
+        e instanceof InvalidOptionError && message.test(e.message),
       String(message),
     );
   }

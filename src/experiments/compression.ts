@@ -51,7 +51,9 @@ export interface CompressionSummary {
  * console.log(m.q, m.omega); // 0.8 0.25
  * ```
  */
-export function measureCompression(o: CompressionObservation): CompressionSample {
+export function measureCompression(
+  o: CompressionObservation,
+): CompressionSample {
   let xx = 0;
   let rr = 0;
   let ee = 0;
@@ -109,7 +111,9 @@ export class CompressionMeter {
       q: mean(s.map((x) => x.q)),
       omega: mean(s.map((x) => x.omega)),
       product95: s.length ? quantile(prod, 0.95) : NaN,
-      conditionHeld: s.length ? prod.filter((p) => p < 1).length / s.length : NaN,
+      conditionHeld: s.length
+        ? prod.filter((p) => p < 1).length / s.length
+        : NaN,
     };
   }
 }

@@ -90,7 +90,9 @@ export async function runOnlineLinearGpu(
   const tensors = spec.configs.map((_, i) =>
     createTensor(device, d, { name: `x${i}` })
   );
-  const opts = spec.configs.map((c, i) => new MicroAdam(device, [tensors[i]], c));
+  const opts = spec.configs.map((c, i) =>
+    new MicroAdam(device, [tensors[i]], c)
+  );
   const box = new ArrayBuffer(16);
   new Float32Array(box, 0, 2).set(spec.box);
   new Uint32Array(box, 8, 1)[0] = d;
@@ -123,7 +125,10 @@ export async function runOnlineLinearGpu(
       pass.end();
       device.queue.submit([encoder.finish()]);
       if (next < spec.at.length && spec.at[next] === t) {
-        out.set(t, await Promise.all(tensors.map((x) => readTensor(device, x))));
+        out.set(
+          t,
+          await Promise.all(tensors.map((x) => readTensor(device, x))),
+        );
         next++;
       }
     }

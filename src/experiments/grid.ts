@@ -72,7 +72,10 @@ export interface Tuned<T> {
  * console.log(argmin([1, 2, 3, 4], (x) => (x - 3) ** 2).best); // 3
  * ```
  */
-export function argmin<T>(grid: readonly T[], score: (point: T) => number): Tuned<T> {
+export function argmin<T>(
+  grid: readonly T[],
+  score: (point: T) => number,
+): Tuned<T> {
   if (grid.length === 0) {
     throw new InvalidOptionError("argmin: expected a non-empty grid, got none");
   }

@@ -406,7 +406,9 @@ export class SinePL implements Objective {
 
   /** ∇f(x) = 2x + 3 sin 2x. */
   gradient(x: Vec, out = new Float64Array(this.dim)): Float64Array {
-    for (let i = 0; i < x.length; i++) out[i] = 2 * x[i] + 3 * Math.sin(2 * x[i]);
+    for (let i = 0; i < x.length; i++) {
+      out[i] = 2 * x[i] + 3 * Math.sin(2 * x[i]);
+    }
     return out;
   }
 }

@@ -186,8 +186,8 @@ export function makeOptimizer(
       });
   }
   throw new InvalidOptionError(
-    `optimizer: expected one of ${
-      OPTIMIZER_NAMES.join(", ")
-    }, got ${JSON.stringify(name)}`,
+    `optimizer: expected one of ${OPTIMIZER_NAMES.join(", ")}, got ${
+      JSON.stringify(name)
+    }`,
   );
 }

@@ -194,7 +194,6 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
   for (const r of o.rules ?? []) {
     marks.push(Plot.ruleY([r.y], { stroke: "#888", strokeDasharray: "2,3" }));
     marks.push(Plot.text([r], {
-      x: () => undefined,
       y: "y",
       text: "label",
       frameAnchor: "left",

@@ -64,7 +64,9 @@ export function markdownTable(rows: Record<string, unknown>[]): string {
   return [
     `| ${keys.join(" | ")} |`,
     `| ${keys.map(() => "---").join(" | ")} |`,
-    ...rows.map((r) => `| ${keys.map((k) => cellText(String(r[k]))).join(" | ")} |`),
+    ...rows.map((r) =>
+      `| ${keys.map((k) => cellText(String(r[k]))).join(" | ")} |`
+    ),
   ].join("\n");
 }
 

@@ -96,7 +96,9 @@ export function fitLine(x: ArrayLike<number>, y: ArrayLike<number>): LineFit {
     syy += (y[i] - my) ** 2;
   }
   if (sxx === 0) {
-    throw new InvalidOptionError("fitLine: expected x values that differ, got all equal");
+    throw new InvalidOptionError(
+      "fitLine: expected x values that differ, got all equal",
+    );
   }
   const slope = sxy / sxx;
   return {

@@ -29,10 +29,7 @@
 
 import { describe, InvalidOptionError } from "../errors.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
-import {
-  checkMicroAdamState,
-  microAdamGeometry,
-} from "../core/geometry.ts";
+import { checkMicroAdamState, microAdamGeometry } from "../core/geometry.ts";
 import type { MicroAdamGeometry } from "../core/geometry.ts";
 import {
   microAdamStateConfig,
@@ -50,10 +47,7 @@ import {
   QuantizedErrorFeedback,
   resolveQuantizerSpec,
 } from "./error_feedback.ts";
-import type {
-  QuantizerSpec,
-  ResolvedQuantizerSpec,
-} from "./error_feedback.ts";
+import type { QuantizerSpec, ResolvedQuantizerSpec } from "./error_feedback.ts";
 import {
   addErrorFeedback,
   applyUpdate,
@@ -176,9 +170,7 @@ function checkBoolean(key: string, v: unknown, fallback: boolean): boolean {
 function checkObserver(v: unknown): CompressionObserver | undefined {
   if (v !== undefined && typeof v !== "function") {
     throw new InvalidOptionError(
-      `observer: expected a function (observation) => void, got ${
-        describe(v)
-      }`,
+      `observer: expected a function (observation) => void, got ${describe(v)}`,
     );
   }
   return v as CompressionObserver | undefined;
