@@ -90,32 +90,39 @@ export function num(x: number, digits = 3): string {
 }
 
 interface JupyterLike {
-  display(bundle: Record<string, string>, o: { raw: boolean }): unknown;
+  display(bundle: Record<string, string>, o: { raw: boolean }): Promise<void>;
 }
 
 function jupyter(): JupyterLike | undefined {
-  return (Deno as unknown as { jupyter?: JupyterLike }).jupyter;
+  // Outside `deno jupyter` the getter throws rather than returning undefined.
+  try {
+    return (Deno as unknown as { jupyter?: JupyterLike }).jupyter;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * Shows markdown: a `text/markdown` output in a kernel, the text itself on
- * stdout elsewhere.
+ * stdout elsewhere. Await it: a kernel's display message that is still
+ * pending when the cell ends can be lost.
  */
-export function showMarkdown(md: string): void {
+export async function showMarkdown(md: string): Promise<void> {
   const j = jupyter();
-  if (j) j.display({ "text/markdown": md, "text/plain": md }, { raw: true });
+  if (j) await j.display({ "text/markdown": md, "text/plain": md }, { raw: true });
   else console.log(md);
 }
 
 /**
- * Shows an SVG chart: an `image/svg+xml` output in a kernel; elsewhere, when
+ * Shows an SVG chart: an `image/svg+xml` output in a kernel (await it);
+ * elsewhere, when
  * `MICROADAM_PLOT_DIR` is set, writes it there as `<name>.svg`, else prints
  * one line saying where it would go.
  */
-export function showSvg(svg: string, name = "plot"): void {
+export async function showSvg(svg: string, name = "plot"): Promise<void> {
   const j = jupyter();
   if (j) {
-    j.display({ "image/svg+xml": svg }, { raw: true });
+    await j.display({ "image/svg+xml": svg }, { raw: true });
     return;
   }
   const dir = Deno.env.get("MICROADAM_PLOT_DIR");
@@ -129,8 +136,8 @@ export function showSvg(svg: string, name = "plot"): void {
 }
 
 /** Shows a verdict table (markdown). */
-export function showVerdicts(rows: Verdict[]): void {
-  showMarkdown(verdictTable(rows));
+export function showVerdicts(rows: Verdict[]): Promise<void> {
+  return showMarkdown(verdictTable(rows));
 }
 
 /**
