@@ -64,18 +64,21 @@ export interface PhaseDiagramOptions {
 export function phaseDiagram(cells: Cell[], o: PhaseDiagramOptions): string {
   const panels = [...new Set(cells.map((c) => c.panel ?? ""))];
   const rows = o.yDomain ?? [...new Set(cells.map((c) => c.y))];
+  const columns = o.xDomain ?? [...new Set(cells.map((c) => c.x))];
   const data = cells.map((c) => ({
     ...c,
     panel: c.panel ?? "",
     label: c.label ?? c.value.toFixed(2),
   }));
   const facet = panels.length > 1 ? { fx: "panel" } : {};
+  const [lo, hi] = o.domain;
+  const isDark = (v: number) => Math.abs((v - lo) / (hi - lo) - 0.5) > 0.3;
   return plotSvg({
     width: o.width ?? 200 * panels.length + 80,
     height: o.height ?? 40 * rows.length + 90,
     marginLeft: 70,
     marginBottom: 45,
-    x: { type: "band", label: o.xLabel, domain: o.xDomain, tickRotate: -30 },
+    x: { type: "band", label: o.xLabel, domain: columns, tickRotate: -30 },
     y: { type: "band", label: o.yLabel, domain: rows },
     fx: panels.length > 1 ? { label: null, domain: panels } : undefined,
     color: {
@@ -87,14 +90,17 @@ export function phaseDiagram(cells: Cell[], o: PhaseDiagramOptions): string {
     },
     marks: [
       Plot.cell(data, { x: "x", y: "y", fill: "value", inset: 0.5, ...facet }),
-      Plot.text(data, {
-        x: "x",
-        y: "y",
-        text: "label",
-        fontSize: 11,
-        fill: "black",
-        ...facet,
-      }),
+      // Dark cells (far from the middle of the domain) get white text.
+      ...[true, false].map((dark) =>
+        Plot.text(data.filter((c) => isDark(c.value) === dark), {
+          x: "x",
+          y: "y",
+          text: "label",
+          fontSize: 11,
+          fill: dark ? "white" : "black",
+          ...facet,
+        })
+      ),
     ],
   });
 }
@@ -264,7 +270,7 @@ export function contourTrajectories(o: ContourOptions): string {
     const rows = p.points.map(([x, y]) => ({ x, y }));
     const end = rows.slice(-1).map((r) => ({ ...r, name: p.name }));
     return [
-      Plot.line(rows, { x: "x", y: "y", stroke, strokeWidth: 1.5 }),
+      Plot.line(rows, { x: "x", y: "y", stroke, strokeWidth: 1.5, clip: true }),
       Plot.dot(end, { x: "x", y: "y", fill: stroke, r: 3 }),
       Plot.text(end, {
         x: "x",

@@ -109,8 +109,9 @@ function jupyter(): JupyterLike | undefined {
  */
 export async function showMarkdown(md: string): Promise<void> {
   const j = jupyter();
-  if (j) await j.display({ "text/markdown": md, "text/plain": md }, { raw: true });
-  else console.log(md);
+  if (j) {
+    await j.display({ "text/markdown": md, "text/plain": md }, { raw: true });
+  } else console.log(md);
 }
 
 /**
