@@ -20,7 +20,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { summarize } from "./summary.ts";
+import { writeReadme } from "./summary.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const { values, positionals } = parseArgs({
@@ -117,7 +117,7 @@ if (failures.length) {
   Deno.exit(1);
 }
 if (!values.check) {
-  await Deno.writeTextFile(`${here}/README.md`, await summarize(here));
+  await writeReadme(here);
   console.log("notebooks/README.md rewritten from the executed notebooks");
 } else {
   await Deno.remove(outDir, { recursive: true });

@@ -5,7 +5,7 @@
  * hand; `deno task notebooks` runs it after executing the notebooks.
  *
  * ```sh
- * deno run -R -W notebooks/summary.ts   # rewrite README.md from the notebooks as they are
+ * deno run -A notebooks/summary.ts   # rewrite README.md from the notebooks as they are
  * ```
  *
  * @module
@@ -96,7 +96,20 @@ export async function summarize(dir: string): Promise<string> {
   return parts.join("\n");
 }
 
+/** Writes `dir/README.md` from the notebooks and formats it as `deno fmt` would. */
+export async function writeReadme(dir: string): Promise<void> {
+  const path = `${dir}/README.md`;
+  await Deno.writeTextFile(path, await summarize(dir));
+  const fmt = await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--quiet", path],
+  }).output();
+  if (!fmt.success) {
+    throw new Error(
+      `deno fmt ${path} failed: ${new TextDecoder().decode(fmt.stderr)}`,
+    );
+  }
+}
+
 if (import.meta.main) {
-  const dir = new URL(".", import.meta.url).pathname;
-  await Deno.writeTextFile(`${dir}/README.md`, await summarize(dir));
+  await writeReadme(new URL(".", import.meta.url).pathname);
 }
