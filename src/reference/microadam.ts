@@ -137,29 +137,7 @@ export class MicroAdamCpu extends CpuOptimizer<ResolvedMicroAdamOptions> {
 
   /** One MicroAdam step (docs/algorithm.md steps 1–9) over every tensor, then the ring advances. */
   protected applyStep(t: number, tensors: TensorStepInput[]): void {
-    const o = this.options;
-    const m = o.window;
-    const b1 = fr(o.betas[0]);
-    const b2 = fr(o.betas[1]);
-    // Decay of each window slot: row i was written (t − 1 − i) mod m steps ago.
-    const rows = Math.min(t, m);
-    const d1 = new Float64Array(rows);
-    const d2 = new Float64Array(rows);
-    for (let i = 0; i < rows; i++) {
-      const age = (t - 1 - i) % m;
-      d1[i] = powF32(b1, age);
-      d2[i] = powF32(b2, age);
-    }
-    const shared: StepConstants = {
-      ring: this.#ring,
-      rows,
-      d1,
-      d2,
-      c1: biasCorrection(b1, t),
-      c2: biasCorrection(b2, t),
-      eps: fr(o.eps),
-      bf16: o.dtype === "bf16",
-    };
+    const shared = stepConstants(this.options, t, this.#ring);
     for (const x of tensors) {
       stepTensor(
         this.geometry[x.index],
@@ -168,30 +146,88 @@ export class MicroAdamCpu extends CpuOptimizer<ResolvedMicroAdamOptions> {
         shared,
       );
     }
-    this.#ring = (this.#ring + 1) % m;
+    this.#ring = (this.#ring + 1) % this.options.window;
   }
 }
 
-interface StepConstants {
+/**
+ * The per-step constants of a MicroAdam step shared by every tensor: the
+ * window row being written, the rows in use, each row's decay factors, the
+ * bias corrections, ε and the dtype's rounding.
+ */
+export interface StepConstants {
+  /** Window slot this step writes. */
   ring: number;
+  /** Rows in use: `min(t, m)`. */
   rows: number;
+  /** β1^age of each row (f32 powers). */
   d1: Float64Array;
+  /** β2^age of each row (f32 powers). */
   d2: Float64Array;
+  /** First-moment bias correction `(1 − β1)/(1 − β1^t)`. */
   c1: number;
+  /** Second-moment bias correction `(1 − β2)/(1 − β2^t)`. */
   c2: number;
+  /** ε as f32. */
   eps: number;
+  /** Whether `e`, `a`, `u` and `p` are rounded to bf16 (spec §A). */
   bf16: boolean;
 }
 
+/**
+ * The {@link StepConstants} of applied step `t` with the window at `ring`.
+ *
+ * @example
+ * ```ts
+ * import { stepConstants } from "./microadam.ts";
+ * const k = stepConstants({ window: 2, betas: [0.5, 0.5], eps: 0, dtype: "f32" }, 3, 0);
+ * console.log(k.rows, Array.from(k.d1)); // 2 [ 1, 0.5 ]
+ * ```
+ */
+export function stepConstants(
+  o: {
+    window: number;
+    betas: readonly [number, number];
+    eps: number;
+    dtype: string;
+  },
+  t: number,
+  ring: number,
+): StepConstants {
+  const m = o.window;
+  const b1 = fr(o.betas[0]);
+  const b2 = fr(o.betas[1]);
+  // Decay of each window slot: row i was written (t − 1 − i) mod m steps ago.
+  const rows = Math.min(t, m);
+  const d1 = new Float64Array(rows);
+  const d2 = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const age = (t - 1 - i) % m;
+    d1[i] = powF32(b1, age);
+    d2[i] = powF32(b2, age);
+  }
+  return {
+    ring,
+    rows,
+    d1,
+    d2,
+    c1: biasCorrection(b1, t),
+    c2: biasCorrection(b2, t),
+    eps: fr(o.eps),
+    bf16: o.dtype === "bf16",
+  };
+}
+
+/**
+ * One MicroAdam step of one tensor, spec steps 1–9, from the pieces below.
+ * (The ablations in `ablations.ts` compose the same pieces differently.)
+ */
 function stepTensor(
   g: MicroAdamGeometry,
   s: Record<string, Uint32Array>,
   x: TensorStepInput,
   k: StepConstants,
 ): void {
-  const { window, codes, stats } = s;
-  const d = g.length;
-  const Q = g.efBlockSize;
   const rnd = k.bf16 ? roundBf16 : identity;
   const p = k.bf16
     ? bf16View(x.tensor.param as Uint16Array)
@@ -199,8 +235,43 @@ function stepTensor(
   const grad = k.bf16
     ? bf16View(x.tensor.grad as Uint16Array)
     : x.tensor.grad as Float32Array;
+  const a = addErrorFeedback(g, s, grad, rnd);
+  selectIntoWindow(g, s.window, a, k.ring);
+  storeErrorFeedback(g, s, a);
+  applyWeightDecay(p, x.lr, x.weightDecay, rnd);
+  const { M, S } = windowMoments(g, s.window, k);
+  applyUpdate(p, M, S, k, x.lr, rnd);
+  if (k.bf16) {
+    const out = x.tensor.param as Uint16Array;
+    for (let j = 0; j < g.length; j++) out[j] = bf16Bits(p[j]);
+  }
+}
 
-  // 1. a = g + dequantized error feedback.
+/**
+ * Spec step 1: `a = rnd(g + rnd(e))` with `e` dequantized from the 4-bit
+ * codes and bf16 statistics in `s` (`rnd` is bf16 rounding in §A, the
+ * identity in §B). Pass a zero gradient to read the stored error itself.
+ *
+ * @returns `a`, a new array.
+ *
+ * @example
+ * ```ts
+ * import { addErrorFeedback } from "./microadam.ts";
+ * import { microAdamGeometry } from "../core/geometry.ts";
+ * const g = microAdamGeometry(4, { window: 1, density: 0.25, topkBlockSize: 4, efBlockSize: 4 });
+ * const s = { codes: new Uint32Array(1), stats: new Uint32Array(2) };
+ * console.log(Array.from(addErrorFeedback(g, s, new Float32Array([1, 2, 3, 4]), (x) => x))); // [ 1, 2, 3, 4 ]
+ * ```
+ */
+export function addErrorFeedback(
+  g: MicroAdamGeometry,
+  s: Record<string, Uint32Array>,
+  grad: Float32Array,
+  rnd: (x: number) => number,
+): Float32Array {
+  const { codes, stats } = s;
+  const d = g.length;
+  const Q = g.efBlockSize;
   const a = new Float32Array(d);
   for (let qb = 0, start = 0; start < d; qb++, start += Q) {
     const end = Math.min(d, start + Q);
@@ -212,22 +283,66 @@ function stepTensor(
       a[j] = rnd(fr(grad[j] + e));
     }
   }
+  return a;
+}
 
-  // 2–3. Per-block top-k of |a| into window row `ring`, then zero the kept entries.
+/**
+ * Spec steps 2–3: the per-block top-k of `|a|` into window row `ring`, then
+ * the kept entries of `a` set to zero (`a` is left holding the residual).
+ *
+ * @example
+ * ```ts
+ * import { selectIntoWindow } from "./microadam.ts";
+ * import { microAdamGeometry } from "../core/geometry.ts";
+ * const g = microAdamGeometry(4, { window: 1, density: 0.25, topkBlockSize: 4, efBlockSize: 4 });
+ * const a = new Float32Array([1, -3, 2, 0]);
+ * const window = new Uint32Array(1);
+ * selectIntoWindow(g, window, a, 0);
+ * console.log(window[0] & 0xffff, Array.from(a)); // 1 [ 1, 0, 2, 0 ]
+ * ```
+ */
+export function selectIntoWindow(
+  g: MicroAdamGeometry,
+  window: Uint32Array,
+  a: Float32Array,
+  ring: number,
+): void {
   for (let b = 0; b < g.blocks; b++) {
     const len = blockLength(g, b);
     const kb = blockK(g, b);
     const start = b * g.blockSize;
     const selected = topkBlock(a.subarray(start, start + len), kb);
-    const base = blockWindowOffset(g, b) + k.ring * kb;
+    const base = blockWindowOffset(g, b) + ring * kb;
     for (let n = 0; n < kb; n++) {
       const l = selected[n];
       window[base + n] = packEntry(l, bf16Bits(a[start + l]));
     }
     for (let n = 0; n < kb; n++) a[start + selected[n]] = 0;
   }
+}
 
-  // 4–5. EF statistics (stored bf16: min down, max up) and 4-bit codes.
+/**
+ * Spec steps 4–5: EF statistics of the residual `a` per EF block (stored
+ * bf16: min rounded down, max up) and its 4-bit codes, into `s`.
+ *
+ * @example
+ * ```ts
+ * import { addErrorFeedback, storeErrorFeedback } from "./microadam.ts";
+ * import { microAdamGeometry } from "../core/geometry.ts";
+ * const g = microAdamGeometry(2, { window: 1, density: 0.5, topkBlockSize: 2, efBlockSize: 2 });
+ * const s = { codes: new Uint32Array(1), stats: new Uint32Array(2) };
+ * storeErrorFeedback(g, s, new Float32Array([0, 1.5]));
+ * console.log(Array.from(addErrorFeedback(g, s, new Float32Array(2), (x) => x))); // [ 0, 1.5 ]
+ * ```
+ */
+export function storeErrorFeedback(
+  g: MicroAdamGeometry,
+  s: Record<string, Uint32Array>,
+  a: Float32Array,
+): void {
+  const { codes, stats } = s;
+  const d = g.length;
+  const Q = g.efBlockSize;
   for (let qb = 0, start = 0; start < d; qb++, start += Q) {
     const end = Math.min(d, start + Q);
     let mn = a[start];
@@ -251,15 +366,54 @@ function stepTensor(
       setCode(codes, j, q);
     }
   }
+}
 
-  // 6. Decoupled weight decay; 1 − lr·wd in f64 from the JS numbers.
-  if (x.weightDecay > 0) {
-    const f = fr(1 - x.lr * x.weightDecay);
-    for (let j = 0; j < d; j++) p[j] = rnd(fr(p[j] * f));
+/**
+ * Spec step 6: decoupled weight decay `p = rnd(p · f32(1 − lr·wd))` when
+ * `wd > 0` (`1 − lr·wd` in f64 from the JS numbers).
+ *
+ * @example
+ * ```ts
+ * import { applyWeightDecay } from "./microadam.ts";
+ * const p = new Float32Array([2]);
+ * applyWeightDecay(p, 0.5, 0.5, (x) => x);
+ * console.log(p[0]); // 1.5
+ * ```
+ */
+export function applyWeightDecay(
+  p: Float32Array,
+  lr: number,
+  wd: number,
+  rnd: (x: number) => number,
+): void {
+  if (wd > 0) {
+    const f = fr(1 - lr * wd);
+    for (let j = 0; j < p.length; j++) p[j] = rnd(fr(p[j] * f));
   }
+}
 
-  // 7. Moments rebuilt from the window, rows in slot order (scatter; a row's
-  // indices are distinct within a block, so the per-coordinate order is the slot order).
+/**
+ * Spec step 7: the moments `M` and `S` rebuilt from the window rows in slot
+ * order (a scatter; a row's indices are distinct within a block, so the
+ * per-coordinate order is the slot order).
+ *
+ * @example
+ * ```ts
+ * import { selectIntoWindow, stepConstants, windowMoments } from "./microadam.ts";
+ * import { microAdamGeometry } from "../core/geometry.ts";
+ * const g = microAdamGeometry(2, { window: 2, density: 0.5, topkBlockSize: 2, efBlockSize: 2 });
+ * const window = new Uint32Array(2);
+ * selectIntoWindow(g, window, new Float32Array([0, 2]), 0);
+ * const { M, S } = windowMoments(g, window, stepConstants({ window: 2, betas: [0.5, 0.5], eps: 0, dtype: "f32" }, 1, 0));
+ * console.log(Array.from(M), Array.from(S)); // [ 0, 2 ] [ 0, 4 ]
+ * ```
+ */
+export function windowMoments(
+  g: MicroAdamGeometry,
+  window: Uint32Array,
+  k: StepConstants,
+): { M: Float32Array; S: Float32Array } {
+  const d = g.length;
   const M = new Float32Array(d);
   const S = new Float32Array(d);
   for (let i = 0; i < k.rows; i++) {
@@ -278,23 +432,48 @@ function stepTensor(
       }
     }
   }
+  return { M, S };
+}
 
-  // 8–9. Bias-corrected update of every coordinate.
-  const negLr = fr(-x.lr);
-  for (let j = 0; j < d; j++) {
+/**
+ * Spec steps 8–9: the bias-corrected update of every coordinate,
+ * `p = rnd(fma(−lr, rnd((c1·M) / (sqrt(c2·S) + ε)), p))`.
+ *
+ * @example
+ * ```ts
+ * import { applyUpdate, stepConstants } from "./microadam.ts";
+ * const p = new Float32Array([1]);
+ * const k = stepConstants({ window: 1, betas: [0.5, 0.5], eps: 0, dtype: "f32" }, 1, 0);
+ * applyUpdate(p, new Float32Array([4]), new Float32Array([16]), k, 0.25, (x) => x);
+ * console.log(p[0]); // 0.75
+ * ```
+ */
+export function applyUpdate(
+  p: Float32Array,
+  M: Float32Array,
+  S: Float32Array,
+  k: StepConstants,
+  lr: number,
+  rnd: (x: number) => number,
+): void {
+  const negLr = fr(-lr);
+  for (let j = 0; j < p.length; j++) {
     const den = fr(fr(Math.sqrt(fr(k.c2 * S[j]))) + k.eps);
     const u = rnd(fr(fr(k.c1 * M[j]) / den));
     p[j] = rnd(fmaF32(negLr, u, p[j]));
   }
-
-  if (k.bf16) {
-    const out = x.tensor.param as Uint16Array;
-    for (let j = 0; j < d; j++) out[j] = bf16Bits(p[j]);
-  }
 }
 
-/** Exact f32 copy of bf16 bits. */
-function bf16View(bits: Uint16Array): Float32Array {
+/**
+ * Exact f32 copy of bf16 bits.
+ *
+ * @example
+ * ```ts
+ * import { bf16View } from "./microadam.ts";
+ * console.log(bf16View(new Uint16Array([0x3fc0]))[0]); // 1.5
+ * ```
+ */
+export function bf16View(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
   const u = new Uint32Array(out.buffer);
   for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;

@@ -21,8 +21,11 @@
  * @module
  */
 
-import { fmaF32 } from "../numeric/f32.ts";
-import { getCode, setCode } from "../numeric/pack.ts";
+import { powF32 } from "../numeric/f32.ts";
+import {
+  QuantizedErrorFeedback,
+  resolveQuantizerSpec,
+} from "./error_feedback.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
 import { checkKeys } from "../core/checks.ts";
 import { COMMON_KEYS, resolveMicroAdamOptions } from "../core/options.ts";
@@ -206,75 +209,175 @@ export class MicroAdamTheoryCpu
   /** One step of §C over every tensor. */
   protected applyStep(_t: number, tensors: TensorStepInput[]): void {
     const o = this.options;
-    const b1 = fr(o.betas[0]);
-    const b2 = fr(o.betas[1]);
-    const omb1 = fr(1 - b1);
-    const omb2 = fr(1 - b2);
-    const eps = fr(o.eps);
-    const Q = o.efBlockSize;
+    const spec = resolveQuantizerSpec({ bits: 4, bucketSize: o.efBlockSize });
+    const consts = theoryConstants(o, 1, 1);
     for (const { index, tensor, lr, weightDecay: wd } of tensors) {
-      const p = tensor.param as Float32Array;
-      const g = tensor.grad as Float32Array;
       const s = this.state[index];
-      const codes = s.codes as Uint32Array;
-      const stats = s.stats as Float32Array;
-      const m = s.expAvg as Float32Array;
-      const v = s.expAvgSq as Float32Array;
-      const vh = s.maxExpAvgSq as Float32Array;
-      const d = p.length;
-
+      const g = tensor.grad as Float32Array;
+      const ef = new QuantizedErrorFeedback(spec, s);
       // c = g + e, then a = top-k(c) and the residual c − a (kept in `c`).
-      const c = new Float32Array(d);
-      for (let qb = 0, start = 0; start < d; qb++, start += Q) {
-        const mn = stats[2 * qb];
-        const u = fr(fr(stats[2 * qb + 1] - mn) / 15);
-        const end = Math.min(d, start + Q);
-        for (let j = start; j < end; j++) {
-          c[j] = fr(g[j] + fmaF32(getCode(codes, j), u, mn));
-        }
-      }
-      const a = new Float32Array(d);
-      for (const j of topkBlock(c, Math.ceil(d * o.density))) {
-        a[j] = c[j];
-        c[j] = 0;
-      }
+      const c = ef.addTo(g.slice());
+      const a = compressTopk(c, Math.ceil(c.length * o.density));
+      ef.store(c);
+      theoryUpdate(
+        tensor.param as Float32Array,
+        a,
+        s as Record<string, Float32Array>,
+        consts,
+        lr,
+        wd,
+      );
+    }
+  }
+}
 
-      // e ← Q(c − a): nearest 4-bit code between the block's f32 min and max.
-      for (let qb = 0, start = 0; start < d; qb++, start += Q) {
-        const end = Math.min(d, start + Q);
-        let mn = c[start];
-        let mx = c[start];
-        for (let j = start + 1; j < end; j++) {
-          if (c[j] < mn) mn = c[j];
-          if (c[j] > mx) mx = c[j];
-        }
-        stats[2 * qb] = mn + 0; // +0 for −0: canonical state bytes
-        stats[2 * qb + 1] = mx + 0;
-        const u = fr(fr(mx - mn) / 15);
-        for (let j = start; j < end; j++) {
-          let q = 0;
-          if (u !== 0) {
-            q = Math.floor(fr(fr(fr(c[j] - mn) / u) + 0.5));
-            q = q < 0 ? 0 : q > 15 ? 15 : q;
-          }
-          setCode(codes, j, q);
-        }
-      }
+/**
+ * The f32 constants of one theory-variant step. `bc1` and `bc2` are the bias
+ * corrections `1 − β^t` (1 when the variant does not correct, as in §C).
+ *
+ * @example
+ * ```ts
+ * import { theoryConstants } from "./microadam_theory.ts";
+ * console.log(theoryConstants({ betas: [0.5, 0.75], eps: 0 }, 1, 1).omb1); // 0.5
+ * ```
+ */
+export interface TheoryConstants {
+  /** β1 as f32. */
+  b1: number;
+  /** β2 as f32. */
+  b2: number;
+  /** f32(1 − β1). */
+  omb1: number;
+  /** f32(1 − β2). */
+  omb2: number;
+  /** ε as f32 (added to v̂ under the square root). */
+  eps: number;
+  /** First-moment bias correction `1 − β1^t`, or 1. */
+  bc1: number;
+  /** Second-moment bias correction `1 − β2^t`, or 1. */
+  bc2: number;
+}
 
-      const decay = wd > 0 ? fr(1 - lr * wd) : 1;
-      const lrF = fr(lr);
-      for (let j = 0; j < d; j++) {
-        const aj = a[j];
-        const mj = fr(fr(b1 * m[j]) + fr(omb1 * aj));
-        const vj = fr(fr(b2 * v[j]) + fr(fr(omb2 * aj) * aj));
-        const vmax = Math.max(vh[j], vj);
-        m[j] = mj;
-        v[j] = vj;
-        vh[j] = vmax;
-        const pj = decay !== 1 ? fr(p[j] * decay) : p[j];
-        const den = fr(Math.sqrt(fr(vmax + eps)));
-        p[j] = fr(pj - fr(lrF * fr(mj / den)));
-      }
+/**
+ * {@link TheoryConstants} from the betas and ε; `bc1`/`bc2` as given.
+ *
+ * @example
+ * ```ts
+ * import { theoryBiasCorrections, theoryConstants } from "./microadam_theory.ts";
+ * const [bc1, bc2] = theoryBiasCorrections([0.9, 0.999], 1);
+ * console.log(theoryConstants({ betas: [0.9, 0.999], eps: 1e-8 }, bc1, bc2).bc1 === Math.fround(1 - Math.fround(0.9))); // true
+ * ```
+ */
+export function theoryConstants(
+  o: { betas: readonly [number, number]; eps: number },
+  bc1: number,
+  bc2: number,
+): TheoryConstants {
+  const b1 = fr(o.betas[0]);
+  const b2 = fr(o.betas[1]);
+  return {
+    b1,
+    b2,
+    omb1: fr(1 - b1),
+    omb2: fr(1 - b2),
+    eps: fr(o.eps),
+    bc1,
+    bc2,
+  };
+}
+
+/**
+ * Adam's bias corrections `[f32(1 − β1^t), f32(1 − β2^t)]` (powers by
+ * `powF32`), for variants of §C that correct.
+ *
+ * @example
+ * ```ts
+ * import { theoryBiasCorrections } from "./microadam_theory.ts";
+ * console.log(theoryBiasCorrections([0.5, 0.5], 2)); // [ 0.75, 0.75 ]
+ * ```
+ */
+export function theoryBiasCorrections(
+  betas: readonly [number, number],
+  t: number,
+): [number, number] {
+  return [
+    fr(1 - powF32(fr(betas[0]), t)),
+    fr(1 - powF32(fr(betas[1]), t)),
+  ];
+}
+
+/**
+ * The global top-k compressor `C` of §C: moves the `k` entries of largest
+ * magnitude of `c` (ties to the lower index) into a new array and zeroes them
+ * in `c`, which is left holding the residual `c − C(c)`.
+ *
+ * @returns `C(c)`, dense.
+ *
+ * @example
+ * ```ts
+ * import { compressTopk } from "./microadam_theory.ts";
+ * const c = new Float32Array([0.5, -2, 1]);
+ * console.log(Array.from(compressTopk(c, 1)), Array.from(c)); // [ 0, -2, 0 ] [ 0.5, 0, 1 ]
+ * ```
+ */
+export function compressTopk(c: Float32Array, k: number): Float32Array {
+  const a = new Float32Array(c.length);
+  for (const j of topkBlock(c, k)) {
+    a[j] = c[j];
+    c[j] = 0;
+  }
+  return a;
+}
+
+/**
+ * The dense-moment update of §C for one tensor, in f32:
+ * `m = β1·m + (1 − β1)·a`, `v = β2·v + (1 − β2)·a²`, `v̂ = max(v̂, v)` when the
+ * state has `maxExpAvgSq` (else `v̂ = v`), then
+ * `θ = θ·(1 − lr·wd) − lr·(m/bc1) / sqrt(v̂/bc2 + ε)` (the divisions by the
+ * bias corrections only when they are not 1).
+ *
+ * @example
+ * ```ts
+ * import { theoryConstants, theoryUpdate } from "./microadam_theory.ts";
+ * const p = new Float32Array([1]);
+ * const s = { expAvg: new Float32Array(1), expAvgSq: new Float32Array(1) };
+ * theoryUpdate(p, new Float32Array([2]), s, theoryConstants({ betas: [0, 0], eps: 0 }, 1, 1), 0.5, 0);
+ * console.log(p[0]); // 0.5
+ * ```
+ */
+export function theoryUpdate(
+  p: Float32Array,
+  a: Float32Array,
+  s: Record<string, Float32Array>,
+  k: TheoryConstants,
+  lr: number,
+  wd: number,
+): void {
+  const m = s.expAvg;
+  const v = s.expAvgSq;
+  const vh = s.maxExpAvgSq as Float32Array | undefined;
+  const { b1, b2, omb1, omb2, eps, bc1, bc2 } = k;
+  const corrected = bc1 !== 1 || bc2 !== 1;
+  const decay = wd > 0 ? fr(1 - lr * wd) : 1;
+  const lrF = fr(lr);
+  for (let j = 0; j < p.length; j++) {
+    const aj = a[j];
+    const mj = fr(fr(b1 * m[j]) + fr(omb1 * aj));
+    const vj = fr(fr(b2 * v[j]) + fr(fr(omb2 * aj) * aj));
+    m[j] = mj;
+    v[j] = vj;
+    let vmax = vj;
+    if (vh) {
+      vmax = Math.max(vh[j], vj);
+      vh[j] = vmax;
+    }
+    const pj = decay !== 1 ? fr(p[j] * decay) : p[j];
+    if (corrected) {
+      const den = fr(Math.sqrt(fr(fr(vmax / bc2) + eps)));
+      p[j] = fr(pj - fr(lrF * fr(fr(mj / bc1) / den)));
+    } else {
+      const den = fr(Math.sqrt(fr(vmax + eps)));
+      p[j] = fr(pj - fr(lrF * fr(mj / den)));
     }
   }
 }
