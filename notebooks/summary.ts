@@ -37,7 +37,7 @@ export async function summarize(dir: string): Promise<string> {
     "# Notebooks: MicroAdam's convergence claims, tested",
     "",
     "Deno Jupyter notebooks that run the experiments of " +
-    "`shared/spec/experiments.md` with the project's own optimizers " +
+    "`docs/experiments.md` with the project's own optimizers " +
     "(`src/experiments/`, `src/reference/ablations.ts`). Each ends with a " +
     "verdict table computed from its own data.",
     "",

@@ -153,6 +153,19 @@ export function checkMicroAdamState(
   state: OptimizerState,
   geometry: readonly MicroAdamGeometry[],
 ): void {
+  checkMicroAdamWindow(state, geometry);
+  checkBf16Stats(state);
+}
+
+/**
+ * The window part of {@link checkMicroAdamState}: the ring position follows
+ * the step count, every index lies inside its block, every value is a finite
+ * bf16.
+ */
+export function checkMicroAdamWindow(
+  state: OptimizerState,
+  geometry: readonly MicroAdamGeometry[],
+): void {
   const m = geometry[0]?.window ?? 1;
   checkRing(state, state.step % m, "step mod window");
   geometry.forEach((g, i) => {
@@ -178,5 +191,24 @@ export function checkMicroAdamState(
       }
     }
   });
-  checkBf16Stats(state);
+}
+
+/**
+ * Throws {@link CheckpointError} unless buffer `buffer` of every tensor holds
+ * finite f32 `[min, max]` pairs with min ≤ max (an EF quantizer kept in f32).
+ */
+export function checkF32Ranges(state: OptimizerState, buffer: string): void {
+  checkF32Buffer(state, buffer);
+  state.tensors.forEach((t, i) => {
+    const v = f32View(t.buffers[buffer]);
+    for (let q = 0; 2 * q + 1 < v.length; q++) {
+      if (v[2 * q] > v[2 * q + 1]) {
+        throw new CheckpointError(
+          `${label(state, i)}: EF block ${q} has min ${v[2 * q]} above max ${
+            v[2 * q + 1]
+          } (the state is damaged or crafted)`,
+        );
+      }
+    }
+  });
 }

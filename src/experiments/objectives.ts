@@ -1,5 +1,5 @@
 /**
- * The objectives of the convergence experiments (`shared/spec/experiments.md`)
+ * The objectives of the convergence experiments (`docs/experiments.md`)
  * and their gradient oracles: exact full gradients for measuring
  * ‖∇f(θ)‖² and f(θ) − f*, and the stochastic gradients the optimizers see.
  * Values and full gradients are computed in f64 from f32 parameters.

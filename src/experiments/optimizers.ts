@@ -1,5 +1,5 @@
 /**
- * The optimizers compared in the experiments (`shared/spec/experiments.md`),
+ * The optimizers compared in the experiments (`docs/experiments.md`),
  * by their short names, built from the project's CPU references and their
  * ablations: nothing here implements an algorithm.
  *

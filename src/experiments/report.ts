@@ -111,7 +111,16 @@ export async function showMarkdown(md: string): Promise<void> {
   const j = jupyter();
   if (j) {
     await j.display({ "text/markdown": md, "text/plain": md }, { raw: true });
+    await settle();
   } else console.log(md);
+}
+
+/**
+ * A short pause after a display: Deno's kernel (2.9) can publish a message
+ * after the cell's idle status under load, and nbclient then drops it.
+ */
+function settle(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 20));
 }
 
 /**
@@ -124,6 +133,7 @@ export async function showSvg(svg: string, name = "plot"): Promise<void> {
   const j = jupyter();
   if (j) {
     await j.display({ "image/svg+xml": svg }, { raw: true });
+    await settle();
     return;
   }
   const dir = Deno.env.get("MICROADAM_PLOT_DIR");

@@ -1,6 +1,6 @@
 /**
  * Ablations of the two MicroAdam references, for the convergence experiments
- * (`shared/spec/experiments.md`): the same pieces as `MicroAdamCpu` and
+ * (`docs/experiments.md`): the same pieces as `MicroAdamCpu` and
  * `MicroAdamTheoryCpu` (exported by `microadam.ts`, `microadam_theory.ts`
  * and `error_feedback.ts`), composed with one part swapped.
  *
@@ -27,11 +27,20 @@
  * @module
  */
 
-import { describe, InvalidOptionError } from "../errors.ts";
+import { CheckpointError, describe, InvalidOptionError } from "../errors.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
-import { checkMicroAdamState, microAdamGeometry } from "../core/geometry.ts";
+import { microAdamGeometry } from "../core/geometry.ts";
+import {
+  checkBf16Stats,
+  checkF32Buffer,
+  checkF32Ranges,
+  checkMicroAdamWindow,
+} from "../core/state_checks.ts";
+import { checkBoolean, checkKeys, given } from "../core/checks.ts";
 import type { MicroAdamGeometry } from "../core/geometry.ts";
 import {
+  COMMON_KEYS,
+  MICROADAM_KEYS,
   microAdamStateConfig,
   resolveMicroAdamOptions,
 } from "../core/options.ts";
@@ -157,14 +166,9 @@ export interface MicroAdamTheoryAblationOptions extends MicroAdamTheoryOptions {
   observer?: CompressionObserver;
 }
 
-function checkBoolean(key: string, v: unknown, fallback: boolean): boolean {
-  if (v === undefined) return fallback;
-  if (typeof v !== "boolean") {
-    throw new InvalidOptionError(
-      `${key}: expected true or false, got ${describe(v)}`,
-    );
-  }
-  return v;
+/** An optional boolean option (null and non-booleans refused). */
+function flag(o: Record<string, unknown>, key: string, fallback: boolean) {
+  return checkBoolean(given(o, key, fallback), key);
 }
 
 function checkObserver(v: unknown): CompressionObserver | undefined {
@@ -248,8 +252,15 @@ export class MicroAdamAblationCpu
     params: readonly (CpuTensor | ParamGroupSpec<CpuTensor>)[],
     options: MicroAdamAblationOptions = {},
   ) {
-    const { errorFeedback, windowMax, observer, ...base } = options;
-    const r = resolveMicroAdamOptions(base);
+    const what = "MicroAdamAblationCpu options";
+    const all = checkKeys(options, [
+      ...MICROADAM_KEYS,
+      "errorFeedback",
+      "windowMax",
+      "observer",
+    ], what);
+    const { errorFeedback, windowMax: _w, observer, ...base } = all;
+    const r = resolveMicroAdamOptions(base, [], what);
     if (r.dtype !== "f32") {
       throw new InvalidOptionError(
         `dtype: MicroAdamAblationCpu runs in f32 only, got ${
@@ -264,7 +275,7 @@ export class MicroAdamAblationCpu
         ["shipped", "none"],
         "shipped",
       ),
-      windowMax: checkBoolean("windowMax", windowMax, false),
+      windowMax: flag(all, "windowMax", false),
       observer: checkObserver(observer),
     };
     super("MicroAdamAblation", params, o, "f32");
@@ -311,7 +322,11 @@ export class MicroAdamAblationCpu
 
   /** Ring position and window indices, as for MicroAdam. */
   protected override validateState(s: OptimizerState): void {
-    checkMicroAdamState(s, this.geometry);
+    checkMicroAdamWindow(s, this.geometry);
+    const ef = this.options.errorFeedback;
+    if (ef === "shipped") checkBf16Stats(s);
+    else if (ef !== "none") checkF32Ranges(s, "stats");
+    if (this.options.windowMax) checkF32Buffer(s, "maxWindowSq", true);
   }
 
   /** MicroAdam's steps 1–9 with the ablated parts swapped in. */
@@ -409,8 +424,22 @@ export class MicroAdamTheoryAblationCpu
     params: readonly (CpuTensor | ParamGroupSpec<CpuTensor>)[],
     options: MicroAdamTheoryAblationOptions = {},
   ) {
-    const { errorFeedback, amsgradMax, biasCorrection, observer, ...base } =
-      options;
+    const all = checkKeys(options, [
+      ...COMMON_KEYS,
+      "density",
+      "efBlockSize",
+      "errorFeedback",
+      "amsgradMax",
+      "biasCorrection",
+      "observer",
+    ], "MicroAdamTheoryAblationCpu options");
+    const {
+      errorFeedback,
+      amsgradMax: _a,
+      biasCorrection: _b,
+      observer,
+      ...base
+    } = all;
     const r = resolveMicroAdamTheoryOptions(base);
     const o: ResolvedMicroAdamTheoryAblationOptions = {
       ...r,
@@ -419,8 +448,8 @@ export class MicroAdamTheoryAblationCpu
         ["none"],
         resolveQuantizerSpec({ bits: 4, bucketSize: r.efBlockSize }),
       ) as "none" | ResolvedQuantizerSpec,
-      amsgradMax: checkBoolean("amsgradMax", amsgradMax, true),
-      biasCorrection: checkBoolean("biasCorrection", biasCorrection, false),
+      amsgradMax: flag(all, "amsgradMax", true),
+      biasCorrection: flag(all, "biasCorrection", false),
       observer: checkObserver(observer),
     };
     super("MicroAdamTheoryAblation", params, o, "f32");
@@ -441,6 +470,22 @@ export class MicroAdamTheoryAblationCpu
         s,
       )
     );
+  }
+
+  /**
+   * Finite moments, second moments (and their maximum) ≥ 0, EF ranges with
+   * min ≤ max, ring 0: what a step can produce.
+   */
+  protected override validateState(state: OptimizerState): void {
+    if (state.ring !== 0) {
+      throw new CheckpointError(
+        `ring: expected 0 (this optimizer keeps no window), got ${state.ring}`,
+      );
+    }
+    checkF32Buffer(state, "expAvg");
+    checkF32Buffer(state, "expAvgSq", true);
+    if (this.options.amsgradMax) checkF32Buffer(state, "maxExpAvgSq", true);
+    if (this.options.errorFeedback !== "none") checkF32Ranges(state, "stats");
   }
 
   /** Options that shape the state. */

@@ -31,7 +31,7 @@ import { checkKeys } from "../core/checks.ts";
 import { COMMON_KEYS, resolveMicroAdamOptions } from "../core/options.ts";
 import type { CommonOptions } from "../core/options.ts";
 import type { ConfigValue, OptimizerState } from "../core/state.ts";
-import { checkF32Buffer } from "../core/state_checks.ts";
+import { checkF32Buffer, checkF32Ranges } from "../core/state_checks.ts";
 import { CheckpointError } from "../errors.ts";
 import type { Schedule } from "../core/schedule.ts";
 import { CpuOptimizer } from "./cpu_optimizer.ts";
@@ -182,20 +182,7 @@ export class MicroAdamTheoryCpu
     checkF32Buffer(state, "expAvg");
     checkF32Buffer(state, "expAvgSq", true);
     checkF32Buffer(state, "maxExpAvgSq", true);
-    checkF32Buffer(state, "stats");
-    state.tensors.forEach((t, i) => {
-      const b = t.buffers.stats;
-      const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-      for (let q = 0; 8 * q < b.byteLength; q++) {
-        const mn = v.getFloat32(8 * q, true);
-        const mx = v.getFloat32(8 * q + 4, true);
-        if (mn > mx) {
-          throw new CheckpointError(
-            `tensor ${i} ("${t.name}"): EF block ${q} has min ${mn} above max ${mx}`,
-          );
-        }
-      }
-    });
+    checkF32Ranges(state, "stats");
   }
 
   /** Options that shape the state. */
