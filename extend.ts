@@ -11,7 +11,7 @@
  *   subclass allocates its state with `stateBuffer()`, builds its bind groups
  *   from `planBatches()`, and encodes its kernels in `encodeKernels()`.
  *   Kernels are WGSL assembled by {@link pipeline} from the files in
- *   `kernels/` (layouts in `kernels/layout.wgsl`).
+ *   `kernels/` (shared structs in `src/gpu/layout.ts`).
  * - **CPU**: subclass {@link CpuOptimizer} and implement `applyStep()`.
  * - The numeric helpers the exact kernels and references share (bf16
  *   rounding, the f32 power and fma), the MicroAdam state geometry, and the

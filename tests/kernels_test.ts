@@ -2,7 +2,7 @@
  * src/gpu/kernels.ts: every kernel compiles without validation errors (with
  * and without the BF16 override where the kernel declares it), the pipeline
  * cache, and dispatchSize's folding of large dispatches into two dimensions
- * (closed forms, and on the GPU through layout.wgsl's linear_workgroup).
+ * (closed forms, and on the GPU through grid.wgsl's linear_workgroup).
  */
 
 import assert from "node:assert/strict";
@@ -14,7 +14,7 @@ import {
 } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { requestDevice } from "../src/gpu/device.ts";
-import layout from "../kernels/layout.wgsl" with { type: "text" };
+import grid from "../kernels/grid.wgsl" with { type: "text" };
 import { testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
@@ -186,7 +186,7 @@ Deno.test("dispatchSize: x·y >= count, x <= limit, y = ceil(count / limit), and
 });
 
 Deno.test("dispatchSize + linear_workgroup on the GPU: every workgroup index < count is hit exactly once", async () => {
-  const shader = layout + /* wgsl */ `
+  const shader = grid + /* wgsl */ `
 @group(0) @binding(0) var<storage, read_write> hits: array<atomic<u32>>;
 @compute @workgroup_size(1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -8,7 +8,7 @@
 
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
 import { hasExactFma } from "./capabilities.ts";
-import layout from "../../kernels/layout.wgsl" with { type: "text" };
+import grid from "../../kernels/grid.wgsl" with { type: "text" };
 import segments from "../../kernels/segments.wgsl" with { type: "text" };
 import efQuant from "../../kernels/ef_quant.wgsl" with { type: "text" };
 import microCommon from "../../kernels/microadam_common.wgsl" with {
@@ -22,13 +22,11 @@ import adam from "../../kernels/adam.wgsl" with { type: "text" };
 import select from "../../kernels/microadam_select.wgsl" with { type: "text" };
 import update from "../../kernels/microadam_update.wgsl" with { type: "text" };
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
-import { GRADIENT_LIMIT_LOG2 } from "../core/limits.ts";
+import { layoutWgsl } from "./layout.ts";
 
-// Constants the kernels share with TypeScript, declared once (in src/core)
-// and emitted as WGSL ahead of every kernel.
-const SHARED_CONSTANTS = [
-  `const GRADIENT_LIMIT_LOG2: u32 = ${GRADIENT_LIMIT_LOG2}u;`,
-].join("\n");
+// Structs and constants the kernels share with TypeScript, declared once in
+// src/gpu/layout.ts and emitted as WGSL ahead of every kernel.
+const SHARED = layoutWgsl();
 
 /** The compute kernels of this library. */
 export type KernelName =
@@ -40,12 +38,12 @@ export type KernelName =
   | "microadamCommit";
 
 const SOURCES: Record<KernelName, string[]> = {
-  checkFinite: [layout, segments, checkFinite],
-  prologue: [numeric, layout, prologue],
-  adam: [layout, segments, adam],
-  microadamSelect: [numeric, layout, segments, efQuant, microCommon, select],
-  microadamUpdate: [numeric, layout, segments, efQuant, microCommon, update],
-  microadamCommit: [numeric, layout, efQuant, commit],
+  checkFinite: [grid, segments, checkFinite],
+  prologue: [numeric, grid, prologue],
+  adam: [grid, segments, adam],
+  microadamSelect: [numeric, grid, segments, efQuant, microCommon, select],
+  microadamUpdate: [numeric, grid, segments, efQuant, microCommon, update],
+  microadamCommit: [numeric, grid, efQuant, commit],
 };
 
 /**
@@ -58,7 +56,7 @@ const SOURCES: Record<KernelName, string[]> = {
  * ```
  */
 export function kernelSource(name: KernelName): string {
-  return [SHARED_CONSTANTS, ...SOURCES[name]].join("\n");
+  return [SHARED, ...SOURCES[name]].join("\n");
 }
 
 // Kernels built on kernels/numeric.wgsl take its EXACT_FMA switch.

@@ -4,12 +4,22 @@
  * flag, bias corrections, then each param group's lr and weight decay), the
  * non-finite flag, and the ring of per-call hyperparameters that lets steps
  * encoded before one submit each keep their own learning rate.
- * Layouts: `kernels/layout.wgsl`.
+ * Layouts: `CONFIG` and `STEP` in `src/gpu/layout.ts`.
  *
  * @module
  */
 
 import { createFilled } from "../gpu/buffers.ts";
+import {
+  CONFIG,
+  GROUP_HYPER,
+  STEP,
+  STEP_CALL_BYTES,
+  STEP_HEADER_BYTES,
+  STEP_READBACK_BYTES,
+} from "../gpu/layout.ts";
+
+export { STEP_HEADER_BYTES, STEP_READBACK_BYTES };
 
 /** Scalars the kernels read from the `Config` uniform. */
 export interface KernelConfig {
@@ -45,14 +55,10 @@ export interface StepHeader {
   badTensor: number;
 }
 
-/** Bytes of the `Step` header before the per-group hyperparameters. */
-export const STEP_HEADER_BYTES = 64;
 /** Steps that may be encoded before one submit, each with its own slot. */
 export const HYPER_SLOTS = 64;
 /** The flag's value when every gradient was finite. */
 export const NO_BAD_TENSOR = 0xffffffff;
-/** Bytes of the header that status and state dicts read back. */
-export const STEP_READBACK_BYTES = 32;
 
 /**
  * The scalar buffers of one optimizer. `own` registers each buffer with the
@@ -84,25 +90,24 @@ export class StepScalars {
     own: (b: GPUBuffer) => GPUBuffer,
   ) {
     this.#device = device;
-    const cfg = new ArrayBuffer(32);
-    new Float32Array(cfg, 0, 3).set([kernel.beta1, kernel.beta2, kernel.eps]);
-    new Uint32Array(cfg, 12, 5).set([
-      kernel.window ?? 1,
-      kernel.efBlock ?? 1,
-      kernel.kind,
-      kernel.amsgrad ? 1 : 0,
-      kernel.decoupled ? 1 : 0,
-    ]);
+    const cfg = CONFIG.encode({
+      beta1: kernel.beta1,
+      beta2: kernel.beta2,
+      eps: kernel.eps,
+      window: kernel.window ?? 1,
+      ef_block: kernel.efBlock ?? 1,
+      kind: kernel.kind,
+      amsgrad: kernel.amsgrad ? 1 : 0,
+      decoupled: kernel.decoupled ? 1 : 0,
+    });
     this.config = own(
-      createFilled(
-        device,
-        new Uint8Array(cfg),
-        GPUBufferUsage.UNIFORM,
-        "config",
-      ),
+      createFilled(device, cfg, GPUBufferUsage.UNIFORM, "config"),
     );
-    // One 16-byte GroupHyper per group, a slot padded to copy alignment.
-    this.#stride = Math.ceil(16 * paramGroups / 256) * 256;
+    // The per-call part (call number, one GroupHyper per group), a slot
+    // padded to copy alignment.
+    this.#stride = Math.ceil(
+      (STEP_CALL_BYTES + GROUP_HYPER.bytes * paramGroups) / 256,
+    ) * 256;
     this.step = own(device.createBuffer({
       label: "step scalars",
       size: STEP_HEADER_BYTES + this.#stride,
@@ -133,10 +138,18 @@ export class StepScalars {
     call: number,
     hyper: readonly { lr: number; weightDecay: number }[],
   ): void {
-    const values = new Float32Array(this.#stride / 4);
+    const values = new Uint8Array(this.#stride);
+    const view = new DataView(values.buffer);
+    // The slot is copied to the per-call part of `Step`: offsets relative to it.
+    STEP.write(view, { call }, -STEP_HEADER_BYTES);
     hyper.forEach(({ lr, weightDecay }, i) => {
       // decay = 1 − lr·wd in f64, then rounded: the CPU references do the same.
-      values.set([lr, weightDecay, 1 - lr * weightDecay, -lr], 4 * i);
+      GROUP_HYPER.write(view, {
+        lr,
+        wd: weightDecay,
+        decay: 1 - lr * weightDecay,
+        neg_lr: -lr,
+      }, STEP_CALL_BYTES + GROUP_HYPER.bytes * i);
     });
     const slot = ((call - 1) % HYPER_SLOTS) * this.#stride;
     this.#device.queue.writeBuffer(this.#ring, slot, values);
@@ -151,10 +164,14 @@ export class StepScalars {
 
   /** The header's fields from its first {@link STEP_READBACK_BYTES} bytes. */
   static decode(bytes: Uint8Array): StepHeader {
-    const w = new Uint32Array(
-      bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 32),
-    );
-    return { skip: w[0], t: w[1], ring: w[3], skipped: w[4], badTensor: w[5] };
+    const h = STEP.decode(bytes.subarray(0, STEP_READBACK_BYTES));
+    return {
+      skip: h.skip,
+      t: h.t,
+      ring: h.ring,
+      skipped: h.skipped,
+      badTensor: h.bad_tensor,
+    };
   }
 
   /** Queues a header holding these counters, and clears the flag. */
@@ -163,16 +180,11 @@ export class StepScalars {
     q.writeBuffer(
       this.step,
       0,
-      new Uint32Array([
-        0,
-        counters.step,
-        0,
-        counters.ring,
-        counters.skipped,
-        0,
-        0,
-        0,
-      ]),
+      STEP.encode({
+        t: counters.step,
+        ring: counters.ring,
+        skipped: counters.skipped,
+      }).subarray(0, STEP_READBACK_BYTES),
     );
     q.writeBuffer(this.flags, 0, new Uint32Array([NO_BAD_TENSOR]));
   }
