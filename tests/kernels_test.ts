@@ -21,17 +21,24 @@ const device = await testDevice();
 
 const KERNELS: KernelName[] = [
   "checkFinite",
+  "checkFinite4",
   "prologue",
   "adam",
+  "adam4",
   "microadamSelect",
   "microadamUpdate",
+  "microadamSelectFast",
+  "microadamUpdateFast",
   "microadamCommit",
 ];
 /** Kernels whose source declares `override BF16`. */
 const WITH_BF16: KernelName[] = [
   "checkFinite",
+  "checkFinite4",
   "microadamSelect",
   "microadamUpdate",
+  "microadamSelectFast",
+  "microadamUpdateFast",
 ];
 
 /** Runs `f` inside a validation error scope and returns the error message, if any. */

@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import {
   CONFIG,
   GROUP_HYPER,
-  layoutWgsl,
   LAYOUTS,
+  layoutWgsl,
   SEG,
   SEG_TABLE,
   SHARED_CONSTANTS,
@@ -163,7 +163,12 @@ for (const layout of LAYOUTS) {
     const decl = uniform
       ? `@group(0) @binding(0) var<uniform> s: ${layout.name};`
       : `@group(0) @binding(0) var<storage, read> s: ${layout.name};`;
-    const got = await readBack(decl, exprs, bytesOf(layout, words, tail), uniform);
+    const got = await readBack(
+      decl,
+      exprs,
+      bytesOf(layout, words, tail),
+      uniform,
+    );
     assert.deepEqual(got, [...words, ...tail.flat()]);
   });
 }
@@ -190,7 +195,11 @@ Deno.test("layout: decode inverts encode; offsets are the running sum of 4-byte 
   assert.equal(SEG_TABLE.bytes, 16);
   assert.throws(() => SEG.offset("nope" as "len"), /no field nope/);
   assert.throws(
-    () => new StructLayout("X", [{ name: "a", type: "u32" }, { name: "a", type: "u32" }]),
+    () =>
+      new StructLayout("X", [{ name: "a", type: "u32" }, {
+        name: "a",
+        type: "u32",
+      }]),
     /declared twice/,
   );
 });

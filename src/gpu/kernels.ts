@@ -21,6 +21,13 @@ import prologue from "../../kernels/prologue.wgsl" with { type: "text" };
 import adam from "../../kernels/adam.wgsl" with { type: "text" };
 import select from "../../kernels/microadam_select.wgsl" with { type: "text" };
 import update from "../../kernels/microadam_update.wgsl" with { type: "text" };
+import selectFast from "../../kernels/microadam_select_fast.wgsl" with {
+  type: "text",
+};
+import updateFast from "../../kernels/microadam_update_fast.wgsl" with {
+  type: "text",
+};
+import workgroup from "../../kernels/workgroup.wgsl" with { type: "text" };
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
 import { layoutWgsl } from "./layout.ts";
 
@@ -31,18 +38,47 @@ const SHARED = layoutWgsl();
 /** The compute kernels of this library. */
 export type KernelName =
   | "checkFinite"
+  | "checkFinite4"
   | "prologue"
   | "adam"
+  | "adam4"
   | "microadamSelect"
   | "microadamUpdate"
+  | "microadamSelectFast"
+  | "microadamUpdateFast"
   | "microadamCommit";
 
+// The elementwise kernels come in two widths: one f32 per access, or four
+// (for batches whose segments start and end on 16-byte boundaries; see
+// `vec4Aligned` in plan.ts).
+const SCALAR = "const LANES: u32 = 1u;\nalias VF = f32;\nalias VU = u32;";
+const VEC4 =
+  "const LANES: u32 = 4u;\nalias VF = vec4<f32>;\nalias VU = vec4<u32>;";
+
 const SOURCES: Record<KernelName, string[]> = {
-  checkFinite: [grid, segments, checkFinite],
+  checkFinite: [SCALAR, grid, segments, checkFinite],
+  checkFinite4: [VEC4, grid, segments, checkFinite],
   prologue: [numeric, grid, prologue],
-  adam: [grid, segments, adam],
+  adam: [SCALAR, grid, segments, adam],
+  adam4: [VEC4, grid, segments, adam],
   microadamSelect: [numeric, grid, segments, efQuant, microCommon, select],
   microadamUpdate: [numeric, grid, segments, efQuant, microCommon, update],
+  microadamSelectFast: [
+    numeric,
+    grid,
+    segments,
+    workgroup,
+    efQuant,
+    microCommon,
+    selectFast,
+  ],
+  microadamUpdateFast: [
+    numeric,
+    grid,
+    segments,
+    workgroup,
+    updateFast,
+  ],
   microadamCommit: [numeric, grid, efQuant, commit],
 };
 
@@ -64,6 +100,8 @@ const NUMERIC = new Set<KernelName>([
   "prologue",
   "microadamSelect",
   "microadamUpdate",
+  "microadamSelectFast",
+  "microadamUpdateFast",
   "microadamCommit",
 ]);
 

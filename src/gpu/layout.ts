@@ -217,7 +217,11 @@ export const STEP: StructLayout<
     doc: "1: this step is skipped, every later kernel returns at once",
   },
   { name: "t", type: "u32", doc: "applied steps, this one included" },
-  { name: "slot", type: "u32", doc: "MicroAdam: window slot written this step" },
+  {
+    name: "slot",
+    type: "u32",
+    doc: "MicroAdam: window slot written this step",
+  },
   { name: "ring", type: "u32", doc: "MicroAdam: slot of the next step" },
   { name: "skipped", type: "u32", doc: "steps skipped so far" },
   {

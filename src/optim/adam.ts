@@ -15,6 +15,8 @@ import {
   type ResolvedAdamOptions,
 } from "../core/options.ts";
 import { GpuOptimizer, type PlacementOptions } from "./gpu_optimizer.ts";
+import { pipeline } from "../gpu/kernels.ts";
+import { vec4Aligned } from "../gpu/plan.ts";
 import type { ConfigValue } from "../core/state.ts";
 
 const MOMENTS = ["expAvg", "expAvgSq", "maxExpAvgSq"] as const;
@@ -40,6 +42,7 @@ export class Adam extends GpuOptimizer {
   /** Resolved options. */
   readonly options: ResolvedAdamOptions;
   readonly #batches: {
+    pipe: GPUComputePipeline;
     bind: GPUBindGroup;
     tiles: number;
     moments: GPUBuffer[];
@@ -89,7 +92,11 @@ export class Adam extends GpuOptimizer {
       const planned = this.planBatches((bi, si) => ({
         stateOff: offsets[bi][si],
       }));
-      const pipe = this.pipeline("adam");
+      // Variants by pipeline constants rather than runtime switches.
+      const constants = {
+        AMSGRAD: o.amsgrad ? 1 : 0,
+        DECOUPLED: o.decoupledWeightDecay ? 1 : 0,
+      };
       const dummy = o.amsgrad ? undefined : this.own(device.createBuffer({
         label: "adam unused max",
         size: 4,
@@ -103,7 +110,13 @@ export class Adam extends GpuOptimizer {
         const moments = MOMENTS.slice(0, states).map((name) =>
           this.stateBuffer(`adam ${name}`, 4 * total)
         );
+        const pipe = pipeline(
+          device,
+          vec4Aligned(this.plan.batches[bi].segments) ? "adam4" : "adam",
+          constants,
+        );
         return {
+          pipe,
           tiles: p.tiles,
           moments,
           offsets: offsets[bi],
@@ -160,10 +173,11 @@ export class Adam extends GpuOptimizer {
     );
   }
 
-  /** One elementwise dispatch per group. */
+  /** One elementwise dispatch per batch. */
   protected encodeKernels(): void {
-    const pipe = this.pipeline("adam");
-    for (const b of this.#batches) this.dispatch(pipe, b.bind, b.tiles, "adam");
+    for (const b of this.#batches) {
+      this.dispatch(b.pipe, b.bind, b.tiles, "adam");
+    }
   }
 }
 

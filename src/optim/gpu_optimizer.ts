@@ -20,7 +20,12 @@ import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { matchState } from "../checkpoint/validate.ts";
 import { createFilled, readRanges } from "../gpu/buffers.ts";
 import { dispatchSize, type KernelName, pipeline } from "../gpu/kernels.ts";
-import { type Plan, planDispatch, type PlanOptions } from "../gpu/plan.ts";
+import {
+  type Plan,
+  planDispatch,
+  type PlanOptions,
+  vec4Aligned,
+} from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   type GpuTensor,
@@ -163,7 +168,11 @@ export abstract class GpuOptimizer {
   readonly #bpe: 2 | 4;
   readonly #life: Lifecycle;
   readonly #stateBuffers = new Set<GPUBuffer>();
-  readonly #checkBatches: { bindGroup: GPUBindGroup; tiles: number }[] = [];
+  readonly #checkBatches: {
+    pipe: GPUComputePipeline;
+    bindGroup: GPUBindGroup;
+    tiles: number;
+  }[] = [];
   readonly #prologueBindGroup: GPUBindGroup;
   readonly #watch?: NonFiniteWatch;
   #calls = 0;
@@ -311,6 +320,20 @@ export abstract class GpuOptimizer {
   protected abstract encodeKernels(): void;
 
   /**
+   * Encodes what runs before the prologue: the search for non-finite
+   * gradients, which sets the flag the prologue turns into a skipped step.
+   * By default `check_finite` over every batch of {@link planBatches}; an
+   * optimizer whose first kernel reads every gradient anyway checks there
+   * instead (its kernels must then leave the state as it was when the
+   * prologue skips the step).
+   */
+  protected encodeNonFiniteCheck(): void {
+    for (const c of this.#checkBatches) {
+      this.dispatch(c.pipe, c.bindGroup, c.tiles, "check_finite");
+    }
+  }
+
+  /**
    * Closes the error scopes opened by the base constructor; the last call of
    * every subclass constructor. A GPU error there (out of memory, an invalid
    * binding) makes `step()`, `status()` and `stateDict()` throw it.
@@ -357,8 +380,12 @@ export abstract class GpuOptimizer {
     extra: (batch: number, segment: number) => Partial<SegmentFields>,
     bf16 = false,
   ): PlannedBatch[] {
-    const check = this.pipeline("checkFinite", bf16);
     return this.plan.batches.map((b, bi) => {
+      // Four gradients per load where the batch allows it.
+      const check = this.pipeline(
+        !bf16 && vec4Aligned(b.segments) ? "checkFinite4" : "checkFinite",
+        bf16,
+      );
       const { words, blocks, tiles } = segmentTable(
         b.segments.map((s, si) => {
           const t = this.tensors[s.tensor];
@@ -388,6 +415,7 @@ export abstract class GpuOptimizer {
         size: b.grads.size,
       };
       this.#checkBatches.push({
+        pipe: check,
         tiles,
         bindGroup: this.device.createBindGroup({
           layout: check.getBindGroupLayout(0),
@@ -466,10 +494,7 @@ export abstract class GpuOptimizer {
     });
     this.#encoding = { encoder: enc, pass, profile: options.profile };
     try {
-      const check = this.pipeline("checkFinite", this.#bpe === 2);
-      for (const c of this.#checkBatches) {
-        this.dispatch(check, c.bindGroup, c.tiles, "check_finite");
-      }
+      this.encodeNonFiniteCheck();
       this.dispatch(
         this.pipeline("prologue"),
         this.#prologueBindGroup,

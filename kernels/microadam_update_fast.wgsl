@@ -1,0 +1,193 @@
+// MicroAdam spec steps 6-9 for one top-k block of the fast path (its codes
+// were written by microadam_select_fast). The window rows of the block (the
+// staged row in this step's slot) are counting-sorted by owner thread, each
+// thread orders its few entries by (coordinate, slot) and rebuilds M and S
+// in slot order in registers. Only coordinates the window touches get the
+// Adam update: elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly;
+// with weight decay every coordinate is still decayed. A skipped step only
+// carries the codes over to the other half.
+
+@group(0) @binding(0) var<uniform> cfg: Config;
+@group(0) @binding(1) var<storage, read> step: Step;
+@group(0) @binding(2) var<storage, read> table: SegTable;
+@group(0) @binding(3) var<storage, read_write> params: array<u32>;
+@group(0) @binding(4) var<storage, read_write> window: array<u32>;
+@group(0) @binding(5) var<storage, read> work: array<u32>;
+@group(0) @binding(6) var<storage, read_write> codes: array<u32>;
+
+override BF16: bool = false;
+
+const VPT: u32 = 16u; // coordinates (f32) or half-words (bf16) per thread
+const LIST: u32 = 1024u; // window entries of one block, at most
+
+struct FastBlock {
+  n: u32,
+  seg: u32,
+  start: u32,
+  k: u32,
+  row: u32,  // staged row in `work`
+  base: u32, // the block's first window entry
+}
+
+var<workgroup> info: FastBlock;
+var<workgroup> decay1: array<f32, 16>; // beta1^age of slot i
+var<workgroup> decay2: array<f32, 16>;
+var<workgroup> owned: array<atomic<u32>, 256>; // entries per owner thread
+var<workgroup> cursor: array<atomic<u32>, 256>;
+var<workgroup> entries: array<u32, LIST>; // coordinate << 20 | slot << 16 | bf16 value
+var<workgroup> sorted: array<u32, LIST>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let w = linear_workgroup(wid, nwg);
+  if (tid == 0u) {
+    var bi: FastBlock;
+    if (w < table.total_blocks) {
+      bi.seg = find_segment(w, false);
+      let s = table.segs[bi.seg];
+      let b = w - s.first_block;
+      bi.start = b * s.block;
+      bi.n = min(s.block, s.len - bi.start);
+      bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
+      bi.row = s.stage_off + b * s.k_block;
+      bi.base = s.window_off + b * cfg.window * s.k_block;
+    }
+    info = bi;
+  }
+  let blk = workgroupUniformLoad(&info);
+  if (blk.n == 0u) { return; }
+  let s = table.segs[blk.seg];
+  let half = arrayLength(&codes) / 2u;
+  let out_base = select(0u, half, (step.call & 1u) == 1u);
+  if (step.skip != 0u) {
+    // select_fast rewrote this block's codes into the output half: restore.
+    let first = s.codes_off + blk.start / 8u;
+    for (var i = tid; i < (blk.n + 7u) / 8u; i += WG_SIZE) {
+      codes[out_base + first + i] = codes[half - out_base + first + i];
+    }
+    return;
+  }
+
+  let rows = min(step.t, cfg.window);
+  if (tid < rows) {
+    let age = (step.t - 1u - tid) % cfg.window;
+    decay1[tid] = pow_f32(cfg.beta1, age);
+    decay2[tid] = pow_f32(cfg.beta2, age);
+  }
+  // Commit the staged row into this step's slot.
+  for (var e = tid; e < blk.k; e += WG_SIZE) {
+    window[blk.base + step.slot * blk.k + e] = work[blk.row + e];
+  }
+  // Count the entries of every row per owner: f32 coordinate c belongs to
+  // thread c mod 256, bf16 coordinate c to the thread of word c / 2.
+  let shift = select(0u, 1u, BF16);
+  let total = rows * blk.k;
+  for (var j = tid; j < total; j += WG_SIZE) {
+    let i = j / blk.k;
+    let e = j - i * blk.k;
+    var entry: u32;
+    if (i == step.slot) {
+      entry = work[blk.row + e];
+    } else {
+      entry = window[blk.base + i * blk.k + e];
+    }
+    let c = entry & 0xffffu;
+    entries[j] = (c << 20u) | (i << 16u) | (entry >> 16u);
+    atomicAdd(&owned[(c >> shift) & 255u], 1u);
+  }
+  workgroupBarrier();
+  let mine = atomicLoad(&owned[tid]);
+  let first = wg_scan(tid, mine).x;
+  atomicStore(&cursor[tid], first);
+  workgroupBarrier();
+  for (var j = tid; j < total; j += WG_SIZE) {
+    let v = entries[j];
+    let at = atomicAdd(&cursor[((v >> 20u) >> shift) & 255u], 1u);
+    sorted[at] = v;
+  }
+  workgroupBarrier();
+  // This thread's entries by (coordinate, slot): a coordinate's slots come
+  // out in slot order, as spec step 7 accumulates them.
+  let end = first + mine;
+  for (var x = first + 1u; x < end; x++) {
+    let v = sorted[x];
+    var y = x;
+    loop {
+      if (y == first || sorted[y - 1u] <= v) { break; }
+      sorted[y] = sorted[y - 1u];
+      y--;
+    }
+    sorted[y] = v;
+  }
+
+  let h = step.param_groups[s.param_group];
+  let decay = h.wd > 0.0;
+  var next = first;
+  if (BF16) {
+    let word0 = (s.param_off + blk.start) >> 1u; // both even: see MicroAdam
+    for (var i = 0u; i < VPT / 2u; i++) {
+      let wl = i * WG_SIZE + tid;
+      if (2u * wl >= blk.n) { break; }
+      let touched = next < end && (sorted[next] >> 21u) == wl;
+      if (!touched && !decay) { continue; }
+      var word = params[word0 + wl];
+      for (var half_i = 0u; half_i < 2u; half_i++) {
+        let c = 2u * wl + half_i;
+        if (c >= blk.n) { break; }
+        let bits = half_i * 16u;
+        var p = bf16_value(word >> bits);
+        if (decay) { p = bf16_round(p * h.decay); }
+        if (next < end && (sorted[next] >> 20u) == c) {
+          var m = 0.0;
+          var v2 = 0.0;
+          loop {
+            if (next >= end || (sorted[next] >> 20u) != c) { break; }
+            let x = sorted[next];
+            let slot = (x >> 16u) & 15u;
+            let v = bf16_value(x);
+            m = fma_short(decay1[slot], v, m);
+            v2 = fma_short(decay2[slot] * v, v, v2);
+            next++;
+          }
+          let u = (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
+          // The authors' kernel fuses this multiply-add; u is a bf16, so the
+          // exact fma_short applies.
+          p = fma_short(h.neg_lr, bf16_round(u), p);
+        }
+        let pb = bitcast<u32>(bf16_round(p)) >> 16u;
+        word = (word & ~(0xffffu << bits)) | (pb << bits);
+      }
+      params[word0 + wl] = word;
+    }
+  } else {
+    let p0 = s.param_off + blk.start;
+    for (var i = 0u; i < VPT; i++) {
+      let c = i * WG_SIZE + tid;
+      if (c >= blk.n) { break; }
+      let touched = next < end && (sorted[next] >> 20u) == c;
+      if (!touched && !decay) { continue; }
+      var p = bitcast<f32>(params[p0 + c]);
+      if (decay) { p = p * h.decay; }
+      if (touched) {
+        var m = 0.0;
+        var v2 = 0.0;
+        loop {
+          if (next >= end || (sorted[next] >> 20u) != c) { break; }
+          let x = sorted[next];
+          let slot = (x >> 16u) & 15u;
+          let v = bf16_value(x);
+          m = fma_short(decay1[slot], v, m);
+          v2 = fma_short(decay2[slot] * v, v, v2);
+          next++;
+        }
+        let u = (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
+        p = fma(h.neg_lr, u, p);
+      }
+      params[p0 + c] = bitcast<u32>(p);
+    }
+  }
+}
