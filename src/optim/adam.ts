@@ -99,7 +99,7 @@ export class Adam extends GpuOptimizer {
       };
       const dummy = o.amsgrad ? undefined : this.own(device.createBuffer({
         label: "adam unused max",
-        size: 4,
+        size: 16,
         usage: GPUBufferUsage.STORAGE,
       }));
       this.#batches = planned.map((p, bi) => {
