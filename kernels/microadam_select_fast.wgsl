@@ -109,8 +109,8 @@ fn main(
   if (nv > 0u) { cw0 = codes[codes_in_base + cw_first]; }
   if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
 
+  // a[i]; keys are recomputed from it (two instructions) to save registers.
   var a: array<f32, 16>;
-  var key: array<u32, 16>;
   var bad = false;
   var kmax = 0u;
   for (var i = 0u; i < VPT; i++) {
@@ -126,11 +126,9 @@ fn main(
     let cw = select(cw1, cw0, i < 8u);
     let code = (cw >> ((i & 7u) * 4u)) & 15u;
     a[i] = add_error(g, etab[code]);
-    key[i] = 0u;
     if (i < nv) {
       bad = bad || select(f32_bits_too_large(bits), bf16_bits_too_large(bits), BF16);
-      key[i] = topk_key(a[i]);
-      kmax = max(kmax, key[i]);
+      kmax = max(kmax, topk_key(a[i]));
     }
   }
   if (bad) { atomicMin(&flags[0], s.tensor); }
@@ -149,7 +147,7 @@ fn main(
     var lo = 0u;
     var hi = 0u;
     for (var i = 0u; i < VPT; i++) {
-      let e = key[i] >> exp_shift;
+      let e = topk_key(a[i]) >> exp_shift;
       if (i < nv && e <= eb && eb - e < 8u) {
         let d = eb - e;
         let inc = 1u << ((d & 3u) * 8u);
@@ -191,8 +189,9 @@ fn main(
     shift -= width;
     let hi_shift = shift + width;
     for (var i = 0u; i < VPT; i++) {
-      if (i < nv && (key[i] >> hi_shift) == (prefix >> hi_shift)) {
-        atomicAdd(&hist[(key[i] >> shift) & 255u], 1u);
+      let key = topk_key(a[i]);
+      if (i < nv && (key >> hi_shift) == (prefix >> hi_shift)) {
+        atomicAdd(&hist[(key >> shift) & 255u], 1u);
       }
     }
     workgroupBarrier();
@@ -210,7 +209,8 @@ fn main(
   if (shift > 0u) {
     var m = 0xffffffffu;
     for (var i = 0u; i < VPT; i++) {
-      if (i < nv && (key[i] >> shift) == (prefix >> shift)) { m = min(m, key[i]); }
+      let key = topk_key(a[i]);
+      if (i < nv && (key >> shift) == (prefix >> shift)) { m = min(m, key); }
     }
     if (m != 0xffffffffu) { atomicMin(&bin_min, m); }
     workgroupBarrier();
@@ -221,8 +221,9 @@ fn main(
   // ---- This step's row: entries above T by index, then ties by index -------
   var counts = 0u; // above | ties << 16
   for (var i = 0u; i < VPT; i++) {
+    let key = topk_key(a[i]);
     if (i < nv) {
-      counts += select(0u, 1u, key[i] > threshold) + select(0u, 0x10000u, key[i] == threshold);
+      counts += select(0u, 1u, key > threshold) + select(0u, 0x10000u, key == threshold);
     }
   }
   let sc = wg_scan(tid, counts);
@@ -232,26 +233,26 @@ fn main(
   var next_t = sc.x >> 16u;
   var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
   var rmax = 0u;
-  var r: array<f32, 16>;
+  // a[i] becomes the residual: kept entries are zeroed.
   for (var i = 0u; i < VPT; i++) {
-    r[i] = a[i];
     if (i < nv) {
+      let key = topk_key(a[i]);
       var keep = false;
       var pos = 0u;
-      if (key[i] > threshold) {
+      if (key > threshold) {
         keep = true;
         pos = next_g;
         next_g++;
-      } else if (key[i] == threshold) {
+      } else if (key == threshold) {
         keep = next_t < ties;
         pos = greater + next_t;
         next_t++;
       }
       if (keep) {
         atomicStore(&work[blk.row + pos], window_entry(j0 + i, a[i]));
-        r[i] = 0.0;
+        a[i] = 0.0;
       }
-      let o = ordered_enc(r[i]);
+      let o = ordered_enc(a[i]);
       rmin = max(rmin, ~o);
       rmax = max(rmax, o);
     }
@@ -270,7 +271,7 @@ fn main(
   var out1 = 0u;
   for (var i = 0u; i < VPT; i++) {
     if (i < nv) {
-      let code = quantize(r[i], mn, u) << ((i & 7u) * 4u);
+      let code = quantize(a[i], mn, u) << ((i & 7u) * 4u);
       if (i < 8u) { out0 |= code; } else { out1 |= code; }
     }
   }
