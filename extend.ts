@@ -86,7 +86,12 @@ export {
   readBuffer,
   readRanges,
 } from "./src/gpu/buffers.ts";
-export { hasExactFma, probeExactFma } from "./src/gpu/capabilities.ts";
+export {
+  hasExactFma,
+  hasSubgroups,
+  probeExactFma,
+  probeSubgroups,
+} from "./src/gpu/capabilities.ts";
 
 // CPU optimizers.
 export {

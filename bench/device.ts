@@ -68,9 +68,21 @@ const device = await lib.requestDevice();
 const adapter = await navigator.gpu.requestAdapter({
   powerPreference: "high-performance",
 });
-say(`device: ${adapter?.info.description || adapter?.info.vendor} (${adapter?.info.architecture})`);
-say(`date: ${new Date().toISOString()}; library: ${values.impl} (${values.label}); Deno ${Deno.version.deno}`);
-say(`fma() exact on this device: ${hasExactFma(device)}; features: ${[...device.features].join(", ")}`);
+say(
+  `device: ${
+    adapter?.info.description || adapter?.info.vendor
+  } (${adapter?.info.architecture})`,
+);
+say(
+  `date: ${
+    new Date().toISOString()
+  }; library: ${values.impl} (${values.label}); Deno ${Deno.version.deno}`,
+);
+say(
+  `fma() exact on this device: ${hasExactFma(device)}; features: ${
+    [...device.features].join(", ")
+  }`,
+);
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
 
@@ -100,7 +112,10 @@ const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 const fillPipe = device.createComputePipeline({
   layout: "auto",
-  compute: { module: device.createShaderModule({ code: fillWgsl }), entryPoint: "main" },
+  compute: {
+    module: device.createShaderModule({ code: fillWgsl }),
+    entryPoint: "main",
+  },
 });
 function fill(
   buffer: GPUBuffer,
@@ -113,15 +128,28 @@ function fill(
     size: 32,
     usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
   });
-  device.queue.writeBuffer(u, 0, new Uint32Array([words, seed, kind, bf16 ? 1 : 0, 12, 0, 0, 0]));
+  device.queue.writeBuffer(
+    u,
+    0,
+    new Uint32Array([words, seed, kind, bf16 ? 1 : 0, 12, 0, 0, 0]),
+  );
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   pass.setPipeline(fillPipe);
-  pass.setBindGroup(0, device.createBindGroup({
-    layout: fillPipe.getBindGroupLayout(0),
-    entries: [{ binding: 0, resource: { buffer } }, { binding: 1, resource: { buffer: u } }],
-  }));
-  const [x, y] = dispatchSize(Math.ceil(words / 256), device.limits.maxComputeWorkgroupsPerDimension);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: fillPipe.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer } }, {
+        binding: 1,
+        resource: { buffer: u },
+      }],
+    }),
+  );
+  const [x, y] = dispatchSize(
+    Math.ceil(words / 256),
+    device.limits.maxComputeWorkgroupsPerDimension,
+  );
   pass.dispatchWorkgroups(x, y);
   pass.end();
   device.queue.submit([enc.finish()]);
@@ -172,7 +200,8 @@ async function goldenChecks(): Promise<void> {
       t.grad.destroy();
     }
     checks.push({
-      name: `golden ${c.name} (authors' CUDA trajectory, ${c.config.steps} steps), GPU bf16`,
+      name:
+        `golden ${c.name} (authors' CUDA trajectory, ${c.config.steps} steps), GPU bf16`,
       result: `${(100 * exact / total).toFixed(4)} % of parameters bit-exact`,
       ok: exact === total,
     });
@@ -187,10 +216,13 @@ async function cpuCheck(
 ): Promise<void> {
   const sizes = [1, 7, 1000, 4097, 70001];
   let x = 1234;
-  const rand = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
+  const rand = () =>
+    ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
   const bf = dtype === "bf16";
   const make = (n: number) =>
-    bf ? lib.toBf16Array(new Float32Array(n).map(rand)) : new Float32Array(n).map(rand);
+    bf
+      ? lib.toBf16Array(new Float32Array(n).map(rand))
+      : new Float32Array(n).map(rand);
   const p0 = sizes.map(make);
   const gpu = p0.map((p, i) => {
     const bytes = Math.ceil(p.byteLength / 4) * 4;
@@ -201,7 +233,11 @@ async function cpuCheck(
     const grad = device.createBuffer({ size: bytes, usage });
     return { param, grad, length: p.length, name: `t${i}` };
   });
-  const cpu = p0.map((p, i) => ({ param: p.slice(), grad: make(p.length), name: `t${i}` }));
+  const cpu = p0.map((p, i) => ({
+    param: p.slice(),
+    grad: make(p.length),
+    name: `t${i}`,
+  }));
   const o = { lr: 1e-3, weightDecay: 0.01, dtype, ...options };
   const g = new lib.MicroAdam(device, gpu, o);
   const c = new lib.MicroAdamCpu(cpu, o);
@@ -210,7 +246,9 @@ async function cpuCheck(
       t.grad.set(make(t.grad.length));
       const bytes = Math.ceil(t.grad.byteLength / 4) * 4;
       const padded = new Uint8Array(bytes);
-      padded.set(new Uint8Array(t.grad.buffer, t.grad.byteOffset, t.grad.byteLength));
+      padded.set(
+        new Uint8Array(t.grad.buffer, t.grad.byteOffset, t.grad.byteLength),
+      );
       device.queue.writeBuffer(gpu[i].grad, 0, padded);
     });
     g.step();
@@ -245,11 +283,16 @@ async function cpuCheck(
     t.grad.destroy();
   }
   checks.push({
-    name: `${dtype} GPU vs MicroAdamCpu, 20 steps, sizes ${sizes.join("/")}, ${label}`,
+    name: `${dtype} GPU vs MicroAdamCpu, 20 steps, sizes ${
+      sizes.join("/")
+    }, ${label}`,
     result: `state bytes differing: ${stateDiff}; params bit-identical ${
       (100 * same / n).toFixed(3)
-    } %${bf ? "" : `, relative error ${Math.sqrt(num / den).toExponential(2)}`}`,
-    ok: stateDiff === 0 && (bf ? same / n >= 0.999 : Math.sqrt(num / den) < 1e-5),
+    } %${
+      bf ? "" : `, relative error ${Math.sqrt(num / den).toExponential(2)}`
+    }`,
+    ok: stateDiff === 0 &&
+      (bf ? same / n >= 0.999 : Math.sqrt(num / den) < 1e-5),
   });
 }
 
@@ -258,12 +301,26 @@ if (!values["skip-checks"]) {
     await goldenChecks();
     await cpuCheck("f32", {}, "defaults D = Q = 4096 (one-pass kernels)");
     await cpuCheck("bf16", {}, "defaults D = Q = 4096 (one-pass kernels)");
-    await cpuCheck("f32", { topkBlockSize: 1000, efBlockSize: 300 }, "D = 1000, Q = 300 (general kernels)");
-    await cpuCheck("bf16", { topkBlockSize: 1000, efBlockSize: 300 }, "D = 1000, Q = 300 (general kernels)");
+    await cpuCheck(
+      "f32",
+      { topkBlockSize: 1000, efBlockSize: 300 },
+      "D = 1000, Q = 300 (general kernels)",
+    );
+    await cpuCheck(
+      "bf16",
+      { topkBlockSize: 1000, efBlockSize: 300 },
+      "D = 1000, Q = 300 (general kernels)",
+    );
   } catch (e) {
-    checks.push({ name: "correctness checks", result: `threw: ${(e as Error).message}`, ok: false });
+    checks.push({
+      name: "correctness checks",
+      result: `threw: ${(e as Error).message}`,
+      ok: false,
+    });
   }
-  for (const c of checks) say(`check: ${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.result}`);
+  for (const c of checks) {
+    say(`check: ${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.result}`);
+  }
 }
 
 // ---- Copy bandwidth (WGSL) ----------------------------------------------------------
@@ -271,19 +328,28 @@ if (!values["skip-checks"]) {
 async function wgslCopy(n: number): Promise<{ ms: number; tbps: number }> {
   const pipe = device.createComputePipeline({
     layout: "auto",
-    compute: { module: device.createShaderModule({ code: copyWgsl }), entryPoint: "main" },
+    compute: {
+      module: device.createShaderModule({ code: copyWgsl }),
+      entryPoint: "main",
+    },
   });
   const a = device.createBuffer({ size: 4 * n, usage });
   const b = device.createBuffer({ size: 4 * n, usage });
   fill(a, n, 7, 0, false);
   const bind = device.createBindGroup({
     layout: pipe.getBindGroupLayout(0),
-    entries: [{ binding: 0, resource: { buffer: a } }, { binding: 1, resource: { buffer: b } }],
+    entries: [{ binding: 0, resource: { buffer: a } }, {
+      binding: 1,
+      resource: { buffer: b },
+    }],
   });
   const reps = 20;
   const qs = device.createQuerySet({ type: "timestamp", count: 2 });
   const enc = device.createCommandEncoder();
-  const [x, y] = dispatchSize(Math.ceil(n / 4 / 1024), device.limits.maxComputeWorkgroupsPerDimension);
+  const [x, y] = dispatchSize(
+    Math.ceil(n / 4 / 1024),
+    device.limits.maxComputeWorkgroupsPerDimension,
+  );
   for (let r = 0; r < reps + 3; r++) {
     const pass = enc.beginComputePass(
       r === 3
@@ -297,7 +363,10 @@ async function wgslCopy(n: number): Promise<{ ms: number; tbps: number }> {
     pass.dispatchWorkgroups(x, y);
     pass.end();
   }
-  const res = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const res = device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
   enc.resolveQuerySet(qs, 0, 2, res, 0);
   device.queue.submit([enc.finish()]);
   const t = new BigUint64Array(await readBuffer(device, res));
@@ -306,9 +375,16 @@ async function wgslCopy(n: number): Promise<{ ms: number; tbps: number }> {
   qs.destroy();
   return { ms, tbps: 8 * n / ms / 1e9 };
 }
-const copyLog2 = Math.min(28, Math.floor(Math.log2(device.limits.maxStorageBufferBindingSize / 4)));
+const copyLog2 = Math.min(
+  28,
+  Math.floor(Math.log2(device.limits.maxStorageBufferBindingSize / 4)),
+);
 const copy = await wgslCopy(2 ** copyLog2);
-say(`copy (WGSL vec4 kernel, 2^${copyLog2} f32, bytes read + written): ${copy.tbps.toFixed(2)} TB/s`);
+say(
+  `copy (WGSL vec4 kernel, 2^${copyLog2} f32, bytes read + written): ${
+    copy.tbps.toFixed(2)
+  } TB/s`,
+);
 
 // ---- Timing -----------------------------------------------------------------------------
 
@@ -331,7 +407,13 @@ interface Row {
 const rows: Row[] = [];
 
 type Kind = "MicroAdam f32" | "MicroAdam bf16" | "Adam" | "AdamW" | "AMSGrad";
-const KINDS: Kind[] = ["MicroAdam f32", "MicroAdam bf16", "Adam", "AdamW", "AMSGrad"];
+const KINDS: Kind[] = [
+  "MicroAdam f32",
+  "MicroAdam bf16",
+  "Adam",
+  "AdamW",
+  "AMSGrad",
+];
 const wanted = values.optimizers === "all"
   ? KINDS
   : KINDS.filter((k) => values.optimizers!.split(",").includes(k));
@@ -363,14 +445,20 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
 }
 
 /** Times N steps round-robin over `opts`; see the module doc. */
-async function timeSteps(opts: GpuOptimizer[]): Promise<{ ms: number; hostMs: number; medianMs: number }> {
+async function timeSteps(
+  opts: GpuOptimizer[],
+): Promise<{ ms: number; hostMs: number; medianMs: number }> {
   for (let i = 0; i < 3 * opts.length; i++) opts[i % opts.length].step();
   await device.queue.onSubmittedWorkDone();
   const qs = device.createQuerySet({ type: "timestamp", count: 2 * steps });
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
     opts[i % opts.length].step({
-      timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+      timestampWrites: {
+        querySet: qs,
+        beginningOfPassWriteIndex: 2 * i,
+        endOfPassWriteIndex: 2 * i + 1,
+      },
     });
   }
   await device.queue.onSubmittedWorkDone();
@@ -386,7 +474,9 @@ async function timeSteps(opts: GpuOptimizer[]): Promise<{ ms: number; hostMs: nu
   res.destroy();
   qs.destroy();
   const per: number[] = [];
-  for (let i = 0; i < steps; i++) per.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+  for (let i = 0; i < steps; i++) {
+    per.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+  }
   per.sort((a, b) => a - b);
   return {
     ms: Number(t[2 * steps - 1] - t[0]) / 1e6 / steps,
@@ -423,17 +513,28 @@ async function profile(opt: GpuOptimizer): Promise<Record<string, number>> {
   for (let s = 0; s + 1 < perStep.length; s++) {
     const step = new Map<string, number>();
     for (let i = perStep[s]; i < perStep[s + 1]; i++) {
-      step.set(labels[i], (step.get(labels[i]) ?? 0) + Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+      step.set(
+        labels[i],
+        (step.get(labels[i]) ?? 0) + Number(t[2 * i + 1] - t[2 * i]) / 1e6,
+      );
     }
     for (const [k, v] of step) sums.set(k, [...(sums.get(k) ?? []), v]);
   }
   return Object.fromEntries(
-    [...sums].map(([k, v]) => [k, v.sort((a, b) => a - b)[Math.floor(v.length / 2)]]),
+    [...sums].map((
+      [k, v],
+    ) => [k, v.sort((a, b) => a - b)[Math.floor(v.length / 2)]]),
   );
 }
 
 /** Allocates, fills, times and frees one configuration. */
-async function bench(kind: Kind, shape: string, shapes: number[][], sets: number, withProfile: boolean): Promise<void> {
+async function bench(
+  kind: Kind,
+  shape: string,
+  shapes: number[][],
+  sets: number,
+  withProfile: boolean,
+): Promise<void> {
   const bf16 = kind === "MicroAdam bf16";
   const bpe = bf16 ? 2 : 4;
   const params = shapes.reduce((s, x) => s + numel(x), 0);
@@ -465,7 +566,13 @@ async function bench(kind: Kind, shape: string, shapes: number[][], sets: number
     }
     const validation = await device.popErrorScope();
     const memory = await device.popErrorScope();
-    if (memory || validation) throw new Error(`${memory ? "out of memory" : "validation"}: ${(memory ?? validation)!.message}`);
+    if (memory || validation) {
+      throw new Error(
+        `${memory ? "out of memory" : "validation"}: ${
+          (memory ?? validation)!.message
+        }`,
+      );
+    }
     Object.assign(row, await timeSteps(opts));
     if (withProfile) row.kernels = await profile(opts[0]);
   } catch (e) {
@@ -478,16 +585,26 @@ async function bench(kind: Kind, shape: string, shapes: number[][], sets: number
   await device.queue.onSubmittedWorkDone();
   rows.push(row);
   say(
-    `${row.impl} | ${kind} | ${shape} | ${row.ms !== undefined
-      ? `${row.ms.toFixed(3)} ms/step (host ${row.hostMs!.toFixed(3)}, per-step median ${row.medianMs!.toFixed(3)})`
-      : row.note}${row.kernels ? ` | kernels ${JSON.stringify(row.kernels)}` : ""}`,
+    `${row.impl} | ${kind} | ${shape} | ${
+      row.ms !== undefined
+        ? `${row.ms.toFixed(3)} ms/step (host ${
+          row.hostMs!.toFixed(3)
+        }, per-step median ${row.medianMs!.toFixed(3)})`
+        : row.note
+    }${row.kernels ? ` | kernels ${JSON.stringify(row.kernels)}` : ""}`,
   );
 }
 
 for (const log2 of sizes) {
   const n = 2 ** log2;
   for (const kind of wanted) {
-    await bench(kind, `2^${log2}`, [[n]], n <= 2 ** 24 ? 4 : 1, kind.startsWith("MicroAdam") && log2 === Math.max(...sizes));
+    await bench(
+      kind,
+      `2^${log2}`,
+      [[n]],
+      n <= 2 ** 24 ? 4 : 1,
+      kind.startsWith("MicroAdam") && log2 === Math.max(...sizes),
+    );
   }
 }
 for (const name of llamaNames) {
@@ -496,7 +613,13 @@ for (const name of llamaNames) {
     ? wanted.filter((k) => k.startsWith("MicroAdam") || k === "AdamW")
     : wanted;
   for (const kind of kinds) {
-    await bench(kind, `LLaMA-2-${name.toUpperCase()} (${shapes.length} tensors)`, shapes, 1, false);
+    await bench(
+      kind,
+      `LLaMA-2-${name.toUpperCase()} (${shapes.length} tensors)`,
+      shapes,
+      1,
+      false,
+    );
   }
 }
 device.destroy();
@@ -516,11 +639,16 @@ let torchCopy: { tbps: number } | undefined;
 const torchRows: PeerRow[] = [];
 if (!values["skip-torch"]) {
   const shapes = Object.fromEntries(
-    llamaNames.map((n) => [`LLaMA-2-${n.toUpperCase()} (${LLAMA[n].length} tensors)`, LLAMA[n]]),
+    llamaNames.map((
+      n,
+    ) => [`LLaMA-2-${n.toUpperCase()} (${LLAMA[n].length} tensors)`, LLAMA[n]]),
   );
   try {
     const r = await new Deno.Command("python3", {
-      args: [`${here}torch_adamw.py`, JSON.stringify({ sizes: sizes.map((s) => 2 ** s), shapes, steps })],
+      args: [
+        `${here}torch_adamw.py`,
+        JSON.stringify({ sizes: sizes.map((s) => 2 ** s), shapes, steps }),
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -531,14 +659,34 @@ if (!values["skip-torch"]) {
       else if (x.device) say(`torch ${x.torch} on ${x.device}`);
       else {
         torchRows.push(x);
-        say(`torch fused AdamW | ${x.dtype} | ${x.label} | ${x.oom ? `out of memory (peak ${x.peakGiB.toFixed(1)} GiB)` : `${x.ms.toFixed(3)} ms/step (peak ${x.peakGiB.toFixed(1)} GiB)`}`);
+        say(
+          `torch fused AdamW | ${x.dtype} | ${x.label} | ${
+            x.oom
+              ? `out of memory (peak ${x.peakGiB.toFixed(1)} GiB)`
+              : `${x.ms.toFixed(3)} ms/step (peak ${x.peakGiB.toFixed(1)} GiB)`
+          }`,
+        );
       }
     }
-    if (!r.success) say(`torch: ${new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(" | ")}`);
+    if (!r.success) {
+      say(
+        `torch: ${
+          new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(
+            " | ",
+          )
+        }`,
+      );
+    }
   } catch (e) {
     say(`torch unavailable: ${(e as Error).message}`);
   }
-  if (torchCopy) say(`copy (torch device-to-device, 2^28 f32, bytes read + written): ${torchCopy.tbps.toFixed(2)} TB/s`);
+  if (torchCopy) {
+    say(
+      `copy (torch device-to-device, 2^28 f32, bytes read + written): ${
+        torchCopy.tbps.toFixed(2)
+      } TB/s`,
+    );
+  }
 }
 
 // ---- TensorFlow.js Adam --------------------------------------------------------------------
@@ -547,7 +695,17 @@ const tfjsRows: PeerRow[] = [];
 if (!values["skip-tfjs"]) {
   try {
     const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--no-config", "--cached-only", `${here}tfjs_adam.ts`, "--sizes", values["tfjs-sizes"]!, "--steps", String(steps)],
+      args: [
+        "run",
+        "-A",
+        "--no-config",
+        "--cached-only",
+        `${here}tfjs_adam.ts`,
+        "--sizes",
+        values["tfjs-sizes"]!,
+        "--steps",
+        String(steps),
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -555,9 +713,21 @@ if (!values["skip-tfjs"]) {
       if (!line.startsWith("{")) continue;
       const x = JSON.parse(line);
       tfjsRows.push(x);
-      say(`TF.js 4.22 Adam (webgpu) | f32 | ${x.label} | ${x.ms.toFixed(3)} ms/step (host, ${steps} steps, one readback)`);
+      say(
+        `TF.js 4.22 Adam (webgpu) | f32 | ${x.label} | ${
+          x.ms.toFixed(3)
+        } ms/step (host, ${steps} steps, one readback)`,
+      );
     }
-    if (!r.success) say(`tfjs: ${new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(" | ")}`);
+    if (!r.success) {
+      say(
+        `tfjs: ${
+          new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(
+            " | ",
+          )
+        }`,
+      );
+    }
   } catch (e) {
     say(`tfjs unavailable: ${(e as Error).message}`);
   }
@@ -567,44 +737,84 @@ if (!values["skip-tfjs"]) {
 
 const bw = torchCopy?.tbps ?? copy.tbps; // TB/s, the floor's bandwidth
 const torchMs = (dtype: string, shape: string) =>
-  torchRows.find((r) => r.label === shape && r.dtype === (dtype === "f32" ? "float32" : "bfloat16"))?.ms;
-const fmt = (x: number | undefined, d = 3) => x === undefined ? "—" : x.toFixed(d);
+  torchRows.find((r) =>
+    r.label === shape && r.dtype === (dtype === "f32" ? "float32" : "bfloat16")
+  )?.ms;
+const fmt = (x: number | undefined, d = 3) =>
+  x === undefined ? "—" : x.toFixed(d);
 const lines: string[] = [];
-lines.push(`copy bandwidth: torch ${fmt(torchCopy?.tbps, 2)} TB/s, WGSL ${copy.tbps.toFixed(2)} TB/s; floor = bytes / ${bw.toFixed(2)} TB/s`);
-lines.push("| implementation | optimizer | dtype | shape | ms/step | host ms | median ms | B/param | floor ms | × floor | % copy BW | vs torch AdamW |");
-lines.push("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+lines.push(
+  `copy bandwidth: torch ${fmt(torchCopy?.tbps, 2)} TB/s, WGSL ${
+    copy.tbps.toFixed(2)
+  } TB/s; floor = bytes / ${bw.toFixed(2)} TB/s`,
+);
+lines.push(
+  "| implementation | optimizer | dtype | shape | ms/step | host ms | median ms | B/param | floor ms | × floor | % copy BW | vs torch AdamW |",
+);
+lines.push(
+  "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+);
 for (const r of rows) {
   const floor = r.params * r.bytesPerParam / bw / 1e9;
   const t = torchMs(r.dtype, r.shape);
   lines.push(
-    `| ${r.impl} | ${r.optimizer} | ${r.dtype} | ${r.shape} | ${r.ms !== undefined ? fmt(r.ms) : r.note} | ${fmt(r.hostMs)} | ${fmt(r.medianMs)} | ${r.bytesPerParam.toFixed(2)} | ${fmt(floor)} | ${r.ms ? fmt(r.ms / floor, 2) : "—"} | ${r.ms ? (100 * floor / r.ms).toFixed(0) : "—"} | ${r.ms && t ? fmt(r.ms / t, 2) : "—"} |`,
+    `| ${r.impl} | ${r.optimizer} | ${r.dtype} | ${r.shape} | ${
+      r.ms !== undefined ? fmt(r.ms) : r.note
+    } | ${fmt(r.hostMs)} | ${fmt(r.medianMs)} | ${
+      r.bytesPerParam.toFixed(2)
+    } | ${fmt(floor)} | ${r.ms ? fmt(r.ms / floor, 2) : "—"} | ${
+      r.ms ? (100 * floor / r.ms).toFixed(0) : "—"
+    } | ${r.ms && t ? fmt(r.ms / t, 2) : "—"} |`,
   );
 }
 for (const r of torchRows) {
   const bpp = r.dtype === "float32" ? 28 : 14;
   const floor = r.params ? r.params * bpp / bw / 1e9 : undefined;
   lines.push(
-    `| torch ${"fused AdamW"} | AdamW | ${r.dtype === "float32" ? "f32" : "bf16"} | ${r.label} | ${r.oom ? `out of memory (${fmt(r.peakGiB, 1)} GiB held)` : fmt(r.ms)} | — | — | ${bpp} | ${fmt(floor)} | ${r.ms && floor ? fmt(r.ms / floor, 2) : "—"} | ${r.ms && floor ? (100 * floor / r.ms).toFixed(0) : "—"} | ${r.ms ? "1.00" : "—"} |`,
+    `| torch ${"fused AdamW"} | AdamW | ${
+      r.dtype === "float32" ? "f32" : "bf16"
+    } | ${r.label} | ${
+      r.oom ? `out of memory (${fmt(r.peakGiB, 1)} GiB held)` : fmt(r.ms)
+    } | — | — | ${bpp} | ${fmt(floor)} | ${
+      r.ms && floor ? fmt(r.ms / floor, 2) : "—"
+    } | ${r.ms && floor ? (100 * floor / r.ms).toFixed(0) : "—"} | ${
+      r.ms ? "1.00" : "—"
+    } |`,
   );
 }
 for (const r of tfjsRows) {
   const floor = r.params! * 28 / bw / 1e9;
-  const ours = rows.find((x) => x.optimizer === "AdamW" && x.shape === r.label && x.ms)?.ms;
+  const ours = rows.find((x) =>
+    x.optimizer === "AdamW" && x.shape === r.label && x.ms
+  )?.ms;
   lines.push(
-    `| TF.js 4.22 (webgpu) | Adam | f32 | ${r.label} | ${fmt(r.ms)} (host) | ${fmt(r.ms)} | — | ≥ 28 | ${fmt(floor)} | ${fmt(r.ms! / floor, 2)} | ${(100 * floor / r.ms!).toFixed(0)} | ${ours ? `our AdamW ${fmt(r.ms! / ours, 1)}× faster` : "—"} |`,
+    `| TF.js 4.22 (webgpu) | Adam | f32 | ${r.label} | ${fmt(r.ms)} (host) | ${
+      fmt(r.ms)
+    } | — | ≥ 28 | ${fmt(floor)} | ${fmt(r.ms! / floor, 2)} | ${
+      (100 * floor / r.ms!).toFixed(0)
+    } | ${ours ? `our AdamW ${fmt(r.ms! / ours, 1)}× faster` : "—"} |`,
   );
 }
 if (checks.length) {
   lines.push("");
-  for (const c of checks) lines.push(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.result}`);
+  for (const c of checks) {
+    lines.push(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.result}`);
+  }
 }
 console.log("\n" + lines.join("\n"));
 if (values.out) {
   await Deno.mkdir(values.out, { recursive: true });
   const tag = values.label!.replace(/[^A-Za-z0-9_-]+/g, "_");
-  await Deno.writeTextFile(`${values.out}/device_${tag}.log`, [...log, "", ...lines].join("\n") + "\n");
+  await Deno.writeTextFile(
+    `${values.out}/device_${tag}.log`,
+    [...log, "", ...lines].join("\n") + "\n",
+  );
   await Deno.writeTextFile(
     `${values.out}/device_${tag}.json`,
-    JSON.stringify({ copy, torchCopy, checks, rows, torchRows, tfjsRows }, null, 1),
+    JSON.stringify(
+      { copy, torchCopy, checks, rows, torchRows, tfjsRows },
+      null,
+      1,
+    ),
   );
 }

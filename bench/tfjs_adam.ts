@@ -50,7 +50,9 @@ const CORE = "npm:@tensorflow/tfjs-core@4.22.0";
 const WEBGPU = "npm:@tensorflow/tfjs-backend-webgpu@4.22.0";
 const tf = (await import(CORE)) as unknown as Tf;
 await import(WEBGPU);
-if (!(await tf.setBackend("webgpu"))) throw new Error("no TF.js webgpu backend");
+if (!(await tf.setBackend("webgpu"))) {
+  throw new Error("no TF.js webgpu backend");
+}
 await tf.ready();
 
 const steps = Number(values.steps);

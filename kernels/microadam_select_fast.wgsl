@@ -45,6 +45,7 @@ fn main(
   @builtin(local_invocation_index) tid: u32,
 ) {
   let w = linear_workgroup(wid, nwg);
+  wg_init(tid);
   if (tid == 0u) {
     var bi: FastBlock;
     if (w < table.total_blocks) {

@@ -18,7 +18,7 @@
 override BF16: bool = false;
 
 const VPT: u32 = 16u; // coordinates (f32) or half-words (bf16) per thread
-const LIST: u32 = 1024u; // window entries of one block, at most
+const LIST: u32 = 512u; // window entries of one block, at most (m · k)
 
 struct FastBlock {
   n: u32,
@@ -32,10 +32,24 @@ struct FastBlock {
 var<workgroup> info: FastBlock;
 var<workgroup> decay1: array<f32, 16>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, 16>;
-var<workgroup> owned: array<atomic<u32>, 256>; // entries per owner thread
-var<workgroup> cursor: array<atomic<u32>, 256>;
-var<workgroup> entries: array<u32, LIST>; // coordinate << 20 | slot << 16 | bf16 value
+// Entries per owner thread, then where the next one goes.
+var<workgroup> owned: array<atomic<u32>, 256>;
+// coordinate << 20 | slot << 16 | bf16 value, grouped by owner.
 var<workgroup> sorted: array<u32, LIST>;
+
+// Entry j of the block's window rows in slot order (this step's row from the
+// staged copy), as coordinate << 20 | slot << 16 | bf16 value.
+fn fast_entry(blk: FastBlock, j: u32) -> u32 {
+  let i = j / blk.k;
+  let e = j - i * blk.k;
+  var entry: u32;
+  if (i == step.slot) {
+    entry = work[blk.row + e];
+  } else {
+    entry = window[blk.base + i * blk.k + e];
+  }
+  return ((entry & 0xffffu) << 20u) | (i << 16u) | (entry >> 16u);
+}
 
 @compute @workgroup_size(256)
 fn main(
@@ -44,6 +58,7 @@ fn main(
   @builtin(local_invocation_index) tid: u32,
 ) {
   let w = linear_workgroup(wid, nwg);
+  wg_init(tid);
   if (tid == 0u) {
     var bi: FastBlock;
     if (w < table.total_blocks) {
@@ -87,27 +102,18 @@ fn main(
   let shift = select(0u, 1u, BF16);
   let total = rows * blk.k;
   for (var j = tid; j < total; j += WG_SIZE) {
-    let i = j / blk.k;
-    let e = j - i * blk.k;
-    var entry: u32;
-    if (i == step.slot) {
-      entry = work[blk.row + e];
-    } else {
-      entry = window[blk.base + i * blk.k + e];
-    }
-    let c = entry & 0xffffu;
-    entries[j] = (c << 20u) | (i << 16u) | (entry >> 16u);
+    let c = fast_entry(blk, j) >> 20u;
     atomicAdd(&owned[(c >> shift) & 255u], 1u);
   }
   workgroupBarrier();
   let mine = atomicLoad(&owned[tid]);
   let first = wg_scan(tid, mine).x;
-  atomicStore(&cursor[tid], first);
+  atomicStore(&owned[tid], first);
   workgroupBarrier();
+  // Read again (from the cache): cheaper than keeping them in workgroup memory.
   for (var j = tid; j < total; j += WG_SIZE) {
-    let v = entries[j];
-    let at = atomicAdd(&cursor[((v >> 20u) >> shift) & 255u], 1u);
-    sorted[at] = v;
+    let v = fast_entry(blk, j);
+    sorted[atomicAdd(&owned[((v >> 20u) >> shift) & 255u], 1u)] = v;
   }
   workgroupBarrier();
   // This thread's entries by (coordinate, slot): a coordinate's slots come
@@ -126,53 +132,43 @@ fn main(
 
   let h = step.param_groups[s.param_group];
   let decay = h.wd > 0.0;
-  var next = first;
-  if (BF16) {
-    let word0 = (s.param_off + blk.start) >> 1u; // both even: see MicroAdam
-    for (var i = 0u; i < VPT / 2u; i++) {
-      let wl = i * WG_SIZE + tid;
-      if (2u * wl >= blk.n) { break; }
-      let touched = next < end && (sorted[next] >> 21u) == wl;
-      if (!touched && !decay) { continue; }
-      var word = params[word0 + wl];
-      for (var half_i = 0u; half_i < 2u; half_i++) {
-        let c = 2u * wl + half_i;
-        if (c >= blk.n) { break; }
-        let bits = half_i * 16u;
-        var p = bf16_value(word >> bits);
-        if (decay) { p = bf16_round(p * h.decay); }
-        if (next < end && (sorted[next] >> 20u) == c) {
-          var m = 0.0;
-          var v2 = 0.0;
-          loop {
-            if (next >= end || (sorted[next] >> 20u) != c) { break; }
-            let x = sorted[next];
-            let slot = (x >> 16u) & 15u;
-            let v = bf16_value(x);
-            m = fma_short(decay1[slot], v, m);
-            v2 = fma_short(decay2[slot] * v, v, v2);
-            next++;
-          }
-          let u = (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
-          // The authors' kernel fuses this multiply-add; u is a bf16, so the
-          // exact fma_short applies.
-          p = fma_short(h.neg_lr, bf16_round(u), p);
-        }
-        let pb = bitcast<u32>(bf16_round(p)) >> 16u;
-        word = (word & ~(0xffffu << bits)) | (pb << bits);
-      }
-      params[word0 + wl] = word;
+  // Bit i: the thread's i-th coordinate (f32: c = 256·i + tid) or word
+  // (bf16: coordinates 2w, 2w + 1 with w = 256·i + tid) is in the window.
+  let per_item = select(8u, 9u, BF16); // log2 of coordinates per item row
+  var touched = 0u;
+  for (var x = first; x < end; x++) {
+    touched |= 1u << (sorted[x] >> (20u + per_item));
+  }
+  let items = select(VPT, VPT / 2u, BF16);
+  let item_coords = select(1u, 2u, BF16);
+  var live = 0u;
+  for (var i = 0u; i < items; i++) {
+    if ((i * WG_SIZE + tid) * item_coords < blk.n && (decay || ((touched >> i) & 1u) == 1u)) {
+      live |= 1u << i;
     }
-  } else {
-    let p0 = s.param_off + blk.start;
-    for (var i = 0u; i < VPT; i++) {
-      let c = i * WG_SIZE + tid;
+  }
+  // Every load before the first store.
+  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
+  var pw: array<u32, 16>;
+  for (var i = 0u; i < items; i++) {
+    if (((live >> i) & 1u) == 1u) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
+  }
+  var next = first;
+  for (var i = 0u; i < items; i++) {
+    if (((live >> i) & 1u) == 0u) { continue; }
+    var word = pw[i];
+    for (var half = 0u; half < item_coords; half++) {
+      let c = (i * WG_SIZE + tid) * item_coords + half;
       if (c >= blk.n) { break; }
-      let touched = next < end && (sorted[next] >> 20u) == c;
-      if (!touched && !decay) { continue; }
-      var p = bitcast<f32>(params[p0 + c]);
-      if (decay) { p = p * h.decay; }
-      if (touched) {
+      let bits = half * 16u;
+      var p: f32;
+      if (BF16) { p = bf16_value(word >> bits); } else { p = bitcast<f32>(word); }
+      if (decay) {
+        p = p * h.decay;
+        if (BF16) { p = bf16_round(p); }
+      }
+      if (next < end && (sorted[next] >> 20u) == c) {
+        // Spec step 7 in slot order, then steps 8-9.
         var m = 0.0;
         var v2 = 0.0;
         loop {
@@ -185,9 +181,21 @@ fn main(
           next++;
         }
         let u = (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
-        p = fma(h.neg_lr, u, p);
+        if (BF16) {
+          // The authors' kernel fuses this multiply-add; u is a bf16, so the
+          // exact fma_short applies.
+          p = fma_short(h.neg_lr, bf16_round(u), p);
+        } else {
+          p = fma(h.neg_lr, u, p);
+        }
       }
-      params[p0 + c] = bitcast<u32>(p);
+      if (BF16) {
+        let pb = bitcast<u32>(bf16_round(p)) >> 16u;
+        word = (word & ~(0xffffu << bits)) | (pb << bits);
+      } else {
+        word = bitcast<u32>(p);
+      }
     }
+    params[word0 + i * WG_SIZE + tid] = word;
   }
 }

@@ -35,6 +35,8 @@ import type { GpuTensor } from "../src/gpu/tensors.ts";
 import type { Plan } from "../src/gpu/plan.ts";
 import { readRanges } from "../src/gpu/buffers.ts";
 import { NonFiniteGradientError } from "../src/errors.ts";
+import { requestDevice } from "../src/gpu/device.ts";
+import { hasSubgroups } from "../src/gpu/capabilities.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint/file.ts";
 import {
   assertSameBytes,
@@ -52,6 +54,9 @@ import {
 } from "./gpu_util.ts";
 
 const device = await testDevice();
+// The same adapter without the `subgroups` feature: the kernels' reductions
+// in workgroup memory only.
+const plainDevice = await requestDevice({ subgroups: false });
 
 type Arr = Float32Array | Uint16Array;
 
@@ -126,6 +131,8 @@ class Twin {
   readonly initial: Arr[];
   readonly gpu: MicroAdam;
   readonly cpu: MicroAdamCpu;
+  /** The device of the GPU twin and of its tensors. */
+  readonly device: GPUDevice;
   readonly r: () => number;
   readonly worst: Worst = {
     steps: 0,
@@ -141,6 +148,7 @@ class Twin {
   readonly #sharedParam?: GPUBuffer;
 
   constructor(spec: TwinSpec) {
+    this.device = spec.gpuDevice ?? device;
     this.dtype = spec.dtype;
     this.bpe = spec.dtype === "bf16" ? 2 : 4;
     this.r = rng(spec.seed);
@@ -159,8 +167,8 @@ class Twin {
       this.gpuTensors = init.map((p, i) => ({
         name: this.names[i],
         length: p.length,
-        param: bufferFrom(device, p),
-        grad: bufferFrom(device, this.zeros(p.length)),
+        param: bufferFrom(this.device, p),
+        grad: bufferFrom(this.device, this.zeros(p.length)),
       }));
     } else {
       const align = this.bpe === 2 ? 2 : 1;
@@ -180,8 +188,8 @@ class Twin {
         inside.fill(1, o, o + this.sizes[i]);
       });
       for (let j = 0; j < end; j++) if (!inside[j]) this.#gaps.push(j);
-      const param = bufferFrom(device, whole);
-      const grad = bufferFrom(device, this.zeros(end));
+      const param = bufferFrom(this.device, whole);
+      const grad = bufferFrom(this.device, this.zeros(end));
       this.#sharedParam = param;
       this.gpuTensors = offsets.map((offset, i) => ({
         name: this.names[i],
@@ -213,7 +221,7 @@ class Twin {
         };
       }),
     }));
-    this.gpu = new MicroAdam(spec.gpuDevice ?? device, gpuGroups, options);
+    this.gpu = new MicroAdam(this.device, gpuGroups, options);
     this.cpu = new MicroAdamCpu(cpuGroups, options);
   }
 
@@ -236,7 +244,12 @@ class Twin {
   write(grads: Arr[]): void {
     grads.forEach((g, i) => {
       this.cpuGrads[i].set(g);
-      writeTo(device, this.gpuTensors[i].grad, g, this.gpuTensors[i].offset);
+      writeTo(
+        this.device,
+        this.gpuTensors[i].grad,
+        g,
+        this.gpuTensors[i].offset,
+      );
     });
   }
 
@@ -255,7 +268,7 @@ class Twin {
         ? new Uint16Array(n).fill(0x7fc0)
         : new Float32Array(n).fill(NaN);
       grads.forEach((g, i) => whole.set(g, this.gpuTensors[i].offset));
-      writeTo(device, buffer, whole);
+      writeTo(this.device, buffer, whole);
     } else {
       grads.forEach((g, i) => {
         const n = this.gpuTensors[i].grad.size / this.bpe;
@@ -263,7 +276,7 @@ class Twin {
           ? new Uint16Array(n).fill(0x7fc0)
           : new Float32Array(n).fill(NaN);
         whole.set(g);
-        writeTo(device, this.gpuTensors[i].grad, whole);
+        writeTo(this.device, this.gpuTensors[i].grad, whole);
       });
     }
   }
@@ -282,7 +295,7 @@ class Twin {
   /** The GPU parameters, per tensor. */
   async gpuParams(): Promise<Arr[]> {
     const bytes = await readRanges(
-      device,
+      this.device,
       this.gpuTensors.map((t) => ({
         buffer: t.param,
         offset: (t.offset ?? 0) * this.bpe,
@@ -299,7 +312,7 @@ class Twin {
   /** Shared layout: asserts the gaps between tensors still hold the sentinel. */
   async assertGapsUntouched(label: string): Promise<void> {
     if (!this.#sharedParam) return;
-    const [b] = await readRanges(device, [{
+    const [b] = await readRanges(this.device, [{
       buffer: this.#sharedParam,
       offset: 0,
       size: this.#sharedParam.size,
@@ -762,6 +775,14 @@ const EDGES: {
     label: "m = 1, density 1: everything selected, EF stays zero",
     sizes: [1000, 7],
     options: { window: 1, density: 1 },
+  },
+  {
+    label:
+      "a device without subgroups: one-pass and general kernels reduce in workgroup memory",
+    sizes: [70001, 8192, 4096, 999],
+    options: { weightDecay: 0.02 },
+    check: (opt) => assert.equal(hasSubgroups(opt.device), false),
+    gpuDevice: plainDevice,
   },
   {
     label: "D = 3, Q = 2, density 0.5, m = 2 on tiny tensors",

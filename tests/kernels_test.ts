@@ -95,6 +95,22 @@ for (const name of KERNELS) {
   });
 }
 
+Deno.test("compile: the workgroup reductions compile in both variants (subgroups and workgroup memory only)", async () => {
+  for (const name of ["microadamSelectFast", "microadamUpdateFast"] as const) {
+    for (const subgroups of [false, true]) {
+      const src = kernelSource(name, { subgroups });
+      assert.equal(src.includes("subgroupAdd"), subgroups, name);
+      const info = await device.createShaderModule({ code: src })
+        .getCompilationInfo();
+      assert.deepEqual(
+        info.messages.filter((m) => m.type === "error").map((m) => m.message),
+        [],
+        `${name}, subgroups ${subgroups}`,
+      );
+    }
+  }
+});
+
 Deno.test("compile: the validation scope does catch an error (BF16 on a kernel without it, a broken shader)", async () => {
   // Guards the test above: if the scope missed errors, it could not fail.
   // A fresh device, so that no invalid pipeline lands in the shared cache.

@@ -7,7 +7,7 @@
  */
 
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
-import { hasExactFma } from "./capabilities.ts";
+import { hasExactFma, hasSubgroups } from "./capabilities.ts";
 import grid from "../../kernels/grid.wgsl" with { type: "text" };
 import segments from "../../kernels/segments.wgsl" with { type: "text" };
 import efQuant from "../../kernels/ef_quant.wgsl" with { type: "text" };
@@ -28,6 +28,9 @@ import updateFast from "../../kernels/microadam_update_fast.wgsl" with {
   type: "text",
 };
 import workgroup from "../../kernels/workgroup.wgsl" with { type: "text" };
+import workgroupSubgroups from "../../kernels/workgroup_subgroups.wgsl" with {
+  type: "text",
+};
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
 import { layoutWgsl } from "./layout.ts";
 
@@ -82,6 +85,16 @@ const SOURCES: Record<KernelName, string[]> = {
   microadamCommit: [numeric, grid, efQuant, commit],
 };
 
+/** How a kernel's source is assembled for a device. */
+export interface KernelVariant {
+  /**
+   * Reductions with subgroup operations (kernels/workgroup_subgroups.wgsl)
+   * instead of workgroup memory only; needs the `subgroups` feature.
+   * @default {false}
+   */
+  subgroups?: boolean;
+}
+
 /**
  * The full WGSL source of a kernel (shared snippets included).
  *
@@ -89,10 +102,19 @@ const SOURCES: Record<KernelName, string[]> = {
  * ```ts
  * import { kernelSource } from "./kernels.ts";
  * console.log(kernelSource("adam").includes("fn main")); // true
+ * console.log(kernelSource("microadamSelectFast", { subgroups: true }).includes("subgroupAdd")); // true
  * ```
  */
-export function kernelSource(name: KernelName): string {
-  return [SHARED, ...SOURCES[name]].join("\n");
+export function kernelSource(
+  name: KernelName,
+  variant: KernelVariant = {},
+): string {
+  return [
+    SHARED,
+    ...SOURCES[name].map((s) =>
+      s === workgroup && variant.subgroups ? workgroupSubgroups : s
+    ),
+  ].join("\n");
 }
 
 // Kernels built on kernels/numeric.wgsl take its EXACT_FMA switch.
@@ -110,7 +132,8 @@ const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 /**
  * A compute pipeline for `name` with the given override constants, compiled
  * once per device. Kernels using the exact numerics get `EXACT_FMA` from
- * {@link hasExactFma} unless `constants` sets it. Compilation errors surface as the device's validation
+ * {@link hasExactFma} unless `constants` sets it; the workgroup reductions
+ * use subgroups where {@link hasSubgroups} says so. Compilation errors surface as the device's validation
  * errors (tests/kernels_test.ts compiles every kernel in an error scope).
  *
  * @example
@@ -131,6 +154,7 @@ export function pipeline(
   if (NUMERIC.has(name) && constants.EXACT_FMA === undefined) {
     constants = { ...constants, EXACT_FMA: hasExactFma(device) ? 1 : 0 };
   }
+  const subgroups = hasSubgroups(device);
   let perDevice = cache.get(device);
   if (!perDevice) cache.set(device, perDevice = new Map());
   const key = `${name}:${JSON.stringify(constants)}`;
@@ -138,7 +162,7 @@ export function pipeline(
   if (!p) {
     const module = device.createShaderModule({
       label: name,
-      code: kernelSource(name),
+      code: kernelSource(name, { subgroups }),
     });
     p = device.createComputePipeline({
       label: name,
