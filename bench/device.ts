@@ -29,7 +29,6 @@
 import { parseArgs } from "node:util";
 import type * as Lib from "../mod.ts";
 import type { GpuOptimizer } from "../extend.ts";
-import { hasExactFma } from "../src/gpu/capabilities.ts";
 import { dispatchSize } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
@@ -57,6 +56,13 @@ const llamaNames = values.llama ? values.llama.split(",") : [];
 const lib = (await import(
   new URL(values.impl!, import.meta.url).href
 )) as typeof Lib;
+// The same build's extension entry point (its capability probes).
+const ext = (await import(
+  new URL(values.impl!.replace(/mod\.ts$/, "extend.ts"), import.meta.url).href
+)) as {
+  hasExactFma(d: GPUDevice): boolean;
+  hasSubgroups?(d: GPUDevice): boolean;
+};
 const here = new URL(".", import.meta.url).pathname;
 const log: string[] = [];
 const say = (line: string) => {
@@ -79,9 +85,9 @@ say(
   }; library: ${values.impl} (${values.label}); Deno ${Deno.version.deno}`,
 );
 say(
-  `fma() exact on this device: ${hasExactFma(device)}; features: ${
-    [...device.features].join(", ")
-  }`,
+  `fma() exact on this device: ${ext.hasExactFma(device)}; subgroups used: ${
+    ext.hasSubgroups?.(device) ?? "n/a"
+  }; features: ${[...device.features].join(", ")}`,
 );
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
@@ -379,6 +385,9 @@ const copyLog2 = Math.min(
   28,
   Math.floor(Math.log2(device.limits.maxStorageBufferBindingSize / 4)),
 );
+// The first run warms the GPU up (clocks drop while the checks above run on
+// the CPU: a first timing at a third of the rate was seen); the second counts.
+await wgslCopy(2 ** copyLog2);
 const copy = await wgslCopy(2 ** copyLog2);
 say(
   `copy (WGSL vec4 kernel, 2^${copyLog2} f32, bytes read + written): ${
