@@ -76,6 +76,7 @@ export {
   dispatchSize,
   type KernelName,
   kernelSource,
+  type KernelVariant,
   pipeline,
 } from "./src/gpu/kernels.ts";
 export { type PlacedTensor, validateTensors } from "./src/gpu/tensors.ts";

@@ -21,7 +21,7 @@
 @group(0) @binding(7) var<storage, read_write> work: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> flags: array<atomic<u32>>;
 
-const VPT: u32 = 16u; // elements per thread: blocks of up to 4096
+const VPT: u32 = FAST_BLOCK / 256u; // elements per thread (16)
 
 struct FastBlock {
   n: u32,     // elements in the block (0: no block for this workgroup)
@@ -76,7 +76,7 @@ fn main(
   // ---- Load: 16 consecutive gradients and codes per thread ----------------
   let j0 = tid * VPT;
   let nv = select(0u, min(VPT, blk.n - j0), j0 < blk.n); // valid elements
-  var gw: array<u32, 16>; // f32: one gradient per word; bf16: two per word
+  var gw: array<u32, VPT>; // f32: one gradient per word; bf16: two per word
   if (BF16) {
     let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
     if ((first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4)) {
@@ -111,7 +111,7 @@ fn main(
   if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
 
   // a[i]; keys are recomputed from it (two instructions) to save registers.
-  var a: array<f32, 16>;
+  var a: array<f32, VPT>;
   var bad = false;
   var kmax = 0u;
   for (var i = 0u; i < VPT; i++) {

@@ -17,8 +17,7 @@
 
 override BF16: bool = false;
 
-const VPT: u32 = 16u; // coordinates (f32) or half-words (bf16) per thread
-const LIST: u32 = 512u; // window entries of one block, at most (m · k)
+const VPT: u32 = FAST_BLOCK / 256u; // coordinates (f32) or words (bf16) per thread
 
 struct FastBlock {
   n: u32,
@@ -30,12 +29,12 @@ struct FastBlock {
 }
 
 var<workgroup> info: FastBlock;
-var<workgroup> decay1: array<f32, 16>; // beta1^age of slot i
-var<workgroup> decay2: array<f32, 16>;
+var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
+var<workgroup> decay2: array<f32, FAST_WINDOW>;
 // Entries per owner thread, then where the next one goes.
 var<workgroup> owned: array<atomic<u32>, 256>;
 // coordinate << 20 | slot << 16 | bf16 value, grouped by owner.
-var<workgroup> sorted: array<u32, LIST>;
+var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
 
 // Entry j of the block's window rows in slot order (this step's row from the
 // staged copy), as coordinate << 20 | slot << 16 | bf16 value.
@@ -149,7 +148,7 @@ fn main(
   }
   // Every load before the first store.
   let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
-  var pw: array<u32, 16>;
+  var pw: array<u32, VPT>;
   for (var i = 0u; i < items; i++) {
     if (((live >> i) & 1u) == 1u) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
   }

@@ -18,7 +18,8 @@
  */
 
 import assert from "node:assert/strict";
-import { MicroAdam } from "../src/optim/microadam.ts";
+import { fastPath, MicroAdam } from "../src/optim/microadam.ts";
+import { microAdamGeometry } from "../src/core/geometry.ts";
 import { Adam, AdamW, AMSGrad } from "../src/optim/adam.ts";
 import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { DType, MicroAdamOptions } from "../src/core/options.ts";
@@ -785,6 +786,13 @@ const EDGES: {
     gpuDevice: plainDevice,
   },
   {
+    label:
+      "m · k = 512 (m = 8, k = 64): the largest window the one-pass update holds",
+    sizes: [8192, 4096, 100],
+    options: { window: 8, density: 64 / 4096 },
+    check: (opt) => assert.ok(opt.geometry.every(fastPath)),
+  },
+  {
     label: "D = 3, Q = 2, density 0.5, m = 2 on tiny tensors",
     sizes: [1, 2, 3, 999],
     options: { topkBlockSize: 3, efBlockSize: 2, density: 0.5, window: 2 },
@@ -815,6 +823,31 @@ for (const dtype of ["f32", "bf16"] as const) {
     }
   });
 }
+
+Deno.test("fastPath: the one-pass kernels take exactly the tensors whose blocks are one EF block and fit their limits", () => {
+  const shape = {
+    window: 10,
+    density: 0.01,
+    topkBlockSize: 4096,
+    efBlockSize: 4096,
+  };
+  const g = (d: number, o = {}) => microAdamGeometry(d, { ...shape, ...o });
+  assert.equal(fastPath(g(1 << 20)), true); // defaults
+  assert.equal(fastPath(g(70001)), true); // a tail block
+  assert.equal(fastPath(g(1000, { efBlockSize: 1000 })), true); // one block = one EF block
+  assert.equal(fastPath(g(1000, { efBlockSize: 999 })), false); // two EF blocks in it
+  assert.equal(fastPath(g(1 << 20, { efBlockSize: 64 })), false); // Q < D
+  assert.equal(fastPath(g(1 << 20, { efBlockSize: 8192 })), false); // Q > D: across blocks
+  assert.equal(fastPath(g(3, { topkBlockSize: 3, efBlockSize: 3 })), true);
+  assert.equal(fastPath(g(30, { topkBlockSize: 3, efBlockSize: 3 })), false); // blocks off code words
+  assert.equal(
+    fastPath(g(1 << 20, { topkBlockSize: 8192, efBlockSize: 8192 })),
+    false,
+  );
+  assert.equal(fastPath(g(1 << 20, { window: 8, density: 64 / 4096 })), true); // 512 entries
+  assert.equal(fastPath(g(1 << 20, { window: 8, density: 65 / 4096 })), false); // 520
+  assert.equal(fastPath(g(1 << 20, { window: 17, density: 1 / 4096 })), false); // m > 16
+});
 
 // ---- 4. Many small tensors; tensors sharing a buffer ---------------------
 

@@ -348,11 +348,30 @@ export const TILE = 1024;
 /** Threads per workgroup of the tiled kernels. */
 export const TILE_THREADS = 128;
 
+/**
+ * Limits of MicroAdam's one-pass kernels (`fastPath()` in
+ * src/optim/microadam.ts decides with them; the kernels size their arrays
+ * with them): a top-k block of at most FAST_BLOCK elements (16 per thread
+ * of a 256-thread workgroup), a window of at most FAST_WINDOW slots and
+ * FAST_WINDOW_ENTRIES entries per block, at most FAST_K entries per row.
+ */
+export const FAST_BLOCK = 4096;
+/** See {@link FAST_BLOCK}. */
+export const FAST_WINDOW = 16;
+/** See {@link FAST_BLOCK}. */
+export const FAST_WINDOW_ENTRIES = 512;
+/** See {@link FAST_BLOCK}. */
+export const FAST_K = 256;
+
 /** Constants every kernel sees, by name (all u32). */
 export const SHARED_CONSTANTS: Readonly<Record<string, number>> = {
   GRADIENT_LIMIT_LOG2,
   TILE,
   TILE_THREADS,
+  FAST_BLOCK,
+  FAST_WINDOW,
+  FAST_WINDOW_ENTRIES,
+  FAST_K,
 };
 
 /**

@@ -27,6 +27,12 @@ import {
 import { GpuOptimizer, type PlacementOptions } from "./gpu_optimizer.ts";
 import { createFilled } from "../gpu/buffers.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
+import {
+  FAST_BLOCK,
+  FAST_K,
+  FAST_WINDOW,
+  FAST_WINDOW_ENTRIES,
+} from "../gpu/layout.ts";
 import type { ConfigValue, OptimizerState } from "../core/state.ts";
 
 /** Window entries of the blocks covering tensor range [start, start + len). */
@@ -45,15 +51,13 @@ function windowEntries(
 
 const gcd = (a: number, b: number): number => b ? gcd(b, a % b) : a;
 
-/** Largest top-k block the one-pass kernels take (256 threads × 16 values). */
-export const FAST_BLOCK = 4096;
-
 /**
  * Whether a tensor of geometry `g` takes the one-pass kernels
  * (`microadam_select_fast`, `microadam_update_fast`): each top-k block is
  * exactly one EF block (Q = D, or the whole tensor fits one of each), a block
  * fits one workgroup's registers and starts on a code word, and its window
- * (m · k entries, m ≤ 16) fits the update's workgroup memory. Every other
+ * (m · k entries) fits the update's workgroup memory (the limits are in
+ * src/gpu/layout.ts). Every other
  * tensor takes the general kernels; both give the same bits.
  *
  * @example
@@ -69,8 +73,8 @@ export function fastPath(g: MicroAdamGeometry): boolean {
   const oneEfBlock = g.blocks === 1
     ? g.length <= g.efBlockSize
     : g.efBlockSize === g.blockSize && g.blockSize % 8 === 0;
-  return oneEfBlock && g.blockSize <= FAST_BLOCK && g.kBlock <= 256 &&
-    g.window <= 16 && g.window * g.kBlock <= 1024;
+  return oneEfBlock && g.blockSize <= FAST_BLOCK && g.kBlock <= FAST_K &&
+    g.window <= FAST_WINDOW && g.window * g.kBlock <= FAST_WINDOW_ENTRIES;
 }
 
 /** One segment table and the bind groups of the kernels that walk it. */
