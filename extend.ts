@@ -11,7 +11,7 @@
  *   subclass allocates its state with `stateBuffer()`, builds its bind groups
  *   from `planBatches()`, and encodes its kernels in `encodeKernels()`.
  *   Kernels are WGSL assembled by {@link pipeline} from the files in
- *   `kernels/` (layouts in `kernels/layout.wgsl`).
+ *   `kernels/` (shared structs in `src/gpu/layout.ts`).
  * - **CPU**: subclass {@link CpuOptimizer} and implement `applyStep()`.
  * - The numeric helpers the exact kernels and references share (bf16
  *   rounding, the f32 power and fma), the MicroAdam state geometry, and the
@@ -76,6 +76,7 @@ export {
   dispatchSize,
   type KernelName,
   kernelSource,
+  type KernelVariant,
   pipeline,
 } from "./src/gpu/kernels.ts";
 export { type PlacedTensor, validateTensors } from "./src/gpu/tensors.ts";
@@ -86,7 +87,12 @@ export {
   readBuffer,
   readRanges,
 } from "./src/gpu/buffers.ts";
-export { hasExactFma, probeExactFma } from "./src/gpu/capabilities.ts";
+export {
+  hasExactFma,
+  hasSubgroups,
+  probeExactFma,
+  probeSubgroups,
+} from "./src/gpu/capabilities.ts";
 
 // CPU optimizers.
 export {

@@ -1,405 +1,829 @@
 /**
- * Every GPU-machine measurement in one script: correctness against the
- * authors' golden trajectories on this device, then time per optimizer step
- * (GPU timestamps) for each optimizer and size, next to PyTorch's fused
- * Adam/AdamW on the same GPU when `python3 -c "import torch"` works.
+ * Every GPU-machine measurement in one command: correctness on this device
+ * (the authors' golden trajectories bit for bit, GPU against the CPU
+ * reference on both MicroAdam paths), the copy bandwidth, then the time of
+ * one optimizer step for every optimizer on one tensor of each size and on
+ * the LLaMA-2 7B and 13B tensor shapes, next to PyTorch's fused AdamW and
+ * TensorFlow.js's Adam on the same GPU. Ends with one table.
  *
- *   deno run -A bench/device.ts [--sizes 20,24,27] [--steps 50] [--json out.json]
+ *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
+ *       [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
+ *       [--impl ../mod.ts --label new] [--out DIR]
+ *
+ * How a step is timed (bench/RESULTS.md): N ≥ 50 steps are submitted back to
+ * back; the time per step is the GPU span from the first step's begin
+ * timestamp to the last step's end timestamp, over N. Host time to the end
+ * of the last step, over N, and the median of the per-step timestamp
+ * intervals are printed beside it as diagnostics (the median can overstate:
+ * a pass's begin can be stamped before the previous one has drained).
+ * Tensors that would fit the L2 cache rotate between 4 optimizers on 4
+ * parameter/gradient sets. Data are made on the GPU (bench/fill.wgsl):
+ * nonzero parameters, gradients spread over 12 octaves.
+ *
+ * `--impl` times another build of the library (its `mod.ts`), e.g. the main
+ * branch's checkout, with the same method.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import {
-  Adam,
-  AdamW,
-  AMSGrad,
-  MicroAdam,
-  MicroAdamCpu,
-  requestDevice,
-} from "../mod.ts";
-import { type GpuOptimizer, hasExactFma } from "../extend.ts";
-import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
+import type * as Lib from "../mod.ts";
+import type { GpuOptimizer } from "../extend.ts";
+import { dispatchSize } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
+import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
+import fillWgsl from "./fill.wgsl" with { type: "text" };
+import copyWgsl from "./copy.wgsl" with { type: "text" };
 
 const { values } = parseArgs({
   options: {
-    sizes: { type: "string", default: "20,24,27" },
+    sizes: { type: "string", default: "24,26,28" },
+    llama: { type: "string", default: "7b,13b" },
     steps: { type: "string", default: "50" },
-    json: { type: "string" },
+    optimizers: { type: "string", default: "all" },
     "skip-torch": { type: "boolean", default: false },
+    "skip-tfjs": { type: "boolean", default: false },
+    "skip-checks": { type: "boolean", default: false },
+    "tfjs-sizes": { type: "string", default: "20,24,26,28" },
+    impl: { type: "string", default: "../mod.ts" },
+    label: { type: "string", default: "this project" },
+    out: { type: "string" },
   },
 });
-const sizes = values.sizes!.split(",").map((x) => 2 ** Number(x));
 const steps = Number(values.steps);
+const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
+const llamaNames = values.llama ? values.llama.split(",") : [];
+const lib = (await import(
+  new URL(values.impl!, import.meta.url).href
+)) as typeof Lib;
+// The same build's extension entry point (its capability probes).
+const ext = (await import(
+  new URL(values.impl!.replace(/mod\.ts$/, "extend.ts"), import.meta.url).href
+)) as {
+  hasExactFma(d: GPUDevice): boolean;
+  hasSubgroups?(d: GPUDevice): boolean;
+};
+const here = new URL(".", import.meta.url).pathname;
+const log: string[] = [];
+const say = (line: string) => {
+  console.log(line);
+  log.push(line);
+};
 
-const device = await requestDevice();
-const info = (await navigator.gpu.requestAdapter())?.info;
-console.log(
-  `device: ${info?.description || info?.vendor} (${info?.architecture})`,
+const device = await lib.requestDevice();
+const adapter = await navigator.gpu.requestAdapter({
+  powerPreference: "high-performance",
+});
+say(
+  `device: ${
+    adapter?.info.description || adapter?.info.vendor
+  } (${adapter?.info.architecture})`,
 );
-console.log(`date: ${new Date().toISOString()}`);
-console.log(
-  `fma() exact on this device: ${hasExactFma(device)} (${
-    hasExactFma(device) ? "hardware" : "integer"
-  } path for fma_short/div_rn)`,
+say(
+  `date: ${
+    new Date().toISOString()
+  }; library: ${values.impl} (${values.label}); Deno ${Deno.version.deno}`,
+);
+say(
+  `fma() exact on this device: ${ext.hasExactFma(device)}; subgroups used: ${
+    ext.hasSubgroups?.(device) ?? "n/a"
+  }; features: ${[...device.features].join(", ")}`,
 );
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
 
-// ---- Correctness on this device: golden cases, GPU bf16 ---------------------
-const golden: Record<string, { exact: number; within1: number }> = {};
-for (const c of await loadGoldenCases()) {
-  const cfg = c.config;
-  const tensors = splitStep(c.params0, 0, c.sizes).map((p, i) => {
-    const param = device.createBuffer({
-      size: Math.ceil(p.length / 2) * 4,
-      usage,
-    });
-    const padded = new Uint16Array(Math.ceil(p.length / 2) * 2);
-    padded.set(p);
-    device.queue.writeBuffer(param, 0, padded);
-    const grad = device.createBuffer({ size: param.size, usage });
-    return { param, grad, length: p.length, name: `t${i}` };
+// ---- Shapes -------------------------------------------------------------------
+
+/** LLaMA-2 tensor shapes: embedding, per layer q k v o gate up down + 2 norms, final norm, head. */
+function llama(hidden: number, inter: number, layers: number): number[][] {
+  const out: number[][] = [[32000, hidden]];
+  for (let l = 0; l < layers; l++) {
+    out.push([hidden, hidden], [hidden, hidden], [hidden, hidden], [
+      hidden,
+      hidden,
+    ]);
+    out.push([inter, hidden], [inter, hidden], [hidden, inter]);
+    out.push([hidden], [hidden]);
+  }
+  out.push([hidden], [32000, hidden]);
+  return out;
+}
+const LLAMA: Record<string, number[][]> = {
+  "7b": llama(4096, 11008, 32),
+  "13b": llama(5120, 13824, 40),
+};
+const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+// ---- Data on the GPU ---------------------------------------------------------
+
+const fillPipe = device.createComputePipeline({
+  layout: "auto",
+  compute: {
+    module: device.createShaderModule({ code: fillWgsl }),
+    entryPoint: "main",
+  },
+});
+function fill(
+  buffer: GPUBuffer,
+  words: number,
+  seed: number,
+  kind: 0 | 1,
+  bf16: boolean,
+): void {
+  const u = device.createBuffer({
+    size: 32,
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
   });
-  const opt = new MicroAdam(device, tensors, goldenOptions(c));
-  let exact = 0, within1 = 0, total = 0;
-  for (let s = 0; s < cfg.steps; s++) {
-    splitStep(c.grads, s, c.sizes).forEach((g, i) => {
-      const padded = new Uint16Array(Math.ceil(g.length / 2) * 2);
-      padded.set(g);
-      device.queue.writeBuffer(tensors[i].grad, 0, padded);
+  device.queue.writeBuffer(
+    u,
+    0,
+    new Uint32Array([words, seed, kind, bf16 ? 1 : 0, 12, 0, 0, 0]),
+  );
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(fillPipe);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: fillPipe.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer } }, {
+        binding: 1,
+        resource: { buffer: u },
+      }],
+    }),
+  );
+  const [x, y] = dispatchSize(
+    Math.ceil(words / 256),
+    device.limits.maxComputeWorkgroupsPerDimension,
+  );
+  pass.dispatchWorkgroups(x, y);
+  pass.end();
+  device.queue.submit([enc.finish()]);
+  u.destroy();
+}
+
+// ---- Correctness on this device -------------------------------------------------
+
+interface Check {
+  name: string;
+  result: string;
+  ok: boolean;
+}
+const checks: Check[] = [];
+
+async function goldenChecks(): Promise<void> {
+  for (const c of await loadGoldenCases()) {
+    const tensors = splitStep(c.params0, 0, c.sizes).map((p, i) => {
+      const words = Math.ceil(p.length / 2);
+      const param = device.createBuffer({ size: 4 * words, usage });
+      const padded = new Uint16Array(2 * words);
+      padded.set(p);
+      device.queue.writeBuffer(param, 0, padded);
+      const grad = device.createBuffer({ size: 4 * words, usage });
+      return { param, grad, length: p.length, name: `t${i}` };
     });
-    opt.step();
-    const want = splitStep(c.params, s, c.sizes);
-    for (let i = 0; i < tensors.length; i++) {
-      const got = new Uint16Array(await readBuffer(device, tensors[i].param));
-      for (let j = 0; j < c.sizes[i]; j++) {
-        const ord = (x: number) => (x & 0x8000 ? -(x & 0x7fff) : x);
-        const d = Math.abs(ord(got[j]) - ord(want[i][j]));
-        total++;
-        if (d === 0) exact++;
-        if (d <= 1) within1++;
+    const opt = new lib.MicroAdam(device, tensors, goldenOptions(c));
+    let exact = 0, total = 0;
+    for (let s = 0; s < c.config.steps; s++) {
+      splitStep(c.grads, s, c.sizes).forEach((g, i) => {
+        const padded = new Uint16Array(Math.ceil(g.length / 2) * 2);
+        padded.set(g);
+        device.queue.writeBuffer(tensors[i].grad, 0, padded);
+      });
+      opt.step();
+      const want = splitStep(c.params, s, c.sizes);
+      for (let i = 0; i < tensors.length; i++) {
+        const got = new Uint16Array(await readBuffer(device, tensors[i].param));
+        for (let j = 0; j < c.sizes[i]; j++) {
+          total++;
+          if (got[j] === want[i][j]) exact++;
+        }
       }
     }
-  }
-  golden[c.name] = { exact: exact / total, within1: within1 / total };
-  console.log(
-    `golden ${c.name}: ${(100 * exact / total).toFixed(4)} % bit-exact, ${
-      (100 * within1 / total).toFixed(4)
-    } % within 1 bf16 ulp (all steps, all tensors)`,
-  );
-  opt.dispose();
-  for (const t of tensors) {
-    t.param.destroy();
-    t.grad.destroy();
+    opt.dispose();
+    for (const t of tensors) {
+      t.param.destroy();
+      t.grad.destroy();
+    }
+    checks.push({
+      name:
+        `golden ${c.name} (authors' CUDA trajectory, ${c.config.steps} steps), GPU bf16`,
+      result: `${(100 * exact / total).toFixed(4)} % of parameters bit-exact`,
+      ok: exact === total,
+    });
   }
 }
 
-// ---- Correctness on this device: f32 mode against the CPU reference ----------
-{
+/** GPU against MicroAdamCpu: state bytes and parameters after 20 steps. */
+async function cpuCheck(
+  dtype: "f32" | "bf16",
+  options: Record<string, number>,
+  label: string,
+): Promise<void> {
   const sizes = [1, 7, 1000, 4097, 70001];
-  const seed = 1234;
-  let x = seed;
+  let x = 1234;
   const rand = () =>
     ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32) - 0.5;
-  const p0 = sizes.map((n) => new Float32Array(n).map(rand));
+  const bf = dtype === "bf16";
+  const make = (n: number) =>
+    bf
+      ? lib.toBf16Array(new Float32Array(n).map(rand))
+      : new Float32Array(n).map(rand);
+  const p0 = sizes.map(make);
   const gpu = p0.map((p, i) => {
-    const param = device.createBuffer({ size: 4 * p.length, usage });
-    device.queue.writeBuffer(param, 0, p);
-    const grad = device.createBuffer({ size: 4 * p.length, usage });
+    const bytes = Math.ceil(p.byteLength / 4) * 4;
+    const param = device.createBuffer({ size: bytes, usage });
+    const padded = new Uint8Array(bytes);
+    padded.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+    device.queue.writeBuffer(param, 0, padded);
+    const grad = device.createBuffer({ size: bytes, usage });
     return { param, grad, length: p.length, name: `t${i}` };
   });
   const cpu = p0.map((p, i) => ({
     param: p.slice(),
-    grad: new Float32Array(p.length),
+    grad: make(p.length),
     name: `t${i}`,
   }));
-  const o = {
-    lr: 1e-3,
-    weightDecay: 0.01,
-    topkBlockSize: 1000,
-    efBlockSize: 300,
-  };
-  const g = new MicroAdam(device, gpu, o);
-  const c = new MicroAdamCpu(cpu, o);
+  const o = { lr: 1e-3, weightDecay: 0.01, dtype, ...options };
+  const g = new lib.MicroAdam(device, gpu, o);
+  const c = new lib.MicroAdamCpu(cpu, o);
   for (let s = 0; s < 20; s++) {
     cpu.forEach((t, i) => {
-      t.grad.set(t.grad.map(rand));
-      device.queue.writeBuffer(gpu[i].grad, 0, t.grad);
+      t.grad.set(make(t.grad.length));
+      const bytes = Math.ceil(t.grad.byteLength / 4) * 4;
+      const padded = new Uint8Array(bytes);
+      padded.set(
+        new Uint8Array(t.grad.buffer, t.grad.byteOffset, t.grad.byteLength),
+      );
+      device.queue.writeBuffer(gpu[i].grad, 0, padded);
     });
     g.step();
     c.step();
   }
   const gs = await g.stateDict();
   const cs = c.stateDict();
-  let stateDiff = 0, num = 0, den = 0;
+  let stateDiff = 0, num = 0, den = 0, same = 0, n = 0;
   for (let i = 0; i < sizes.length; i++) {
     for (const k of ["window", "codes", "stats"]) {
       const a = gs.tensors[i].buffers[k], b = cs.tensors[i].buffers[k];
       for (let j = 0; j < a.length; j++) if (a[j] !== b[j]) stateDiff++;
     }
-    const got = new Float32Array(await readBuffer(device, gpu[i].param));
-    for (let j = 0; j < sizes[i]; j++) {
-      num += (got[j] - cpu[i].param[j]) ** 2;
-      den += cpu[i].param[j] ** 2;
+    const raw = await readBuffer(device, gpu[i].param);
+    if (bf) {
+      const got = new Uint16Array(raw);
+      const want = cpu[i].param as Uint16Array;
+      for (let j = 0; j < sizes[i]; j++, n++) if (got[j] === want[j]) same++;
+    } else {
+      const got = new Float32Array(raw);
+      const want = cpu[i].param as Float32Array;
+      for (let j = 0; j < sizes[i]; j++, n++) {
+        num += (got[j] - want[j]) ** 2;
+        den += want[j] ** 2;
+        if (got[j] === want[j]) same++;
+      }
     }
   }
-  console.log(
-    `f32 GPU vs CPU reference, 20 steps: state bytes differing ${stateDiff}, params relative error ${
-      Math.sqrt(num / den).toExponential(2)
-    }`,
-  );
   g.dispose();
+  for (const t of gpu) {
+    t.param.destroy();
+    t.grad.destroy();
+  }
+  checks.push({
+    name: `${dtype} GPU vs MicroAdamCpu, 20 steps, sizes ${
+      sizes.join("/")
+    }, ${label}`,
+    result: `state bytes differing: ${stateDiff}; params bit-identical ${
+      (100 * same / n).toFixed(3)
+    } %${
+      bf ? "" : `, relative error ${Math.sqrt(num / den).toExponential(2)}`
+    }`,
+    ok: stateDiff === 0 &&
+      (bf ? same / n >= 0.999 : Math.sqrt(num / den) < 1e-5),
+  });
 }
 
-// ---- Timing -----------------------------------------------------------------
-const querySet = device.createQuerySet({ type: "timestamp", count: 2 * steps });
-const resolve = device.createBuffer({
-  size: 16 * steps,
-  usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-});
+if (!values["skip-checks"]) {
+  try {
+    await goldenChecks();
+    await cpuCheck("f32", {}, "defaults D = Q = 4096 (one-pass kernels)");
+    await cpuCheck("bf16", {}, "defaults D = Q = 4096 (one-pass kernels)");
+    await cpuCheck(
+      "f32",
+      { topkBlockSize: 1000, efBlockSize: 300 },
+      "D = 1000, Q = 300 (general kernels)",
+    );
+    await cpuCheck(
+      "bf16",
+      { topkBlockSize: 1000, efBlockSize: 300 },
+      "D = 1000, Q = 300 (general kernels)",
+    );
+  } catch (e) {
+    checks.push({
+      name: "correctness checks",
+      result: `threw: ${(e as Error).message}`,
+      ok: false,
+    });
+  }
+  for (const c of checks) {
+    say(`check: ${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.result}`);
+  }
+}
 
-async function timeSteps(opt: GpuOptimizer): Promise<number[]> {
-  for (let i = 0; i < 3; i++) opt.step(); // warm-up (pipelines, caches)
+// ---- Copy bandwidth (WGSL) ----------------------------------------------------------
+
+async function wgslCopy(n: number): Promise<{ ms: number; tbps: number }> {
+  const pipe = device.createComputePipeline({
+    layout: "auto",
+    compute: {
+      module: device.createShaderModule({ code: copyWgsl }),
+      entryPoint: "main",
+    },
+  });
+  const a = device.createBuffer({ size: 4 * n, usage });
+  const b = device.createBuffer({ size: 4 * n, usage });
+  fill(a, n, 7, 0, false);
+  const bind = device.createBindGroup({
+    layout: pipe.getBindGroupLayout(0),
+    entries: [{ binding: 0, resource: { buffer: a } }, {
+      binding: 1,
+      resource: { buffer: b },
+    }],
+  });
+  const reps = 20;
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+  const enc = device.createCommandEncoder();
+  const [x, y] = dispatchSize(
+    Math.ceil(n / 4 / 1024),
+    device.limits.maxComputeWorkgroupsPerDimension,
+  );
+  for (let r = 0; r < reps + 3; r++) {
+    const pass = enc.beginComputePass(
+      r === 3
+        ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0 } }
+        : r === reps + 2
+        ? { timestampWrites: { querySet: qs, endOfPassWriteIndex: 1 } }
+        : {},
+    );
+    pass.setPipeline(pipe);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(x, y);
+    pass.end();
+  }
+  const res = device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  enc.resolveQuerySet(qs, 0, 2, res, 0);
+  device.queue.submit([enc.finish()]);
+  const t = new BigUint64Array(await readBuffer(device, res));
+  const ms = Number(t[1] - t[0]) / 1e6 / reps;
+  for (const x of [a, b, res]) x.destroy();
+  qs.destroy();
+  return { ms, tbps: 8 * n / ms / 1e9 };
+}
+const copyLog2 = Math.min(
+  28,
+  Math.floor(Math.log2(device.limits.maxStorageBufferBindingSize / 4)),
+);
+// The first run warms the GPU up (clocks drop while the checks above run on
+// the CPU: a first timing at a third of the rate was seen); the second counts.
+await wgslCopy(2 ** copyLog2);
+const copy = await wgslCopy(2 ** copyLog2);
+say(
+  `copy (WGSL vec4 kernel, 2^${copyLog2} f32, bytes read + written): ${
+    copy.tbps.toFixed(2)
+  } TB/s`,
+);
+
+// ---- Timing -----------------------------------------------------------------------------
+
+interface Row {
+  impl: string;
+  optimizer: string;
+  dtype: string;
+  shape: string;
+  params: number;
+  /** GPU span / N. */
+  ms?: number;
+  /** Host time to the last step's end / N. */
+  hostMs?: number;
+  /** Median per-step timestamp interval (diagnostic). */
+  medianMs?: number;
+  bytesPerParam: number;
+  note?: string;
+  kernels?: Record<string, number>;
+}
+const rows: Row[] = [];
+
+type Kind = "MicroAdam f32" | "MicroAdam bf16" | "Adam" | "AdamW" | "AMSGrad";
+const KINDS: Kind[] = [
+  "MicroAdam f32",
+  "MicroAdam bf16",
+  "Adam",
+  "AdamW",
+  "AMSGrad",
+];
+const wanted = values.optimizers === "all"
+  ? KINDS
+  : KINDS.filter((k) => values.optimizers!.split(",").includes(k));
+
+/** Bytes one step of this library moves per parameter (dense parameter traffic). */
+function bytesPerParam(kind: Kind): number {
+  if (kind.startsWith("MicroAdam")) {
+    const k = Math.ceil(4096 * 0.01);
+    const rows = 4 * 10 * k / 4096 + 3 * 4 * k / 4096; // window, staged row in/out, row commit
+    return kind === "MicroAdam f32" ? 4 + 1 + 8 + rows : 2 + 1 + 4 + rows;
+  }
+  // The non-finite check's read, then g, p, m, v (and AMSGrad's maximum).
+  return 4 + 4 + 8 + 16 + (kind === "AMSGrad" ? 8 : 0);
+}
+
+function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
+  switch (kind) {
+    case "MicroAdam f32":
+      return new lib.MicroAdam(device, tensors, { lr: 1e-4 });
+    case "MicroAdam bf16":
+      return new lib.MicroAdam(device, tensors, { lr: 1e-4, dtype: "bf16" });
+    case "Adam":
+      return new lib.Adam(device, tensors, { lr: 1e-4 });
+    case "AdamW":
+      return new lib.AdamW(device, tensors, { lr: 1e-4 });
+    case "AMSGrad":
+      return new lib.AMSGrad(device, tensors, { lr: 1e-4 });
+  }
+}
+
+/** Times N steps round-robin over `opts`; see the module doc. */
+async function timeSteps(
+  opts: GpuOptimizer[],
+): Promise<{ ms: number; hostMs: number; medianMs: number }> {
+  for (let i = 0; i < 3 * opts.length; i++) opts[i % opts.length].step();
   await device.queue.onSubmittedWorkDone();
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 * steps });
+  const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
-    opt.step({
+    opts[i % opts.length].step({
       timestampWrites: {
-        querySet,
+        querySet: qs,
         beginningOfPassWriteIndex: 2 * i,
         endOfPassWriteIndex: 2 * i + 1,
       },
     });
   }
-  const enc = device.createCommandEncoder();
-  enc.resolveQuerySet(querySet, 0, 2 * steps, resolve, 0);
-  device.queue.submit([enc.finish()]);
-  const t = new BigUint64Array(await readBuffer(device, resolve));
-  const ms: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    ms.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
-  }
-  return ms.sort((a, b) => a - b);
-}
-
-// Median time of each kernel over `steps` profiled steps (each dispatch in
-// its own timed pass).
-async function profileSteps(opt: GpuOptimizer): Promise<Map<string, number>> {
-  const perStep: string[][] = [];
-  const qs = device.createQuerySet({ type: "timestamp", count: 64 * steps });
-  const out = device.createBuffer({
-    size: 8 * 64 * steps,
+  await device.queue.onSubmittedWorkDone();
+  const hostMs = (performance.now() - t0) / steps;
+  const res = device.createBuffer({
+    size: 16 * steps,
     usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
   });
-  const labels: string[] = [];
-  for (let i = 0; i < steps; i++) {
-    const mine: string[] = [];
-    const enc = device.createCommandEncoder();
-    // Each step's queries start where the previous step's ended.
-    const before = labels.length;
-    opt.step({ encoder: enc, profile: { querySet: qs, labels } });
-    mine.push(...labels.slice(before));
-    device.queue.submit([enc.finish()]);
-    perStep.push(mine);
-  }
   const enc = device.createCommandEncoder();
-  enc.resolveQuerySet(qs, 0, 2 * labels.length, out, 0);
+  enc.resolveQuerySet(qs, 0, 2 * steps, res, 0);
   device.queue.submit([enc.finish()]);
-  const t = new BigUint64Array(await readBuffer(device, out));
-  const byKernel = new Map<string, number[]>();
-  labels.forEach((label, i) => {
-    const list = byKernel.get(label) ?? [];
-    list.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
-    byKernel.set(label, list);
-  });
+  const t = new BigUint64Array(await readBuffer(device, res));
+  res.destroy();
   qs.destroy();
-  out.destroy();
-  // Several dispatches of one kernel in a step are summed per step.
-  const result = new Map<string, number>();
-  for (const [label, list] of byKernel) {
-    const per = list.length / steps;
-    const sums: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      sums.push(list.slice(i * per, (i + 1) * per).reduce((a, b) => a + b, 0));
-    }
-    sums.sort((a, b) => a - b);
-    result.set(label, sums[Math.floor(steps / 2)]);
+  const per: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    per.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
   }
-  return result;
+  per.sort((a, b) => a - b);
+  return {
+    ms: Number(t[2 * steps - 1] - t[0]) / 1e6 / steps,
+    hostMs,
+    medianMs: per[Math.floor(steps / 2)],
+  };
 }
 
-type Row = {
-  optimizer: string;
-  params: number;
-  medianMs: number;
-  minMs: number;
-  bytesPerParam: number;
-};
-const rows: Row[] = [];
-const profiles: {
-  optimizer: string;
-  params: number;
-  kernels: Record<string, number>;
-}[] = [];
-const makers: [
-  string,
-  2 | 4,
-  (p: GPUBuffer, g: GPUBuffer, n: number) => GpuOptimizer,
-][] = [
-  [
-    "MicroAdam f32",
-    4,
-    (param, grad, n) =>
-      new MicroAdam(device, [{ param, grad, length: n }], { lr: 1e-4 }),
-  ],
-  [
-    "MicroAdam bf16",
-    2,
-    (param, grad, n) =>
-      new MicroAdam(device, [{ param, grad, length: n }], {
-        lr: 1e-4,
-        dtype: "bf16",
-      }),
-  ],
-  [
-    "Adam",
-    4,
-    (param, grad, n) =>
-      new Adam(device, [{ param, grad, length: n }], { lr: 1e-4 }),
-  ],
-  [
-    "AdamW",
-    4,
-    (param, grad, n) =>
-      new AdamW(device, [{ param, grad, length: n }], { lr: 1e-4 }),
-  ],
-  [
-    "AMSGrad",
-    4,
-    (param, grad, n) =>
-      new AMSGrad(device, [{ param, grad, length: n }], { lr: 1e-4 }),
-  ],
-];
-for (const n of sizes) {
-  for (const [name, bpe, make] of makers) {
-    const param = device.createBuffer({ size: n * bpe, usage });
-    const grad = device.createBuffer({ size: n * bpe, usage });
-    // Random gradients, written in chunks (writeBuffer has a size limit).
-    const chunk = 1 << 22;
-    for (let at = 0; at < n; at += chunk) {
-      const m = Math.min(chunk, n - at);
-      const data = bpe === 4
-        ? new Float32Array(m).map(() => Math.random() - 0.5)
-        : new Uint16Array(m).map(() =>
-          0x3c00 | Math.floor(Math.random() * 0x3ff) |
-          (Math.random() < 0.5 ? 0x8000 : 0)
-        );
-      device.queue.writeBuffer(grad, at * bpe, data);
+/** Median time of each kernel over 20 profiled steps (each dispatch in a pass of its own). */
+async function profile(opt: GpuOptimizer): Promise<Record<string, number>> {
+  const n = 20;
+  const qs = device.createQuerySet({ type: "timestamp", count: 4096 });
+  const labels: string[] = [];
+  const perStep: number[] = [];
+  for (let i = 0; i < n; i++) {
+    perStep.push(labels.length);
+    const enc = device.createCommandEncoder();
+    opt.step({ encoder: enc, profile: { querySet: qs, labels } });
+    device.queue.submit([enc.finish()]);
+    if (2 * labels.length > 4096 - 200) break;
+  }
+  const res = device.createBuffer({
+    size: 16 * labels.length,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const enc = device.createCommandEncoder();
+  enc.resolveQuerySet(qs, 0, 2 * labels.length, res, 0);
+  device.queue.submit([enc.finish()]);
+  const t = new BigUint64Array(await readBuffer(device, res));
+  res.destroy();
+  qs.destroy();
+  perStep.push(labels.length);
+  const sums = new Map<string, number[]>();
+  for (let s = 0; s + 1 < perStep.length; s++) {
+    const step = new Map<string, number>();
+    for (let i = perStep[s]; i < perStep[s + 1]; i++) {
+      step.set(
+        labels[i],
+        (step.get(labels[i]) ?? 0) + Number(t[2 * i + 1] - t[2 * i]) / 1e6,
+      );
     }
-    const opt = make(param, grad, n);
-    const ms = await timeSteps(opt);
-    if (name.startsWith("MicroAdam")) {
-      const kernels = await profileSteps(opt);
-      console.log(
-        `  per kernel (median ms, one pass each): ${
-          [...kernels].map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")
+    for (const [k, v] of step) sums.set(k, [...(sums.get(k) ?? []), v]);
+  }
+  return Object.fromEntries(
+    [...sums].map((
+      [k, v],
+    ) => [k, v.sort((a, b) => a - b)[Math.floor(v.length / 2)]]),
+  );
+}
+
+/** Allocates, fills, times and frees one configuration. */
+async function bench(
+  kind: Kind,
+  shape: string,
+  shapes: number[][],
+  sets: number,
+  withProfile: boolean,
+): Promise<void> {
+  const bf16 = kind === "MicroAdam bf16";
+  const bpe = bf16 ? 2 : 4;
+  const params = shapes.reduce((s, x) => s + numel(x), 0);
+  const row: Row = {
+    impl: values.label!,
+    optimizer: kind,
+    dtype: bf16 ? "bf16" : "f32",
+    shape,
+    params,
+    bytesPerParam: bytesPerParam(kind),
+  };
+  const buffers: GPUBuffer[] = [];
+  const opts: GpuOptimizer[] = [];
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
+  try {
+    for (let s = 0; s < sets; s++) {
+      const tensors = shapes.map((x, i) => {
+        const n = numel(x);
+        const words = Math.ceil(n * bpe / 4);
+        const param = device.createBuffer({ size: 4 * words, usage });
+        const grad = device.createBuffer({ size: 4 * words, usage });
+        buffers.push(param, grad);
+        fill(param, words, 1000 * s + 2 * i, 0, bf16);
+        fill(grad, words, 1000 * s + 2 * i + 1, 1, bf16);
+        return { param, grad, length: n, name: `t${i}` };
+      });
+      opts.push(make(kind, tensors));
+    }
+    const validation = await device.popErrorScope();
+    const memory = await device.popErrorScope();
+    if (memory || validation) {
+      throw new Error(
+        `${memory ? "out of memory" : "validation"}: ${
+          (memory ?? validation)!.message
         }`,
       );
-      profiles.push({
-        optimizer: name,
-        params: n,
-        kernels: Object.fromEntries(kernels),
-      });
     }
-    rows.push({
-      optimizer: name,
-      params: n,
-      medianMs: ms[Math.floor(ms.length / 2)],
-      minMs: ms[0],
-      bytesPerParam: opt.stateBytes() / n,
-    });
-    console.log(
-      `${name.padEnd(15)} d=2^${Math.log2(n)}  median ${
-        rows.at(-1)!.medianMs.toFixed(3)
-      } ms  min ${rows.at(-1)!.minMs.toFixed(3)} ms  state ${
-        rows.at(-1)!.bytesPerParam.toFixed(3)
-      } B/param`,
-    );
-    opt.dispose();
-    param.destroy();
-    grad.destroy();
+    Object.assign(row, await timeSteps(opts));
+    if (withProfile) row.kernels = await profile(opts[0]);
+  } catch (e) {
+    row.note = /out of memory|OutOfMemory|allocat/i.test((e as Error).message)
+      ? "out of memory"
+      : `error: ${(e as Error).message.slice(0, 160)}`;
   }
+  for (const o of opts) o.dispose();
+  for (const b of buffers) b.destroy();
+  await device.queue.onSubmittedWorkDone();
+  rows.push(row);
+  say(
+    `${row.impl} | ${kind} | ${shape} | ${
+      row.ms !== undefined
+        ? `${row.ms.toFixed(3)} ms/step (host ${
+          row.hostMs!.toFixed(3)
+        }, per-step median ${row.medianMs!.toFixed(3)})`
+        : row.note
+    }${row.kernels ? ` | kernels ${JSON.stringify(row.kernels)}` : ""}`,
+  );
 }
 
-// ---- PyTorch reference on the same GPU ----------------------------------------
-const torchRows: Row[] = [];
+for (const log2 of sizes) {
+  const n = 2 ** log2;
+  for (const kind of wanted) {
+    await bench(
+      kind,
+      `2^${log2}`,
+      [[n]],
+      n <= 2 ** 24 ? 4 : 1,
+      kind.startsWith("MicroAdam") && log2 === Math.max(...sizes),
+    );
+  }
+}
+for (const name of llamaNames) {
+  const shapes = LLAMA[name];
+  const kinds = name === "13b"
+    ? wanted.filter((k) => k.startsWith("MicroAdam") || k === "AdamW")
+    : wanted;
+  for (const kind of kinds) {
+    await bench(
+      kind,
+      `LLaMA-2-${name.toUpperCase()} (${shapes.length} tensors)`,
+      shapes,
+      1,
+      false,
+    );
+  }
+}
+device.destroy();
+
+// ---- PyTorch fused AdamW and the copy bandwidth -------------------------------------------
+
+interface PeerRow {
+  label: string;
+  dtype?: string;
+  params: number | null;
+  ms?: number;
+  oom?: boolean;
+  peakGiB?: number;
+  error?: string;
+}
+let torchCopy: { tbps: number } | undefined;
+const torchRows: PeerRow[] = [];
 if (!values["skip-torch"]) {
-  const py = `
-import json, sys, torch
-sizes = ${JSON.stringify(sizes)}; steps = ${steps}
-out = []
-for n in sizes:
-    for name, ctor in [("torch Adam fused", lambda p: torch.optim.Adam([p], lr=1e-4, fused=True)),
-                       ("torch AdamW fused", lambda p: torch.optim.AdamW([p], lr=1e-4, fused=True))]:
-        p = torch.zeros(n, device="cuda", requires_grad=True)
-        p.grad = torch.randn(n, device="cuda")
-        opt = ctor(p)
-        for _ in range(3): opt.step()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(steps):
-            a = torch.cuda.Event(enable_timing=True); b = torch.cuda.Event(enable_timing=True)
-            a.record(); opt.step(); b.record(); b.synchronize(); times.append(a.elapsed_time(b))
-        times.sort()
-        out.append({"optimizer": name, "params": n, "medianMs": times[len(times)//2], "minMs": times[0], "bytesPerParam": 8})
-        del opt, p
-        torch.cuda.empty_cache()
-print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": out}))
-`;
+  const shapes = Object.fromEntries(
+    llamaNames.map((
+      n,
+    ) => [`LLaMA-2-${n.toUpperCase()} (${LLAMA[n].length} tensors)`, LLAMA[n]]),
+  );
   try {
     const r = await new Deno.Command("python3", {
-      args: ["-c", py],
+      args: [
+        `${here}torch_adamw.py`,
+        JSON.stringify({ sizes: sizes.map((s) => 2 ** s), shapes, steps }),
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();
-    if (r.success) {
-      const res = JSON.parse(
-        new TextDecoder().decode(r.stdout).trim().split("\n").at(-1)!,
-      );
-      console.log(`torch ${res.torch} on ${res.device}`);
-      torchRows.push(...res.rows);
-    } else {
-      console.log(
-        `torch unavailable: ${
-          new TextDecoder().decode(r.stderr).trim().split("\n").at(-1)
+    for (const line of new TextDecoder().decode(r.stdout).trim().split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const x = JSON.parse(line);
+      if (x.copy) torchCopy = x.copy;
+      else if (x.device) say(`torch ${x.torch} on ${x.device}`);
+      else {
+        torchRows.push(x);
+        say(
+          `torch fused AdamW | ${x.dtype} | ${x.label} | ${
+            x.oom
+              ? `out of memory (peak ${x.peakGiB.toFixed(1)} GiB)`
+              : `${x.ms.toFixed(3)} ms/step (peak ${x.peakGiB.toFixed(1)} GiB)`
+          }`,
+        );
+      }
+    }
+    if (!r.success) {
+      say(
+        `torch: ${
+          new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(
+            " | ",
+          )
         }`,
       );
     }
   } catch (e) {
-    console.log(`torch unavailable: ${(e as Error).message}`);
+    say(`torch unavailable: ${(e as Error).message}`);
+  }
+  if (torchCopy) {
+    say(
+      `copy (torch device-to-device, 2^28 f32, bytes read + written): ${
+        torchCopy.tbps.toFixed(2)
+      } TB/s`,
+    );
   }
 }
 
-// ---- Table ----------------------------------------------------------------------
-const all = [...rows, ...torchRows];
-console.log(
-  "\n| optimizer | params | median ms/step | min ms/step | Gparam/s | state B/param |",
+// ---- TensorFlow.js Adam --------------------------------------------------------------------
+
+const tfjsRows: PeerRow[] = [];
+if (!values["skip-tfjs"]) {
+  try {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--no-config",
+        "--cached-only",
+        `${here}tfjs_adam.ts`,
+        "--sizes",
+        values["tfjs-sizes"]!,
+        "--steps",
+        String(steps),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    for (const line of new TextDecoder().decode(r.stdout).trim().split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const x = JSON.parse(line);
+      tfjsRows.push(x);
+      say(
+        `TF.js 4.22 Adam (webgpu) | f32 | ${x.label} | ${
+          x.ms.toFixed(3)
+        } ms/step (host, ${steps} steps, one readback)`,
+      );
+    }
+    if (!r.success) {
+      say(
+        `tfjs: ${
+          new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(
+            " | ",
+          )
+        }`,
+      );
+    }
+  } catch (e) {
+    say(`tfjs unavailable: ${(e as Error).message}`);
+  }
+}
+
+// ---- The table ------------------------------------------------------------------------------
+
+const bw = torchCopy?.tbps ?? copy.tbps; // TB/s, the floor's bandwidth
+const torchMs = (dtype: string, shape: string) =>
+  torchRows.find((r) =>
+    r.label === shape && r.dtype === (dtype === "f32" ? "float32" : "bfloat16")
+  )?.ms;
+const fmt = (x: number | undefined, d = 3) =>
+  x === undefined ? "—" : x.toFixed(d);
+const lines: string[] = [];
+lines.push(
+  `copy bandwidth: torch ${fmt(torchCopy?.tbps, 2)} TB/s, WGSL ${
+    copy.tbps.toFixed(2)
+  } TB/s; floor = bytes / ${bw.toFixed(2)} TB/s`,
 );
-console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
-for (const r of all) {
-  console.log(
-    `| ${r.optimizer} | 2^${Math.log2(r.params)} | ${r.medianMs.toFixed(3)} | ${
-      r.minMs.toFixed(3)
-    } | ${(r.params / r.medianMs / 1e6).toFixed(2)} | ${
-      r.bytesPerParam.toFixed(3)
+lines.push(
+  "| implementation | optimizer | dtype | shape | ms/step | host ms | median ms | B/param | floor ms | × floor | % copy BW | vs torch AdamW |",
+);
+lines.push(
+  "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+);
+for (const r of rows) {
+  const floor = r.params * r.bytesPerParam / bw / 1e9;
+  const t = torchMs(r.dtype, r.shape);
+  lines.push(
+    `| ${r.impl} | ${r.optimizer} | ${r.dtype} | ${r.shape} | ${
+      r.ms !== undefined ? fmt(r.ms) : r.note
+    } | ${fmt(r.hostMs)} | ${fmt(r.medianMs)} | ${
+      r.bytesPerParam.toFixed(2)
+    } | ${fmt(floor)} | ${r.ms ? fmt(r.ms / floor, 2) : "—"} | ${
+      r.ms ? (100 * floor / r.ms).toFixed(0) : "—"
+    } | ${r.ms && t ? fmt(r.ms / t, 2) : "—"} |`,
+  );
+}
+for (const r of torchRows) {
+  const bpp = r.dtype === "float32" ? 28 : 14;
+  const floor = r.params ? r.params * bpp / bw / 1e9 : undefined;
+  lines.push(
+    `| torch ${"fused AdamW"} | AdamW | ${
+      r.dtype === "float32" ? "f32" : "bf16"
+    } | ${r.label} | ${
+      r.oom ? `out of memory (${fmt(r.peakGiB, 1)} GiB held)` : fmt(r.ms)
+    } | — | — | ${bpp} | ${fmt(floor)} | ${
+      r.ms && floor ? fmt(r.ms / floor, 2) : "—"
+    } | ${r.ms && floor ? (100 * floor / r.ms).toFixed(0) : "—"} | ${
+      r.ms ? "1.00" : "—"
     } |`,
   );
 }
-if (values.json) {
-  await Deno.writeTextFile(
-    values.json,
-    JSON.stringify({ info, golden, rows: all, profiles }, null, 1),
+for (const r of tfjsRows) {
+  const floor = r.params! * 28 / bw / 1e9;
+  const ours = rows.find((x) =>
+    x.optimizer === "AdamW" && x.shape === r.label && x.ms
+  )?.ms;
+  lines.push(
+    `| TF.js 4.22 (webgpu) | Adam | f32 | ${r.label} | ${fmt(r.ms)} (host) | ${
+      fmt(r.ms)
+    } | — | ≥ 28 | ${fmt(floor)} | ${fmt(r.ms! / floor, 2)} | ${
+      (100 * floor / r.ms!).toFixed(0)
+    } | ${ours ? `our AdamW ${fmt(r.ms! / ours, 1)}× faster` : "—"} |`,
   );
 }
-device.destroy();
+if (checks.length) {
+  lines.push("");
+  for (const c of checks) {
+    lines.push(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.result}`);
+  }
+}
+console.log("\n" + lines.join("\n"));
+if (values.out) {
+  await Deno.mkdir(values.out, { recursive: true });
+  const tag = values.label!.replace(/[^A-Za-z0-9_-]+/g, "_");
+  await Deno.writeTextFile(
+    `${values.out}/device_${tag}.log`,
+    [...log, "", ...lines].join("\n") + "\n",
+  );
+  await Deno.writeTextFile(
+    `${values.out}/device_${tag}.json`,
+    JSON.stringify(
+      { copy, torchCopy, checks, rows, torchRows, tfjsRows },
+      null,
+      1,
+    ),
+  );
+}

@@ -1,9 +1,11 @@
 // MicroAdam last step: store this step's EF statistics (bf16 min/max) from
-// the atomic accumulators and zero them for the next step.
+// the keys in `work` (atomics on the general path, plain stores on the fast
+// one) and zero the keys for the next step. A skipped step only zeroes them:
+// the select kernels ran before the step was known to be skipped.
 
 @group(0) @binding(0) var<storage, read> step: Step;
 @group(0) @binding(1) var<storage, read_write> stats: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scratch: array<u32>;
+@group(0) @binding(2) var<storage, read_write> work: array<u32>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -12,8 +14,10 @@ fn main(
   @builtin(local_invocation_index) tid: u32,
 ) {
   let i = linear_workgroup(wid, nwg) * 256u + tid;
-  if (step.skip != 0u || i >= arrayLength(&stats)) { return; }
-  stats[i] = stats_from_scratch(scratch[2u * i], scratch[2u * i + 1u]);
-  scratch[2u * i] = 0u;
-  scratch[2u * i + 1u] = 0u;
+  if (i >= arrayLength(&stats)) { return; }
+  if (step.skip == 0u) {
+    stats[i] = stats_from_scratch(work[2u * i], work[2u * i + 1u]);
+  }
+  work[2u * i] = 0u;
+  work[2u * i + 1u] = 0u;
 }

@@ -1,7 +1,10 @@
-// MicroAdam spec steps 1-4, one workgroup per top-k block: error-corrected
-// gradient a = g + e, exact top-k of |a| (radix select on the bits of |a|),
-// the window row of this step, and the min/max of the residual per EF block
-// (accumulated with atomics; EF blocks may straddle top-k blocks).
+// MicroAdam spec steps 1-4 on the general path (any D and Q), one workgroup
+// per top-k block: the non-finite check, the error-corrected gradient
+// a = g + e, exact top-k of |a| (radix select on the bits of |a|), this
+// step's window row (staged in `work`; the update kernel commits it once the
+// step is known to apply), and the min/max of the residual per EF block
+// (accumulated with atomics in `work`; EF blocks may straddle top-k blocks).
+// Runs before the prologue.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -9,8 +12,9 @@
 @group(0) @binding(3) var<storage, read> grads: array<u32>;
 @group(0) @binding(4) var<storage, read> codes: array<u32>;
 @group(0) @binding(5) var<storage, read> stats: array<u32>;
-@group(0) @binding(6) var<storage, read_write> scratch: array<atomic<u32>>;
-@group(0) @binding(7) var<storage, read_write> window: array<u32>;
+// EF statistics keys (2 words per EF block), then the staged window rows.
+@group(0) @binding(6) var<storage, read_write> work: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> flags: array<atomic<u32>>;
 
 const WG: u32 = 256u;
 const SLOTS: u32 = 256u;   // EF blocks a workgroup reduces locally
@@ -22,7 +26,7 @@ struct BlockInfo {
   start: u32,   // segment-local coordinate of the block's first element
   n: u32,       // elements in the block
   k: u32,       // entries to keep
-  row: u32,     // window entry where this step's row of the block starts
+  row: u32,     // word of `work` where the block's staged row starts
   q_first: u32, // first global EF block the block touches
   q_count: u32, // number of EF blocks it touches
 }
@@ -54,8 +58,8 @@ fn flush(q: u32, min_key: u32, max_key: u32, local: bool) {
     atomicMax(&slot_min[q - info.q_first], min_key);
     atomicMax(&slot_max[q - info.q_first], max_key);
   } else {
-    atomicMax(&scratch[2u * q], min_key);
-    atomicMax(&scratch[2u * q + 1u], max_key);
+    atomicMax(&work[2u * q], min_key);
+    atomicMax(&work[2u * q + 1u], max_key);
   }
 }
 
@@ -68,7 +72,7 @@ fn main(
   let w = linear_workgroup(wid, nwg);
   if (tid == 0u) {
     var bi: BlockInfo;
-    bi.skip = select(0u, 1u, step.skip != 0u || w >= table.total_blocks);
+    bi.skip = select(0u, 1u, w >= table.total_blocks);
     if (bi.skip == 0u) {
       bi.seg = find_segment(w, false);
       let s = table.segs[bi.seg];
@@ -76,7 +80,7 @@ fn main(
       bi.start = b * s.block;
       bi.n = min(s.block, s.len - bi.start);
       bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
-      bi.row = s.window_off + b * cfg.window * s.k_block + step.slot * bi.k;
+      bi.row = s.stage_off + b * s.k_block;
       bi.q_first = ef_block(s, bi.start);
       bi.q_count = ef_block(s, bi.start + bi.n - 1u) - bi.q_first + 1u;
     }
@@ -87,6 +91,7 @@ fn main(
   let blk = workgroupUniformLoad(&info);
   if (blk.skip != 0u) { return; }
   let s = table.segs[blk.seg];
+  set_code_halves(call_before_prologue());
   if (blk.q_count <= TABLE_QS) {
     for (var i = tid; i < blk.q_count * 16u; i += WG) {
       let st = stats[blk.q_first + i / 16u];
@@ -141,10 +146,13 @@ fn main(
   let c0 = min(tid * run, blk.n);
   let c1 = min(c0 + run, blk.n);
   var mine = vec2<u32>(0u, 0u);
+  var bad = false;
   for (var j = c0; j < c1; j++) {
     let key = topk_key(block_a(s, blk, j));
     mine = mine + vec2<u32>(select(0u, 1u, key > threshold), select(0u, 1u, key == threshold));
+    bad = bad || grad_too_large(s.grad_off + blk.start + j);
   }
+  if (bad) { atomicMin(&flags[0], s.tensor); }
   counts[tid] = mine;
   workgroupBarrier();
   for (var off = 1u; off < WG; off = off << 1u) {
@@ -169,7 +177,7 @@ fn main(
     let keep = is_g || (is_t && before.y < ties);
     if (keep) {
       let pos = select(greater + before.y, before.x, is_g);
-      window[blk.row + pos] = j | ((bitcast<u32>(bf16_round(a)) >> 16u) << 16u);
+      atomicStore(&work[blk.row + pos], window_entry(j, a));
     }
     before = before + vec2<u32>(select(0u, 1u, is_g), select(0u, 1u, is_t));
     let r = select(a, 0.0, keep);
@@ -189,7 +197,7 @@ fn main(
   workgroupBarrier();
   if (local && tid < blk.q_count) {
     let q = blk.q_first + tid;
-    atomicMax(&scratch[2u * q], atomicLoad(&slot_min[tid]));
-    atomicMax(&scratch[2u * q + 1u], atomicLoad(&slot_max[tid]));
+    atomicMax(&work[2u * q], atomicLoad(&slot_min[tid]));
+    atomicMax(&work[2u * q + 1u], atomicLoad(&slot_max[tid]));
   }
 }

@@ -1,7 +1,9 @@
-// MicroAdam spec steps 3 and 5-9 for one tile of 1024 coordinates: rebuild
-// the moments from the window (slot order, one row at a time in workgroup
-// memory), quantize the residual with this step's EF statistics, and update
-// the parameters.
+// MicroAdam spec steps 3 and 5-9 on the general path, for one tile of 1024
+// coordinates: rebuild the moments from the window (slot order, one row at a
+// time in workgroup memory; this step's row comes from the staged row in
+// `work`), quantize the residual with this step's EF statistics into the
+// other codes half, update the parameters, and commit the staged rows of the
+// blocks that start in the tile. A skipped step only carries the codes over.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -10,8 +12,9 @@
 @group(0) @binding(4) var<storage, read> grads: array<u32>;
 @group(0) @binding(5) var<storage, read_write> codes: array<u32>;
 @group(0) @binding(6) var<storage, read> stats: array<u32>;
-@group(0) @binding(7) var<storage, read> scratch: array<u32>;
-@group(0) @binding(8) var<storage, read> window: array<u32>;
+// EF statistics keys of this step (2 words per EF block), then the staged rows.
+@group(0) @binding(7) var<storage, read> work: array<u32>;
+@group(0) @binding(8) var<storage, read_write> window: array<u32>;
 
 struct TileInfo {
   skip: u32,
@@ -47,7 +50,7 @@ fn update_one(s: Seg, lo: u32, l: u32, p_in: f32, h: GroupHyper) -> f32 {
     let st = stats[q];
     old_mn = bf16_value(st);
     old_unit = ef_unit(old_mn, bf16_value(st >> 16u));
-    let nst = stats_from_scratch(scratch[2u * q], scratch[2u * q + 1u]);
+    let nst = stats_from_scratch(work[2u * q], work[2u * q + 1u]);
     new_mn = bf16_value(nst);
     new_unit = ef_unit(new_mn, bf16_value(nst >> 16u));
   }
@@ -79,7 +82,7 @@ fn main(
   let w = linear_workgroup(wid, nwg);
   if (tid == 0u) {
     var ti: TileInfo;
-    ti.skip = select(0u, 1u, step.skip != 0u || w >= table.total_tiles);
+    ti.skip = select(0u, 1u, w >= table.total_tiles);
     if (ti.skip == 0u) {
       ti.seg = find_segment(w, true);
       let s = table.segs[ti.seg];
@@ -100,6 +103,24 @@ fn main(
   let tile = workgroupUniformLoad(&info);
   if (tile.skip != 0u) { return; }
   let s = table.segs[tile.seg];
+  set_code_halves(call_after_prologue());
+  if (step.skip != 0u) {
+    // The output half must hold this tile's codes whatever happens.
+    let w0 = s.codes_off + tile.lo / 8u;
+    let words = (tile.hi - tile.lo + 7u) / 8u;
+    for (var i = tid; i < words; i += TILE_THREADS) {
+      codes[codes_out_base + w0 + i] = codes[codes_in_base + w0 + i];
+    }
+    return;
+  }
+  // Commit the staged rows of the blocks that start in this tile.
+  for (var b = (tile.lo + s.block - 1u) / s.block; b * s.block < tile.hi; b++) {
+    let kb = select(s.k_tail, s.k_block, s.len - b * s.block >= s.block);
+    let dst = s.window_off + b * cfg.window * s.k_block + step.slot * kb;
+    for (var e = tid; e < kb; e += TILE_THREADS) {
+      window[dst + e] = work[s.stage_off + b * s.k_block + e];
+    }
+  }
 
   // Step 7: M and S from the window rows in slot order (fma per entry).
   let full_entries = (tile.b1 - tile.b0) * s.k_block;
@@ -117,7 +138,12 @@ fn main(
         e = f % s.k_block;
       }
       let kb = select(s.k_block, last_k, b == tile.b1);
-      let entry = window[s.window_off + b * cfg.window * s.k_block + i * kb + e];
+      var entry: u32;
+      if (i == step.slot) {
+        entry = work[s.stage_off + b * s.k_block + e];
+      } else {
+        entry = window[s.window_off + b * cfg.window * s.k_block + i * kb + e];
+      }
       let c = b * s.block + (entry & 0xffffu);
       if (c >= tile.lo && c < tile.hi) {
         let v = bf16_value(entry >> 16u);
@@ -162,10 +188,10 @@ fn main(
     let word = atomicLoad(&code_words[tid]);
     let wi = s.codes_off + first / 8u;
     if (count == 8u) {
-      codes[wi] = word;
+      codes[codes_out_base + wi] = word;
     } else {
       let mask = (1u << (count * 4u)) - 1u;
-      codes[wi] = (codes[wi] & ~mask) | word;
+      codes[codes_out_base + wi] = (codes[codes_in_base + wi] & ~mask) | word;
     }
   }
 }

@@ -5,17 +5,21 @@
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read_write> step: Step;
 @group(0) @binding(2) var<storage, read_write> flags: array<atomic<u32>>;
+// This step() call's number modulo CALL_IDS, fixed in the command encoder
+// (it selects one of CALL_IDS constant bindings), so no later write can
+// change it.
+@group(0) @binding(3) var<storage, read> call_id: u32;
 
 @compute @workgroup_size(1)
 fn main() {
-  let call = step.calls + 1u;
-  step.calls = call;
+  step.calls = step.calls + 1u;
   let bad = atomicLoad(&flags[0]);
   atomicStore(&flags[0], 0xffffffffu);
   // The hyperparameters copied for this step belong to another call: more
-  // steps were encoded before a submit than the ring has slots. Refuse the
-  // step rather than run it with another step's learning rate.
-  if (step.hyper_call != call) {
+  // steps were encoded before a submit than the ring has slots, and a later
+  // call overwrote this one's. Refuse the step rather than run it with
+  // another step's learning rate.
+  if (step.call % CALL_IDS != call_id) {
     step.skip = 1u;
     step.refused = step.refused + 1u;
     return;
@@ -24,7 +28,7 @@ fn main() {
     step.skip = 1u;
     step.skipped = step.skipped + 1u;
     step.bad_tensor = bad + 1u;
-    step.bad_call = call;
+    step.bad_call = step.call;
     return;
   }
   step.skip = 0u;

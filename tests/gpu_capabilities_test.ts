@@ -5,7 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { hasExactFma, probeExactFma } from "../src/gpu/capabilities.ts";
+import {
+  hasExactFma,
+  hasSubgroups,
+  probeExactFma,
+  probeSubgroups,
+} from "../src/gpu/capabilities.ts";
 import { requestDevice } from "../src/gpu/device.ts";
 import { kernelSource, pipeline } from "../src/gpu/kernels.ts";
 
@@ -69,6 +74,35 @@ Deno.test({
       }
     } finally {
       device.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "probeSubgroups: false without the feature; requestDevice asks for it and llvmpipe's subgroups pass the probe",
+  ...opts,
+  fn: async () => {
+    const adapter = await navigator.gpu.requestAdapter();
+    const bare = await adapter!.requestDevice();
+    const asked = await requestDevice();
+    const declined = await requestDevice({ subgroups: false });
+    try {
+      assert.equal(await probeSubgroups(bare), false);
+      assert.equal(hasSubgroups(bare), false);
+      assert.equal(hasSubgroups(declined), false);
+      assert.equal(declined.features.has("subgroups"), false);
+      assert.equal(
+        hasSubgroups(asked),
+        asked.features.has("subgroups") && await probeSubgroups(asked),
+      );
+      if (adapter!.info.description.includes("llvmpipe")) {
+        assert.equal(hasSubgroups(asked), true);
+      }
+    } finally {
+      bare.destroy();
+      asked.destroy();
+      declined.destroy();
     }
   },
 });

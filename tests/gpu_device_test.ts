@@ -148,7 +148,7 @@ Deno.test("requestDevice: requestAdapter() returning null or throwing -> GpuUnav
   });
 });
 
-Deno.test("requestDevice: asks a (fake) adapter for its maxima, the caller's extra limits and timestamp-query only when present", async () => {
+Deno.test("requestDevice: asks a (fake) adapter for its maxima, the caller's extra limits, timestamp-query only when present, and subgroups unless declined or refused", async () => {
   const limits: Record<string, number> = {
     maxStorageBufferBindingSize: 1000,
     maxBufferSize: 2000,
@@ -159,38 +159,60 @@ Deno.test("requestDevice: asks a (fake) adapter for its maxima, the caller's ext
     maxComputeWorkgroupsPerDimension: 70000,
     maxBindGroups: 4,
   };
+  const requiredLimits = {
+    maxStorageBufferBindingSize: 1000,
+    maxBufferSize: 1500, // the caller's value wins
+    maxComputeWorkgroupStorageSize: 3000,
+    maxStorageBuffersPerShaderStage: 9,
+    maxComputeInvocationsPerWorkgroup: 512,
+    maxComputeWorkgroupSizeX: 256,
+    maxComputeWorkgroupsPerDimension: 70000,
+    maxBindGroups: 3,
+  };
   for (const hasTimestamps of [true, false]) {
-    let got: GPUDeviceDescriptor | undefined;
-    const sentinel = { fake: "device" };
-    const adapter = {
-      limits,
-      features: new Set(hasTimestamps ? ["timestamp-query", "shader-f16"] : []),
-      requestDevice: (d: GPUDeviceDescriptor) => {
-        got = d;
-        return Promise.resolve(sentinel);
-      },
-    };
-    const device = await withGpu(
-      { requestAdapter: () => Promise.resolve(adapter) },
-      () =>
-        requestDevice({
-          requiredLimits: { maxBufferSize: 1500, maxBindGroups: 3 },
-        }),
-    );
-    assert.equal(device as unknown, sentinel);
-    assert.deepEqual(got, {
-      requiredLimits: {
-        maxStorageBufferBindingSize: 1000,
-        maxBufferSize: 1500, // the caller's value wins
-        maxComputeWorkgroupStorageSize: 3000,
-        maxStorageBuffersPerShaderStage: 9,
-        maxComputeInvocationsPerWorkgroup: 512,
-        maxComputeWorkgroupSizeX: 256,
-        maxComputeWorkgroupsPerDimension: 70000,
-        maxBindGroups: 3,
-      },
-      requiredFeatures: hasTimestamps ? ["timestamp-query"] : [],
-    });
+    for (const subgroups of ["granted", "refused", "declined"] as const) {
+      const got: GPUDeviceDescriptor[] = [];
+      const sentinel = { fake: "device" };
+      const adapter = {
+        limits,
+        features: new Set(
+          hasTimestamps ? ["timestamp-query", "shader-f16"] : [],
+        ),
+        requestDevice: (d: GPUDeviceDescriptor) => {
+          got.push(d);
+          const asked = [...(d.requiredFeatures ?? [])].includes(
+            "subgroups" as GPUFeatureName,
+          );
+          return asked && subgroups === "refused"
+            ? Promise.reject(new Error("no subgroups here"))
+            : Promise.resolve(sentinel);
+        },
+      };
+      const device = await withGpu(
+        { requestAdapter: () => Promise.resolve(adapter) },
+        () =>
+          requestDevice({
+            requiredLimits: { maxBufferSize: 1500, maxBindGroups: 3 },
+            subgroups: subgroups !== "declined",
+          }),
+      );
+      assert.equal(device as unknown, sentinel);
+      const base = hasTimestamps ? ["timestamp-query"] : [];
+      const withSubgroups = {
+        requiredLimits,
+        requiredFeatures: [...base, "subgroups"],
+      };
+      const without = { requiredLimits, requiredFeatures: base };
+      assert.deepEqual(
+        got,
+        subgroups === "granted"
+          ? [withSubgroups]
+          : subgroups === "refused"
+          ? [withSubgroups, without]
+          : [without],
+        `${hasTimestamps} ${subgroups}`,
+      );
+    }
   }
 });
 

@@ -2,7 +2,7 @@
  * src/gpu/kernels.ts: every kernel compiles without validation errors (with
  * and without the BF16 override where the kernel declares it), the pipeline
  * cache, and dispatchSize's folding of large dispatches into two dimensions
- * (closed forms, and on the GPU through layout.wgsl's linear_workgroup).
+ * (closed forms, and on the GPU through grid.wgsl's linear_workgroup).
  */
 
 import assert from "node:assert/strict";
@@ -14,24 +14,31 @@ import {
 } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { requestDevice } from "../src/gpu/device.ts";
-import layout from "../kernels/layout.wgsl" with { type: "text" };
+import grid from "../kernels/grid.wgsl" with { type: "text" };
 import { testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 
 const KERNELS: KernelName[] = [
   "checkFinite",
+  "checkFinite4",
   "prologue",
   "adam",
+  "adam4",
   "microadamSelect",
   "microadamUpdate",
+  "microadamSelectFast",
+  "microadamUpdateFast",
   "microadamCommit",
 ];
 /** Kernels whose source declares `override BF16`. */
 const WITH_BF16: KernelName[] = [
   "checkFinite",
+  "checkFinite4",
   "microadamSelect",
   "microadamUpdate",
+  "microadamSelectFast",
+  "microadamUpdateFast",
 ];
 
 /** Runs `f` inside a validation error scope and returns the error message, if any. */
@@ -87,6 +94,22 @@ for (const name of KERNELS) {
     }
   });
 }
+
+Deno.test("compile: the workgroup reductions compile in both variants (subgroups and workgroup memory only)", async () => {
+  for (const name of ["microadamSelectFast", "microadamUpdateFast"] as const) {
+    for (const subgroups of [false, true]) {
+      const src = kernelSource(name, { subgroups });
+      assert.equal(src.includes("subgroupAdd"), subgroups, name);
+      const info = await device.createShaderModule({ code: src })
+        .getCompilationInfo();
+      assert.deepEqual(
+        info.messages.filter((m) => m.type === "error").map((m) => m.message),
+        [],
+        `${name}, subgroups ${subgroups}`,
+      );
+    }
+  }
+});
 
 Deno.test("compile: the validation scope does catch an error (BF16 on a kernel without it, a broken shader)", async () => {
   // Guards the test above: if the scope missed errors, it could not fail.
@@ -186,7 +209,7 @@ Deno.test("dispatchSize: x·y >= count, x <= limit, y = ceil(count / limit), and
 });
 
 Deno.test("dispatchSize + linear_workgroup on the GPU: every workgroup index < count is hit exactly once", async () => {
-  const shader = layout + /* wgsl */ `
+  const shader = grid + /* wgsl */ `
 @group(0) @binding(0) var<storage, read_write> hits: array<atomic<u32>>;
 @compute @workgroup_size(1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -479,6 +479,7 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
       statsOff: 13,
       kBlock: 10,
       kTail: 3,
+      stageOff: 14,
     },
     {
       coordStart: 0,
@@ -528,12 +529,12 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
   ];
   // deno-fmt-ignore
   const rows = [
-    // coord len   d     pOff  gOff codes win stats block kBlk kTail fBlk fTile grp tens stateOff
-    [0,     3000, 5000, 0,    0,    0,  0,  0,    1000, 0,   0,    0,   0,    0,  0,   0],
-    [3000,  2000, 5000, 7,    9,    11, 12, 13,   1000, 10,  3,    3,   3,    1,  0,   0],
-    [0,     1,    1,    5000, 5001, 0,  0,  0,    1024, 0,   0,    5,   5,    2,  1,   77],
-    [0,     2049, 2049, 1,    2,    0,  0,  0,    4096, 0,   0,    6,   6,    0,  2,   0],
-    [0,     2048, 2048, 0,    0,    0,  0,  0,    512,  0,   0,    7,   9,    0,  3,   0],
+    // coord len   d     pOff  gOff codes win stats block kBlk kTail fBlk fTile grp tens stateOff stageOff
+    [0,     3000, 5000, 0,    0,    0,  0,  0,    1000, 0,   0,    0,   0,    0,  0,   0,       0],
+    [3000,  2000, 5000, 7,    9,    11, 12, 13,   1000, 10,  3,    3,   3,    1,  0,   0,       14],
+    [0,     1,    1,    5000, 5001, 0,  0,  0,    1024, 0,   0,    5,   5,    2,  1,   77,      0],
+    [0,     2049, 2049, 1,    2,    0,  0,  0,    4096, 0,   0,    6,   6,    0,  2,   0,       0],
+    [0,     2048, 2048, 0,    0,    0,  0,  0,    512,  0,   0,    7,   9,    0,  3,   0,       0],
   ];
   rows.forEach((want, i) => assert.deepEqual(row(i), want, `row ${i}`));
 });

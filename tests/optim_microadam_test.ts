@@ -18,7 +18,8 @@
  */
 
 import assert from "node:assert/strict";
-import { MicroAdam } from "../src/optim/microadam.ts";
+import { fastPath, MicroAdam } from "../src/optim/microadam.ts";
+import { microAdamGeometry } from "../src/core/geometry.ts";
 import { Adam, AdamW, AMSGrad } from "../src/optim/adam.ts";
 import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { DType, MicroAdamOptions } from "../src/core/options.ts";
@@ -35,6 +36,8 @@ import type { GpuTensor } from "../src/gpu/tensors.ts";
 import type { Plan } from "../src/gpu/plan.ts";
 import { readRanges } from "../src/gpu/buffers.ts";
 import { NonFiniteGradientError } from "../src/errors.ts";
+import { requestDevice } from "../src/gpu/device.ts";
+import { hasSubgroups } from "../src/gpu/capabilities.ts";
 import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint/file.ts";
 import {
   assertSameBytes,
@@ -52,6 +55,9 @@ import {
 } from "./gpu_util.ts";
 
 const device = await testDevice();
+// The same adapter without the `subgroups` feature: the kernels' reductions
+// in workgroup memory only.
+const plainDevice = await requestDevice({ subgroups: false });
 
 type Arr = Float32Array | Uint16Array;
 
@@ -126,6 +132,8 @@ class Twin {
   readonly initial: Arr[];
   readonly gpu: MicroAdam;
   readonly cpu: MicroAdamCpu;
+  /** The device of the GPU twin and of its tensors. */
+  readonly device: GPUDevice;
   readonly r: () => number;
   readonly worst: Worst = {
     steps: 0,
@@ -141,6 +149,7 @@ class Twin {
   readonly #sharedParam?: GPUBuffer;
 
   constructor(spec: TwinSpec) {
+    this.device = spec.gpuDevice ?? device;
     this.dtype = spec.dtype;
     this.bpe = spec.dtype === "bf16" ? 2 : 4;
     this.r = rng(spec.seed);
@@ -159,8 +168,8 @@ class Twin {
       this.gpuTensors = init.map((p, i) => ({
         name: this.names[i],
         length: p.length,
-        param: bufferFrom(device, p),
-        grad: bufferFrom(device, this.zeros(p.length)),
+        param: bufferFrom(this.device, p),
+        grad: bufferFrom(this.device, this.zeros(p.length)),
       }));
     } else {
       const align = this.bpe === 2 ? 2 : 1;
@@ -180,8 +189,8 @@ class Twin {
         inside.fill(1, o, o + this.sizes[i]);
       });
       for (let j = 0; j < end; j++) if (!inside[j]) this.#gaps.push(j);
-      const param = bufferFrom(device, whole);
-      const grad = bufferFrom(device, this.zeros(end));
+      const param = bufferFrom(this.device, whole);
+      const grad = bufferFrom(this.device, this.zeros(end));
       this.#sharedParam = param;
       this.gpuTensors = offsets.map((offset, i) => ({
         name: this.names[i],
@@ -213,7 +222,7 @@ class Twin {
         };
       }),
     }));
-    this.gpu = new MicroAdam(spec.gpuDevice ?? device, gpuGroups, options);
+    this.gpu = new MicroAdam(this.device, gpuGroups, options);
     // The CPU twin takes the hyperparameters, not the GPU's placement options.
     const { maxBindingBytes: _bind, gatherBelow: _gather, ...hyper } = options;
     this.cpu = new MicroAdamCpu(cpuGroups, hyper);
@@ -238,7 +247,12 @@ class Twin {
   write(grads: Arr[]): void {
     grads.forEach((g, i) => {
       this.cpuGrads[i].set(g);
-      writeTo(device, this.gpuTensors[i].grad, g, this.gpuTensors[i].offset);
+      writeTo(
+        this.device,
+        this.gpuTensors[i].grad,
+        g,
+        this.gpuTensors[i].offset,
+      );
     });
   }
 
@@ -257,7 +271,7 @@ class Twin {
         ? new Uint16Array(n).fill(0x7fc0)
         : new Float32Array(n).fill(NaN);
       grads.forEach((g, i) => whole.set(g, this.gpuTensors[i].offset));
-      writeTo(device, buffer, whole);
+      writeTo(this.device, buffer, whole);
     } else {
       grads.forEach((g, i) => {
         const n = this.gpuTensors[i].grad.size / this.bpe;
@@ -265,7 +279,7 @@ class Twin {
           ? new Uint16Array(n).fill(0x7fc0)
           : new Float32Array(n).fill(NaN);
         whole.set(g);
-        writeTo(device, this.gpuTensors[i].grad, whole);
+        writeTo(this.device, this.gpuTensors[i].grad, whole);
       });
     }
   }
@@ -284,7 +298,7 @@ class Twin {
   /** The GPU parameters, per tensor. */
   async gpuParams(): Promise<Arr[]> {
     const bytes = await readRanges(
-      device,
+      this.device,
       this.gpuTensors.map((t) => ({
         buffer: t.param,
         offset: (t.offset ?? 0) * this.bpe,
@@ -301,7 +315,7 @@ class Twin {
   /** Shared layout: asserts the gaps between tensors still hold the sentinel. */
   async assertGapsUntouched(label: string): Promise<void> {
     if (!this.#sharedParam) return;
-    const [b] = await readRanges(device, [{
+    const [b] = await readRanges(this.device, [{
       buffer: this.#sharedParam,
       offset: 0,
       size: this.#sharedParam.size,
@@ -766,6 +780,21 @@ const EDGES: {
     options: { window: 1, density: 1 },
   },
   {
+    label:
+      "a device without subgroups: one-pass and general kernels reduce in workgroup memory",
+    sizes: [70001, 8192, 4096, 999],
+    options: { weightDecay: 0.02 },
+    check: (opt) => assert.equal(hasSubgroups(opt.device), false),
+    gpuDevice: plainDevice,
+  },
+  {
+    label:
+      "m · k = 512 (m = 8, k = 64): the largest window the one-pass update holds",
+    sizes: [8192, 4096, 100],
+    options: { window: 8, density: 64 / 4096 },
+    check: (opt) => assert.ok(opt.geometry.every(fastPath)),
+  },
+  {
     label: "D = 3, Q = 2, density 0.5, m = 2 on tiny tensors",
     sizes: [1, 2, 3, 999],
     options: { topkBlockSize: 3, efBlockSize: 2, density: 0.5, window: 2 },
@@ -796,6 +825,31 @@ for (const dtype of ["f32", "bf16"] as const) {
     }
   });
 }
+
+Deno.test("fastPath: the one-pass kernels take exactly the tensors whose blocks are one EF block and fit their limits", () => {
+  const shape = {
+    window: 10,
+    density: 0.01,
+    topkBlockSize: 4096,
+    efBlockSize: 4096,
+  };
+  const g = (d: number, o = {}) => microAdamGeometry(d, { ...shape, ...o });
+  assert.equal(fastPath(g(1 << 20)), true); // defaults
+  assert.equal(fastPath(g(70001)), true); // a tail block
+  assert.equal(fastPath(g(1000, { efBlockSize: 1000 })), true); // one block = one EF block
+  assert.equal(fastPath(g(1000, { efBlockSize: 999 })), false); // two EF blocks in it
+  assert.equal(fastPath(g(1 << 20, { efBlockSize: 64 })), false); // Q < D
+  assert.equal(fastPath(g(1 << 20, { efBlockSize: 8192 })), false); // Q > D: across blocks
+  assert.equal(fastPath(g(3, { topkBlockSize: 3, efBlockSize: 3 })), true);
+  assert.equal(fastPath(g(30, { topkBlockSize: 3, efBlockSize: 3 })), false); // blocks off code words
+  assert.equal(
+    fastPath(g(1 << 20, { topkBlockSize: 8192, efBlockSize: 8192 })),
+    false,
+  );
+  assert.equal(fastPath(g(1 << 20, { window: 8, density: 64 / 4096 })), true); // 512 entries
+  assert.equal(fastPath(g(1 << 20, { window: 8, density: 65 / 4096 })), false); // 520
+  assert.equal(fastPath(g(1 << 20, { window: 17, density: 1 / 4096 })), false); // m > 16
+});
 
 // ---- 4. Many small tensors; tensors sharing a buffer ---------------------
 

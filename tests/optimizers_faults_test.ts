@@ -25,6 +25,7 @@ import {
   saveCheckpoint,
   StepLimitError,
   TensorMismatchError,
+  toBf16Array,
   writeTensor,
 } from "../mod.ts";
 import {
@@ -786,4 +787,43 @@ Deno.test("step options and groups replaced by garbage are typed errors; an enco
   );
   t.param.destroy();
   t.grad.destroy();
+});
+
+Deno.test("3: after a step the GPU refused, MicroAdam's state (double-buffered codes included) still equals its CPU twin's", async () => {
+  for (const dtype of ["f32", "bf16"] as const) {
+    const n = 9000;
+    const init = new Float32Array(n).map((_, i) => Math.sin(i));
+    const t = createTensor(device, init, { name: "w", dtype });
+    const gpu = new MicroAdam(device, [t], { dtype, lr: 0.01 });
+    const param = dtype === "bf16" ? toBf16Array(init) : init.slice();
+    const grad = dtype === "bf16" ? new Uint16Array(n) : new Float32Array(n);
+    const cpu = new MicroAdamCpu([{ name: "w", param, grad }], {
+      dtype,
+      lr: 0.01,
+    });
+    const stepBoth = (k: number) => {
+      const g = new Float32Array(n).map((_, i) => Math.cos(i * k + 1));
+      writeTensor(device, t, g);
+      grad.set(dtype === "bf16" ? toBf16Array(g) : g);
+      gpu.step();
+      cpu.step();
+    };
+    stepBoth(1);
+    const finished = device.createCommandEncoder();
+    finished.finish();
+    gpu.step({ encoder: finished }); // refused: never runs
+    await expectReject(() => gpu.status(), GpuCommandError);
+    for (let k = 2; k <= 4; k++) stepBoth(k);
+    const g = await gpu.stateDict();
+    const c = cpu.stateDict();
+    assert.equal(g.step, c.step);
+    assert.deepEqual(
+      g.tensors,
+      c.tensors,
+      `${dtype}: state after a refused step`,
+    );
+    gpu.dispose();
+    t.param.destroy();
+    t.grad.destroy();
+  }
 });

@@ -150,3 +150,99 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     for (const x of [a, b, out, read]) x.destroy();
   }
 }
+
+const subgroups = new WeakMap<GPUDevice, boolean>();
+
+/**
+ * Whether {@link probeSubgroups} found this device's subgroups usable by
+ * the kernels (false when never probed: the kernels then reduce in
+ * workgroup memory only).
+ *
+ * @example
+ * ```ts
+ * import { hasSubgroups } from "./capabilities.ts";
+ * import { requestDevice } from "./device.ts";
+ * const device = await requestDevice(); // probes
+ * console.log(typeof hasSubgroups(device)); // "boolean"
+ * device.destroy();
+ * ```
+ */
+export function hasSubgroups(device: GPUDevice): boolean {
+  return subgroups.get(device) ?? false;
+}
+
+/**
+ * Checks that the device has the `subgroups` feature and that, in a
+ * 256-invocation workgroup, subgroups are runs of consecutive
+ * `local_invocation_index` in lane order (what the kernels' scans assume;
+ * every known Vulkan driver does it, WGSL does not promise it), and records
+ * the answer for {@link hasSubgroups}. {@link requestDevice} calls it.
+ *
+ * @example
+ * ```ts
+ * import { probeSubgroups } from "./capabilities.ts";
+ * const adapter = await navigator.gpu.requestAdapter();
+ * const device = await adapter!.requestDevice();
+ * console.log(await probeSubgroups(device)); // false: no `subgroups` feature requested
+ * device.destroy();
+ * ```
+ */
+export async function probeSubgroups(device: GPUDevice): Promise<boolean> {
+  subgroups.set(device, false);
+  if (!device.features.has("subgroups" as GPUFeatureName)) return false;
+  const code = `
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(256)
+fn main(
+  @builtin(local_invocation_index) tid: u32,
+  @builtin(subgroup_size) size: u32,
+  @builtin(subgroup_invocation_id) lane: u32,
+) {
+  let first = subgroupBroadcastFirst(tid);
+  let ok = first + lane == tid && first % size == 0u && subgroupAdd(1u) == size &&
+    subgroupInclusiveAdd(1u) == lane + 1u;
+  out[tid] = select(0u, 1u, ok);
+}`;
+  const out = device.createBuffer({
+    size: 1024,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
+  const read = device.createBuffer({
+    size: 1024,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  try {
+    device.pushErrorScope("validation");
+    const pipe = device.createComputePipeline({
+      layout: "auto",
+      compute: {
+        module: device.createShaderModule({ code, label: "subgroup probe" }),
+        entryPoint: "main",
+      },
+    });
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipe);
+    pass.setBindGroup(
+      0,
+      device.createBindGroup({
+        layout: pipe.getBindGroupLayout(0),
+        entries: [{ binding: 0, resource: { buffer: out } }],
+      }),
+    );
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    enc.copyBufferToBuffer(out, 0, read, 0, 1024);
+    device.queue.submit([enc.finish()]);
+    const error = await device.popErrorScope();
+    await read.mapAsync(GPUMapMode.READ);
+    const ok = error === null &&
+      new Uint32Array(read.getMappedRange()).every((x) => x === 1);
+    read.unmap();
+    subgroups.set(device, ok);
+    return ok;
+  } finally {
+    out.destroy();
+    read.destroy();
+  }
+}

@@ -6,7 +6,7 @@
  */
 
 import { GpuUnavailableError } from "../errors.ts";
-import { probeExactFma } from "./capabilities.ts";
+import { probeExactFma, probeSubgroups } from "./capabilities.ts";
 
 /** Options of {@link requestDevice}. */
 export interface RequestDeviceOptions {
@@ -14,6 +14,12 @@ export interface RequestDeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** Extra limits to request on top of the adapter maxima used by default. @default {{}} */
   requiredLimits?: Record<string, number>;
+  /**
+   * Request the `subgroups` feature (some adapters grant it without listing
+   * it) so that the MicroAdam kernels reduce with subgroup operations; they
+   * have a path without. @default {true}
+   */
+  subgroups?: boolean;
 }
 
 /** Limits raised to the adapter's maximum: the WebGPU defaults are small. */
@@ -34,8 +40,9 @@ const HOW_TO_GET_ONE =
 
 /**
  * Requests a WebGPU device with the adapter's maximum storage-binding,
- * buffer and workgroup limits, and `timestamp-query` when available, and
- * probes whether its `fma()` is exact (see {@link probeExactFma}).
+ * buffer and workgroup limits, `timestamp-query` when available and
+ * `subgroups` when granted, and probes whether its `fma()` is exact (see
+ * {@link probeExactFma}) and its subgroups usable ({@link probeSubgroups}).
  * Throws {@link GpuUnavailableError} saying how to get an adapter when none exists.
  *
  * @example
@@ -82,20 +89,38 @@ export async function requestDevice(
   if (adapter.features.has("timestamp-query")) {
     requiredFeatures.push("timestamp-query");
   }
-  let device: GPUDevice;
+  let device: GPUDevice | undefined;
+  if (options.subgroups ?? true) {
+    try {
+      device = await adapter.requestDevice({
+        requiredLimits,
+        requiredFeatures: [
+          ...requiredFeatures,
+          "subgroups" as GPUFeatureName,
+        ],
+      });
+    } catch {
+      // Not granted: the kernels' path without subgroups.
+    }
+  }
   try {
-    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+    device ??= await adapter.requestDevice({
+      requiredLimits,
+      requiredFeatures,
+    });
   } catch (e) {
     throw new GpuUnavailableError(
       `the WebGPU adapter refused a device: ${(e as Error).message}`,
     );
   }
+  // The probes only unlock faster paths; without them the exact integer
+  // arithmetic and the workgroup-memory reductions are used.
   try {
     await probeExactFma(device);
-  } catch {
-    // The probe only unlocks a faster path; without it the exact integer
-    // arithmetic is used.
-  }
+  } catch { /* integer path */ }
+  try {
+    await probeSubgroups(device);
+  } catch { /* no subgroups */ }
   return device;
 }
 

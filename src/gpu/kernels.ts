@@ -7,8 +7,8 @@
  */
 
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
-import { hasExactFma } from "./capabilities.ts";
-import layout from "../../kernels/layout.wgsl" with { type: "text" };
+import { hasExactFma, hasSubgroups } from "./capabilities.ts";
+import grid from "../../kernels/grid.wgsl" with { type: "text" };
 import segments from "../../kernels/segments.wgsl" with { type: "text" };
 import efQuant from "../../kernels/ef_quant.wgsl" with { type: "text" };
 import microCommon from "../../kernels/microadam_common.wgsl" with {
@@ -21,32 +21,79 @@ import prologue from "../../kernels/prologue.wgsl" with { type: "text" };
 import adam from "../../kernels/adam.wgsl" with { type: "text" };
 import select from "../../kernels/microadam_select.wgsl" with { type: "text" };
 import update from "../../kernels/microadam_update.wgsl" with { type: "text" };
+import selectFast from "../../kernels/microadam_select_fast.wgsl" with {
+  type: "text",
+};
+import updateFast from "../../kernels/microadam_update_fast.wgsl" with {
+  type: "text",
+};
+import workgroup from "../../kernels/workgroup.wgsl" with { type: "text" };
+import workgroupSubgroups from "../../kernels/workgroup_subgroups.wgsl" with {
+  type: "text",
+};
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
-import { GRADIENT_LIMIT_LOG2 } from "../core/limits.ts";
+import { layoutWgsl } from "./layout.ts";
 
-// Constants the kernels share with TypeScript, declared once (in src/core)
-// and emitted as WGSL ahead of every kernel.
-const SHARED_CONSTANTS = [
-  `const GRADIENT_LIMIT_LOG2: u32 = ${GRADIENT_LIMIT_LOG2}u;`,
-].join("\n");
+// Structs and constants the kernels share with TypeScript, declared once in
+// src/gpu/layout.ts and emitted as WGSL ahead of every kernel.
+const SHARED = layoutWgsl();
 
 /** The compute kernels of this library. */
 export type KernelName =
   | "checkFinite"
+  | "checkFinite4"
   | "prologue"
   | "adam"
+  | "adam4"
   | "microadamSelect"
   | "microadamUpdate"
+  | "microadamSelectFast"
+  | "microadamUpdateFast"
   | "microadamCommit";
 
+// The elementwise kernels come in two widths: one f32 per access, or four
+// (for batches whose segments start and end on 16-byte boundaries; see
+// `vec4Aligned` in plan.ts).
+const SCALAR = "const LANES: u32 = 1u;\nalias VF = f32;\nalias VU = u32;";
+const VEC4 =
+  "const LANES: u32 = 4u;\nalias VF = vec4<f32>;\nalias VU = vec4<u32>;";
+
 const SOURCES: Record<KernelName, string[]> = {
-  checkFinite: [layout, segments, checkFinite],
-  prologue: [numeric, layout, prologue],
-  adam: [layout, segments, adam],
-  microadamSelect: [numeric, layout, segments, efQuant, microCommon, select],
-  microadamUpdate: [numeric, layout, segments, efQuant, microCommon, update],
-  microadamCommit: [numeric, layout, efQuant, commit],
+  checkFinite: [SCALAR, grid, segments, checkFinite],
+  checkFinite4: [VEC4, grid, segments, checkFinite],
+  prologue: [numeric, grid, prologue],
+  adam: [SCALAR, grid, segments, adam],
+  adam4: [VEC4, grid, segments, adam],
+  microadamSelect: [numeric, grid, segments, efQuant, microCommon, select],
+  microadamUpdate: [numeric, grid, segments, efQuant, microCommon, update],
+  microadamSelectFast: [
+    numeric,
+    grid,
+    segments,
+    workgroup,
+    efQuant,
+    microCommon,
+    selectFast,
+  ],
+  microadamUpdateFast: [
+    numeric,
+    grid,
+    segments,
+    workgroup,
+    updateFast,
+  ],
+  microadamCommit: [numeric, grid, efQuant, commit],
 };
+
+/** How a kernel's source is assembled for a device. */
+export interface KernelVariant {
+  /**
+   * Reductions with subgroup operations (kernels/workgroup_subgroups.wgsl)
+   * instead of workgroup memory only; needs the `subgroups` feature.
+   * @default {false}
+   */
+  subgroups?: boolean;
+}
 
 /**
  * The full WGSL source of a kernel (shared snippets included).
@@ -55,10 +102,19 @@ const SOURCES: Record<KernelName, string[]> = {
  * ```ts
  * import { kernelSource } from "./kernels.ts";
  * console.log(kernelSource("adam").includes("fn main")); // true
+ * console.log(kernelSource("microadamSelectFast", { subgroups: true }).includes("subgroupAdd")); // true
  * ```
  */
-export function kernelSource(name: KernelName): string {
-  return [SHARED_CONSTANTS, ...SOURCES[name]].join("\n");
+export function kernelSource(
+  name: KernelName,
+  variant: KernelVariant = {},
+): string {
+  return [
+    SHARED,
+    ...SOURCES[name].map((s) =>
+      s === workgroup && variant.subgroups ? workgroupSubgroups : s
+    ),
+  ].join("\n");
 }
 
 // Kernels built on kernels/numeric.wgsl take its EXACT_FMA switch.
@@ -66,6 +122,8 @@ const NUMERIC = new Set<KernelName>([
   "prologue",
   "microadamSelect",
   "microadamUpdate",
+  "microadamSelectFast",
+  "microadamUpdateFast",
   "microadamCommit",
 ]);
 
@@ -74,7 +132,8 @@ const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 /**
  * A compute pipeline for `name` with the given override constants, compiled
  * once per device. Kernels using the exact numerics get `EXACT_FMA` from
- * {@link hasExactFma} unless `constants` sets it. Compilation errors surface as the device's validation
+ * {@link hasExactFma} unless `constants` sets it; the workgroup reductions
+ * use subgroups where {@link hasSubgroups} says so. Compilation errors surface as the device's validation
  * errors (tests/gpu_kernels_test.ts compiles every kernel in an error scope).
  *
  * @example
@@ -95,6 +154,7 @@ export function pipeline(
   if (NUMERIC.has(name) && constants.EXACT_FMA === undefined) {
     constants = { ...constants, EXACT_FMA: hasExactFma(device) ? 1 : 0 };
   }
+  const subgroups = hasSubgroups(device);
   let perDevice = cache.get(device);
   if (!perDevice) cache.set(device, perDevice = new Map());
   const key = `${name}:${JSON.stringify(constants)}`;
@@ -102,7 +162,7 @@ export function pipeline(
   if (!p) {
     const module = device.createShaderModule({
       label: name,
-      code: kernelSource(name),
+      code: kernelSource(name, { subgroups }),
     });
     p = device.createComputePipeline({
       label: name,

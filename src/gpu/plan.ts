@@ -236,6 +236,24 @@ export function planDispatch(
   return { batches, arenas, arenaBytes };
 }
 
+/**
+ * Whether every segment of a batch starts and ends on a 16-byte boundary
+ * (f32 elements: offsets and lengths multiples of 4), so that the
+ * elementwise kernels may read and write four elements at a time.
+ *
+ * @example
+ * ```ts
+ * import { vec4Aligned } from "./plan.ts";
+ * const seg = { tensor: 0, coordStart: 0, len: 8, paramOff: 4, gradOff: 0 };
+ * console.log(vec4Aligned([seg]), vec4Aligned([{ ...seg, len: 7 }])); // true false
+ * ```
+ */
+export function vec4Aligned(segments: readonly Segment[]): boolean {
+  return segments.every((s) =>
+    s.len % 4 === 0 && s.paramOff % 4 === 0 && s.gradOff % 4 === 0
+  );
+}
+
 function sumState(list: PlacedTensor[], o: PlanOptions): number[] {
   const total: number[] = [];
   for (const t of list) {

@@ -1,15 +1,16 @@
 /**
- * The segment table a batch's kernels walk (`SegTable` in
- * kernels/layout.wgsl): a 4-word header and 16 words per segment.
+ * The segment table a batch's kernels walk (`SegTable` and `Seg` in
+ * src/gpu/layout.ts): a 4-word header, then one `Seg` row per segment.
  *
  * @module
  */
 
-/** Elements per tile of the elementwise kernels (kernels/layout.wgsl `TILE`). */
-export const TILE = 1024;
+import { SEG, SEG_TABLE, TILE } from "./layout.ts";
+
+export { TILE };
 
 /** Words per segment row. */
-export const SEGMENT_WORDS = 16;
+export const SEGMENT_WORDS: number = SEG.bytes / 4;
 
 /** Fields of one segment; optimizer-specific ones default to 0. */
 export interface SegmentFields {
@@ -41,6 +42,8 @@ export interface SegmentFields {
   kTail?: number;
   /** Adam: element offset in the moment buffers. */
   stateOff?: number;
+  /** MicroAdam: word of the segment's staged window row in the work buffer. */
+  stageOff?: number;
 }
 
 /**
@@ -56,34 +59,40 @@ export interface SegmentFields {
  */
 export function segmentTable(
   segments: SegmentFields[],
-): { words: Uint32Array; blocks: number; tiles: number } {
-  const words = new Uint32Array(4 + SEGMENT_WORDS * segments.length);
+): { words: Uint32Array<ArrayBuffer>; blocks: number; tiles: number } {
+  const bytes = new Uint8Array(SEG_TABLE.bytes + SEG.bytes * segments.length);
+  const view = new DataView(bytes.buffer);
   let blocks = 0;
   let tiles = 0;
   segments.forEach((s, i) => {
     const block = s.block ?? TILE;
-    const row = [
-      s.coordStart,
-      s.len,
-      s.d,
-      s.paramOff,
-      s.gradOff,
-      s.codesOff ?? 0,
-      s.windowOff ?? 0,
-      s.statsOff ?? 0,
+    SEG.write(view, {
+      coord_start: s.coordStart,
+      len: s.len,
+      d: s.d,
+      param_off: s.paramOff,
+      grad_off: s.gradOff,
+      codes_off: s.codesOff ?? 0,
+      window_off: s.windowOff ?? 0,
+      stats_off: s.statsOff ?? 0,
       block,
-      s.kBlock ?? 0,
-      s.kTail ?? 0,
-      blocks,
-      tiles,
-      s.paramGroup,
-      s.tensor,
-      s.stateOff ?? 0,
-    ];
-    words.set(row, 4 + SEGMENT_WORDS * i);
+      k_block: s.kBlock ?? 0,
+      k_tail: s.kTail ?? 0,
+      first_block: blocks,
+      first_tile: tiles,
+      param_group: s.paramGroup,
+      tensor: s.tensor,
+      state_off: s.stateOff ?? 0,
+      stage_off: s.stageOff ?? 0,
+    }, SEG_TABLE.bytes + SEG.bytes * i);
     blocks += Math.ceil(s.len / block);
     tiles += Math.ceil(s.len / TILE);
   });
-  words.set([segments.length, blocks, tiles, 0], 0);
-  return { words, blocks, tiles };
+  SEG_TABLE.write(view, {
+    num_segs: segments.length,
+    total_blocks: blocks,
+    total_tiles: tiles,
+    pad: 0,
+  });
+  return { words: new Uint32Array(bytes.buffer), blocks, tiles };
 }

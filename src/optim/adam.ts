@@ -22,6 +22,8 @@ import {
   PLACEMENT_KEYS,
   type PlacementOptions,
 } from "./gpu_optimizer.ts";
+import { pipeline } from "../gpu/kernels.ts";
+import { vec4Aligned } from "../gpu/plan.ts";
 import type { ConfigValue, OptimizerState } from "../core/state.ts";
 import { checkAdamState } from "../core/state_checks.ts";
 
@@ -48,6 +50,7 @@ export class Adam extends GpuOptimizer {
   /** Resolved options. */
   readonly options: ResolvedAdamOptions;
   readonly #batches: {
+    pipe: GPUComputePipeline;
     bind: GPUBindGroup;
     tiles: number;
     moments: GPUBuffer[];
@@ -109,10 +112,14 @@ export class Adam extends GpuOptimizer {
       const planned = this.planBatches((bi, si) => ({
         stateOff: offsets[bi][si],
       }));
-      const pipe = this.pipeline("adam");
+      // Variants by pipeline constants rather than runtime switches.
+      const constants = {
+        AMSGRAD: o.amsgrad ? 1 : 0,
+        DECOUPLED: o.decoupledWeightDecay ? 1 : 0,
+      };
       const dummy = o.amsgrad ? undefined : this.own(device.createBuffer({
         label: "adam unused max",
-        size: 4,
+        size: 16,
         usage: GPUBufferUsage.STORAGE,
       }));
       this.#batches = planned.map((p, bi) => {
@@ -123,7 +130,13 @@ export class Adam extends GpuOptimizer {
         const moments = MOMENTS.slice(0, states).map((name) =>
           this.stateBuffer(`adam ${name}`, 4 * total)
         );
+        const pipe = pipeline(
+          device,
+          vec4Aligned(this.plan.batches[bi].segments) ? "adam4" : "adam",
+          constants,
+        );
         return {
+          pipe,
           tiles: p.tiles,
           moments,
           offsets: offsets[bi],
@@ -159,7 +172,7 @@ export class Adam extends GpuOptimizer {
   }
 
   /** Tensor `i`'s moments, chunk by chunk in coordinate order. */
-  protected tensorStateRanges(i: number): TensorStateRanges {
+  protected tensorStateRanges(i: number, _calls: number): TensorStateRanges {
     const pieces: { start: number; ranges: BufferRange[] }[] = [];
     this.plan.batches.forEach((b, bi) =>
       b.segments.forEach((s, si) => {
@@ -184,10 +197,11 @@ export class Adam extends GpuOptimizer {
     );
   }
 
-  /** One elementwise dispatch per group. */
+  /** One elementwise dispatch per batch. */
   protected encodeKernels(): void {
-    const pipe = this.pipeline("adam");
-    for (const b of this.#batches) this.dispatch(pipe, b.bind, b.tiles, "adam");
+    for (const b of this.#batches) {
+      this.dispatch(b.pipe, b.bind, b.tiles, "adam");
+    }
   }
 }
 

@@ -25,7 +25,12 @@ import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { matchState } from "../checkpoint/validate.ts";
 import { createFilled, readRanges } from "../gpu/buffers.ts";
 import { dispatchSize, type KernelName, pipeline } from "../gpu/kernels.ts";
-import { type Plan, planDispatch, type PlanOptions } from "../gpu/plan.ts";
+import {
+  type Plan,
+  planDispatch,
+  type PlanOptions,
+  vec4Aligned,
+} from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   type GpuTensor,
@@ -58,6 +63,7 @@ import {
   HYPER_SLOTS,
   type KernelConfig,
   STEP_READBACK_BYTES,
+  type StepHeader,
   StepScalars,
 } from "./step_scalars.ts";
 
@@ -198,8 +204,12 @@ export abstract class GpuOptimizer {
   readonly #decoupled: boolean;
   readonly #life: Lifecycle;
   readonly #stateBuffers = new Set<GPUBuffer>();
-  readonly #checkBatches: { bindGroup: GPUBindGroup; tiles: number }[] = [];
-  readonly #prologueBindGroup: GPUBindGroup;
+  readonly #checkBatches: {
+    pipe: GPUComputePipeline;
+    bindGroup: GPUBindGroup;
+    tiles: number;
+  }[] = [];
+  readonly #prologueLayout: GPUBindGroupLayout;
   readonly #watch?: NonFiniteWatch;
   #calls = 0;
   // Step calls known not to have run (refused submits, reported once).
@@ -294,14 +304,7 @@ export abstract class GpuOptimizer {
           (i) => this.tensors[i]?.name ?? "?",
         );
       }
-      this.#prologueBindGroup = device.createBindGroup({
-        layout: this.pipeline("prologue").getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: { buffer: this.scalars.config } },
-          { binding: 1, resource: { buffer: this.scalars.step } },
-          { binding: 2, resource: { buffer: this.scalars.flags } },
-        ],
-      });
+      this.#prologueLayout = this.pipeline("prologue").getBindGroupLayout(0);
     } catch (e) {
       throw this.abandonConstruction(e);
     }
@@ -346,8 +349,15 @@ export abstract class GpuOptimizer {
   /** The state-shaping configuration a checkpoint must match. */
   protected abstract stateConfig(): Record<string, ConfigValue>;
 
-  /** Byte ranges of tensor `i`'s state buffers, in the checkpoint layout. */
-  protected abstract tensorStateRanges(i: number): TensorStateRanges;
+  /**
+   * Byte ranges of tensor `i`'s state buffers, in the checkpoint layout,
+   * once the GPU has executed `calls` step calls (double-buffered state
+   * alternates with them).
+   */
+  protected abstract tensorStateRanges(
+    i: number,
+    calls: number,
+  ): TensorStateRanges;
 
   /**
    * Extra checks of a state dict beyond sizes and config; throw
@@ -357,6 +367,20 @@ export abstract class GpuOptimizer {
 
   /** Encodes the optimizer's own kernels (with {@link GpuOptimizer.dispatch}), after the prologue. */
   protected abstract encodeKernels(): void;
+
+  /**
+   * Encodes what runs before the prologue: the search for non-finite
+   * gradients, which sets the flag the prologue turns into a skipped step.
+   * By default `check_finite` over every batch of {@link planBatches}; an
+   * optimizer whose first kernel reads every gradient anyway checks there
+   * instead (its kernels must then leave the state as it was when the
+   * prologue skips the step).
+   */
+  protected encodeNonFiniteCheck(): void {
+    for (const c of this.#checkBatches) {
+      this.dispatch(c.pipe, c.bindGroup, c.tiles, "check_finite");
+    }
+  }
 
   /**
    * Closes the error scopes opened by the base constructor; the last call of
@@ -413,8 +437,12 @@ export abstract class GpuOptimizer {
     extra: (batch: number, segment: number) => Partial<SegmentFields>,
     bf16 = false,
   ): PlannedBatch[] {
-    const check = this.pipeline("checkFinite", bf16);
     return this.plan.batches.map((b, bi) => {
+      // Four gradients per load where the batch allows it.
+      const check = this.pipeline(
+        !bf16 && vec4Aligned(b.segments) ? "checkFinite4" : "checkFinite",
+        bf16,
+      );
       const { words, blocks, tiles } = segmentTable(
         b.segments.map((s, si) => {
           const t = this.tensors[s.tensor];
@@ -444,6 +472,7 @@ export abstract class GpuOptimizer {
         size: b.grads.size,
       };
       this.#checkBatches.push({
+        pipe: check,
         tiles,
         bindGroup: this.device.createBindGroup({
           layout: check.getBindGroupLayout(0),
@@ -571,13 +600,10 @@ export abstract class GpuOptimizer {
     });
     this.#encoding = { encoder: enc, pass, profile: options.profile };
     try {
-      const check = this.pipeline("checkFinite", this.#bpe === 2);
-      for (const c of this.#checkBatches) {
-        this.dispatch(check, c.bindGroup, c.tiles, "check_finite");
-      }
+      this.encodeNonFiniteCheck();
       this.dispatch(
         this.pipeline("prologue"),
-        this.#prologueBindGroup,
+        this.scalars.prologueBindGroup(this.#prologueLayout, call),
         1,
         "prologue",
       );
@@ -604,14 +630,7 @@ export abstract class GpuOptimizer {
    */
   async status(): Promise<OptimizerStatus> {
     await this.#settle();
-    const [bytes] = await this.#life.read(() =>
-      readRanges(this.device, [{
-        buffer: this.scalars.step,
-        offset: 0,
-        size: STEP_READBACK_BYTES,
-      }])
-    );
-    const h = StepScalars.decode(bytes);
+    const h = await this.#readHeader();
     this.#watch?.observe(h);
     this.#life.throwPending();
     const missing = this.#calls - this.#dropped - h.calls;
@@ -678,23 +697,45 @@ export abstract class GpuOptimizer {
   async stateDict(): Promise<OptimizerState> {
     await this.#settle();
     this.#life.throwPending();
-    const perTensor = this.tensors.map((_, i) => this.tensorStateRanges(i));
-    const { header, buffers } = await this.#life.read(() =>
-      readState(this.device, this.scalars.step, perTensor)
+    // The ranges depend on the calls the GPU has executed: read that first,
+    // and again with the state; a step that came in between means retry.
+    let calls = (await this.#readHeader()).calls;
+    for (;;) {
+      const perTensor = this.tensors.map((_, i) =>
+        this.tensorStateRanges(i, calls)
+      );
+      const { header, buffers } = await this.#life.read(() =>
+        readState(this.device, this.scalars.step, perTensor)
+      );
+      if (header.calls !== calls) {
+        calls = header.calls;
+        continue;
+      }
+      return {
+        optimizer: this.#kind,
+        config: this.stateConfig(),
+        step: header.t,
+        calls: this.#calls,
+        skipped: header.skipped,
+        ring: header.ring,
+        tensors: this.tensors.map((t, i) => ({
+          name: t.name,
+          length: t.length,
+          buffers: buffers[i],
+        })),
+      };
+    }
+  }
+
+  async #readHeader(): Promise<StepHeader> {
+    const [bytes] = await this.#life.read(() =>
+      readRanges(this.device, [{
+        buffer: this.scalars.step,
+        offset: 0,
+        size: STEP_READBACK_BYTES,
+      }])
     );
-    return {
-      optimizer: this.#kind,
-      config: this.stateConfig(),
-      step: header.t,
-      calls: this.#calls,
-      skipped: header.skipped,
-      ring: header.ring,
-      tensors: this.tensors.map((t, i) => ({
-        name: t.name,
-        length: t.length,
-        buffers: buffers[i],
-      })),
-    };
+    return StepScalars.decode(bytes);
   }
 
   /**
@@ -707,7 +748,11 @@ export abstract class GpuOptimizer {
    */
   loadStateDict(state: OptimizerState): void {
     this.#life.assertUsable();
-    const perTensor = this.tensors.map((_, i) => this.tensorStateRanges(i));
+    // After the load the GPU has executed `state.calls` calls (see write()).
+    const calls = Number.isSafeInteger(state?.calls) ? state.calls : 0;
+    const perTensor = this.tensors.map((_, i) =>
+      this.tensorStateRanges(i, calls)
+    );
     const matched = matchState(state, {
       optimizer: this.#kind,
       config: this.stateConfig(),

@@ -28,8 +28,15 @@ import {
   GpuOptimizer,
   PLACEMENT_KEYS,
   type PlacementOptions,
-  type PlannedBatch,
 } from "./gpu_optimizer.ts";
+import { createFilled } from "../gpu/buffers.ts";
+import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
+import {
+  FAST_BLOCK,
+  FAST_K,
+  FAST_WINDOW,
+  FAST_WINDOW_ENTRIES,
+} from "../gpu/layout.ts";
 import type { ConfigValue, OptimizerState } from "../core/state.ts";
 
 /** Window entries of the blocks covering tensor range [start, start + len). */
@@ -48,13 +55,50 @@ function windowEntries(
 
 const gcd = (a: number, b: number): number => b ? gcd(b, a % b) : a;
 
-interface BatchState {
-  planned: PlannedBatch;
-  window: GPUBuffer;
-  codes: GPUBuffer;
+/**
+ * Whether a tensor of geometry `g` takes the one-pass kernels
+ * (`microadam_select_fast`, `microadam_update_fast`): each top-k block is
+ * exactly one EF block (Q = D, or the whole tensor fits one of each), a block
+ * fits one workgroup's registers and starts on a code word, and its window
+ * (m · k entries) fits the update's workgroup memory (the limits are in
+ * src/gpu/layout.ts). Every other
+ * tensor takes the general kernels; both give the same bits.
+ *
+ * @example
+ * ```ts
+ * import { microAdamGeometry } from "../core/geometry.ts";
+ * import { fastPath } from "./microadam.ts";
+ * const shape = { window: 10, density: 0.01, topkBlockSize: 4096, efBlockSize: 4096 };
+ * console.log(fastPath(microAdamGeometry(1 << 20, shape))); // true
+ * console.log(fastPath(microAdamGeometry(1 << 20, { ...shape, efBlockSize: 64 }))); // false
+ * ```
+ */
+export function fastPath(g: MicroAdamGeometry): boolean {
+  const oneEfBlock = g.blocks === 1
+    ? g.length <= g.efBlockSize
+    : g.efBlockSize === g.blockSize && g.blockSize % 8 === 0;
+  return oneEfBlock && g.blockSize <= FAST_BLOCK && g.kBlock <= FAST_K &&
+    g.window <= FAST_WINDOW && g.window * g.kBlock <= FAST_WINDOW_ENTRIES;
+}
+
+/** One segment table and the bind groups of the kernels that walk it. */
+interface Path {
+  blocks: number;
+  tiles: number;
   select: GPUBindGroup;
   update: GPUBindGroup;
-  /** Per segment: byte offsets of its window and codes. */
+}
+
+interface BatchState {
+  /** Segments of one-pass tensors. */
+  fast?: Path;
+  /** Segments of the others. */
+  general?: Path;
+  window: GPUBuffer;
+  /** Two halves of `codesHalf` bytes: see kernels/microadam_common.wgsl. */
+  codes: GPUBuffer;
+  codesHalf: number;
+  /** Per segment: byte offsets of its window and codes (within a half). */
   offsets: {
     window: number;
     windowBytes: number;
@@ -91,6 +135,7 @@ export class MicroAdam extends GpuOptimizer {
   readonly #statsOffset: number[];
   readonly #commit: GPUBindGroup;
   readonly #efBlocks: number;
+  readonly #codesStateBytes: number;
 
   /**
    * Allocates the compressed state (zero) and plans the dispatches.
@@ -133,7 +178,8 @@ export class MicroAdam extends GpuOptimizer {
       },
       segmentStateBytes: (t, start, len) => [
         4 * windowEntries(geo(t.length), start, len),
-        4 * Math.ceil(len / 8),
+        // Both codes halves live in one binding.
+        8 * Math.ceil(len / 8),
       ],
     }, options);
     this.options = o;
@@ -147,113 +193,216 @@ export class MicroAdam extends GpuOptimizer {
         ef += g.efBlocks;
       }
       this.#efBlocks = ef;
-      if (8 * ef > device.limits.maxStorageBufferBindingSize) {
+      this.#stats = this.stateBuffer("microadam EF stats", 4 * ef);
+
+      // `work`: the EF statistics keys of a step (2 words per EF block), then
+      // every segment's staged window row.
+      let workWords = 2 * ef;
+      const stageOff = this.plan.batches.map((b) =>
+        b.segments.map((s) => {
+          const at = workWords;
+          workWords +=
+            windowEntries(this.geometry[s.tensor], s.coordStart, s.len) /
+            o.window;
+          return at;
+        })
+      );
+      if (4 * workWords > device.limits.maxStorageBufferBindingSize) {
         throw new InvalidOptionError(
           `efBlockSize ${o.efBlockSize} gives ${ef} EF blocks, whose ${
-            8 * ef
-          }-byte scratch exceeds the device's storage binding limit; use a larger efBlockSize`,
+            4 * workWords
+          }-byte work buffer exceeds the device's storage binding limit; use a larger efBlockSize`,
         );
       }
-      this.#stats = this.stateBuffer("microadam EF stats", 4 * ef);
-      const scratch = this.own(device.createBuffer({
-        label: "microadam EF stats scratch",
-        size: Math.max(8 * ef, 4),
+      const work = this.own(device.createBuffer({
+        label: "microadam work (EF keys, staged rows)",
+        size: Math.max(4 * workWords, 4),
         usage: GPUBufferUsage.STORAGE,
       }));
+      // A 16-byte stand-in for gradient bindings too small for a vec4 view.
+      let tiny: GPUBuffer | undefined;
 
-      // State offsets of each segment inside its group's arenas.
-      const layouts = this.plan.batches.map((b) => {
-        let window = 0;
-        let codes = 0;
-        return b.segments.map((s) => {
-          const geom = this.geometry[s.tensor];
-          const entry = {
-            window,
-            windowBytes: 4 * windowEntries(geom, s.coordStart, s.len),
-            codes,
-            codeBytes: 4 * Math.ceil(s.len / 8),
-          };
-          window += entry.windowBytes;
-          codes += entry.codeBytes;
-          return entry;
-        });
-      });
-      const planned = this.planBatches((bi, si) => {
-        const s = this.plan.batches[bi].segments[si];
-        const geom = this.geometry[s.tensor];
-        return {
-          codesOff: layouts[bi][si].codes / 4,
-          windowOff: layouts[bi][si].window / 4,
-          statsOff: this.#statsOffset[s.tensor],
-          block: geom.blockSize,
-          kBlock: geom.kBlock,
-          kTail: geom.kTail,
-        };
-      }, bf16);
+      const selectFast = this.pipeline("microadamSelectFast", bf16);
+      const updateFast = this.pipeline("microadamUpdateFast", bf16);
       const selectPipe = this.pipeline("microadamSelect", bf16);
       const updatePipe = this.pipeline("microadamUpdate", bf16);
-      this.#batches = planned.map((p, bi) => {
-        const offsets = layouts[bi];
-        const last = offsets[offsets.length - 1];
-        const window = this.stateBuffer(
-          "microadam window",
-          last.window + last.windowBytes,
-        );
-        const codes = this.stateBuffer(
-          "microadam EF codes",
-          last.codes + last.codeBytes,
-        );
-        const common = {
-          cfg: { buffer: this.scalars.config },
-          step: { buffer: this.scalars.step },
-          table: { buffer: p.table },
+      let codesStateBytes = 0;
+      this.#batches = this.plan.batches.map((b, bi) => {
+        // State offsets of each segment inside the batch's buffers.
+        let windowAt = 0;
+        let codesAt = 0;
+        const offsets = b.segments.map((s) => {
+          const geom = this.geometry[s.tensor];
+          const entry = {
+            window: windowAt,
+            windowBytes: 4 * windowEntries(geom, s.coordStart, s.len),
+            codes: codesAt,
+            codeBytes: 4 * Math.ceil(s.len / 8),
+          };
+          windowAt += entry.windowBytes;
+          codesAt += entry.codeBytes;
+          return entry;
+        });
+        const window = this.stateBuffer("microadam window", windowAt);
+        const codes = this.own(device.createBuffer({
+          label: "microadam EF codes (two halves)",
+          size: 2 * codesAt,
+          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+            GPUBufferUsage.COPY_DST,
+        }));
+        codesStateBytes += codesAt;
+        const params = {
+          buffer: b.params.buffer,
+          offset: b.params.offset,
+          size: b.params.size,
         };
-        return {
-          planned: p,
+        const grads = {
+          buffer: b.grads.buffer,
+          offset: b.grads.offset,
+          size: b.grads.size,
+        };
+        const grads4 = grads.size >= 16 ? grads : {
+          buffer: tiny ??= this.own(device.createBuffer({
+            label: "microadam unused vec4 view",
+            size: 16,
+            usage: GPUBufferUsage.STORAGE,
+          })),
+        };
+        const segs = b.segments.map(
+          (s, si): SegmentFields & { fast: boolean } => {
+            const t = this.tensors[s.tensor];
+            const geom = this.geometry[s.tensor];
+            return {
+              fast: fastPath(geom),
+              coordStart: s.coordStart,
+              len: s.len,
+              d: t.length,
+              paramOff: s.paramOff,
+              gradOff: s.gradOff,
+              paramGroup: t.group,
+              tensor: t.index,
+              codesOff: offsets[si].codes / 4,
+              windowOff: offsets[si].window / 4,
+              statsOff: this.#statsOffset[s.tensor],
+              block: geom.blockSize,
+              kBlock: geom.kBlock,
+              kTail: geom.kTail,
+              stageOff: stageOff[bi][si],
+            };
+          },
+        );
+        const common = [
+          { binding: 0, resource: { buffer: this.scalars.config } },
+          { binding: 1, resource: { buffer: this.scalars.step } },
+        ];
+        const table = (list: SegmentFields[]) => {
+          const t = segmentTable(list);
+          return {
+            ...t,
+            buffer: this.own(createFilled(
+              device,
+              t.words,
+              GPUBufferUsage.STORAGE,
+              "microadam segments",
+            )),
+          };
+        };
+        const state: BatchState = {
           window,
           codes,
+          codesHalf: codesAt,
           offsets,
-          select: device.createBindGroup({
-            layout: selectPipe.getBindGroupLayout(0),
-            entries: [
-              { binding: 0, resource: common.cfg },
-              { binding: 1, resource: common.step },
-              { binding: 2, resource: common.table },
-              { binding: 3, resource: p.grads },
-              { binding: 4, resource: { buffer: codes } },
-              { binding: 5, resource: { buffer: this.#stats } },
-              { binding: 6, resource: { buffer: scratch } },
-              { binding: 7, resource: { buffer: window } },
-            ],
-          }),
-          update: device.createBindGroup({
-            layout: updatePipe.getBindGroupLayout(0),
-            entries: [
-              { binding: 0, resource: common.cfg },
-              { binding: 1, resource: common.step },
-              { binding: 2, resource: common.table },
-              { binding: 3, resource: p.params },
-              { binding: 4, resource: p.grads },
-              { binding: 5, resource: { buffer: codes } },
-              { binding: 6, resource: { buffer: this.#stats } },
-              { binding: 7, resource: { buffer: scratch } },
-              { binding: 8, resource: { buffer: window } },
-            ],
-          }),
         };
+        const fastSegs = segs.filter((s) => s.fast);
+        if (fastSegs.length) {
+          const t = table(fastSegs);
+          const tb = { binding: 2, resource: { buffer: t.buffer } };
+          state.fast = {
+            blocks: t.blocks,
+            tiles: t.tiles,
+            select: device.createBindGroup({
+              layout: selectFast.getBindGroupLayout(0),
+              entries: [
+                ...common,
+                tb,
+                { binding: 3, resource: grads },
+                { binding: 4, resource: grads4 },
+                { binding: 5, resource: { buffer: codes } },
+                { binding: 6, resource: { buffer: this.#stats } },
+                { binding: 7, resource: { buffer: work } },
+                { binding: 8, resource: { buffer: this.scalars.flags } },
+              ],
+            }),
+            update: device.createBindGroup({
+              layout: updateFast.getBindGroupLayout(0),
+              entries: [
+                ...common,
+                tb,
+                { binding: 3, resource: params },
+                { binding: 4, resource: { buffer: window } },
+                { binding: 5, resource: { buffer: work } },
+                { binding: 6, resource: { buffer: codes } },
+              ],
+            }),
+          };
+        }
+        const generalSegs = segs.filter((s) => !s.fast);
+        if (generalSegs.length) {
+          const t = table(generalSegs);
+          const tb = { binding: 2, resource: { buffer: t.buffer } };
+          state.general = {
+            blocks: t.blocks,
+            tiles: t.tiles,
+            select: device.createBindGroup({
+              layout: selectPipe.getBindGroupLayout(0),
+              entries: [
+                ...common,
+                tb,
+                { binding: 3, resource: grads },
+                { binding: 4, resource: { buffer: codes } },
+                { binding: 5, resource: { buffer: this.#stats } },
+                { binding: 6, resource: { buffer: work } },
+                { binding: 7, resource: { buffer: this.scalars.flags } },
+              ],
+            }),
+            update: device.createBindGroup({
+              layout: updatePipe.getBindGroupLayout(0),
+              entries: [
+                ...common,
+                tb,
+                { binding: 3, resource: params },
+                { binding: 4, resource: grads },
+                { binding: 5, resource: { buffer: codes } },
+                { binding: 6, resource: { buffer: this.#stats } },
+                { binding: 7, resource: { buffer: work } },
+                { binding: 8, resource: { buffer: window } },
+              ],
+            }),
+          };
+        }
+        return state;
       });
+      this.#codesStateBytes = codesStateBytes;
       this.#commit = device.createBindGroup({
         layout: this.pipeline("microadamCommit").getBindGroupLayout(0),
         entries: [
           { binding: 0, resource: { buffer: this.scalars.step } },
           { binding: 1, resource: { buffer: this.#stats } },
-          { binding: 2, resource: { buffer: scratch } },
+          { binding: 2, resource: { buffer: work } },
         ],
       });
     } catch (e) {
       throw this.abandonConstruction(e);
     }
     this.finishConstruction();
+  }
+
+  /**
+   * Exact bytes of optimizer state: the window, the EF statistics and one
+   * half of the double-buffered EF codes (the other half is workspace).
+   */
+  override stateBytes(): number {
+    return super.stateBytes() + this.#codesStateBytes;
   }
 
   /** Ring position and window indices (shared with the CPU reference). */
@@ -266,8 +415,13 @@ export class MicroAdam extends GpuOptimizer {
     return microAdamStateConfig(this.options);
   }
 
-  /** Tensor `i`'s window, codes and stats, chunk by chunk in coordinate order. */
-  protected tensorStateRanges(i: number): TensorStateRanges {
+  /**
+   * Tensor `i`'s window, codes and stats, chunk by chunk in coordinate order;
+   * the codes from the half that `calls` executed step calls make current.
+   */
+  protected tensorStateRanges(i: number, calls: number): TensorStateRanges {
+    // After the GPU has executed call n the current codes are in half n mod 2.
+    const parity = calls % 2;
     const window: BufferRange[] = [];
     const codes: BufferRange[] = [];
     const pieces: { start: number; w: BufferRange; c: BufferRange }[] = [];
@@ -279,7 +433,11 @@ export class MicroAdam extends GpuOptimizer {
         pieces.push({
           start: s.coordStart,
           w: { buffer: st.window, offset: o.window, size: o.windowBytes },
-          c: { buffer: st.codes, offset: o.codes, size: o.codeBytes },
+          c: {
+            buffer: st.codes,
+            offset: parity * st.codesHalf + o.codes,
+            size: o.codeBytes,
+          },
         });
       })
     );
@@ -299,16 +457,57 @@ export class MicroAdam extends GpuOptimizer {
     };
   }
 
-  /** Select (per top-k block), update (per tile), then commit the EF statistics. */
+  /**
+   * The select kernels, before the prologue: they read every gradient
+   * anyway and flag a non-finite one there; what they write (staged rows,
+   * EF keys, the other codes half) is only committed by an applied step.
+   */
+  protected override encodeNonFiniteCheck(): void {
+    const bf16 = this.options.dtype === "bf16";
+    const fast = this.pipeline("microadamSelectFast", bf16);
+    const general = this.pipeline("microadamSelect", bf16);
+    for (const b of this.#batches) {
+      if (b.fast) {
+        this.dispatch(
+          fast,
+          b.fast.select,
+          b.fast.blocks,
+          "microadam_select_fast",
+        );
+      }
+      if (b.general) {
+        this.dispatch(
+          general,
+          b.general.select,
+          b.general.blocks,
+          "microadam_select",
+        );
+      }
+    }
+  }
+
+  /** The update kernels (per block or per tile), then the EF statistics. */
   protected encodeKernels(): void {
     const bf16 = this.options.dtype === "bf16";
-    const select = this.pipeline("microadamSelect", bf16);
+    const fast = this.pipeline("microadamUpdateFast", bf16);
+    const general = this.pipeline("microadamUpdate", bf16);
     for (const b of this.#batches) {
-      this.dispatch(select, b.select, b.planned.blocks, "microadam_select");
-    }
-    const update = this.pipeline("microadamUpdate", bf16);
-    for (const b of this.#batches) {
-      this.dispatch(update, b.update, b.planned.tiles, "microadam_update");
+      if (b.fast) {
+        this.dispatch(
+          fast,
+          b.fast.update,
+          b.fast.blocks,
+          "microadam_update_fast",
+        );
+      }
+      if (b.general) {
+        this.dispatch(
+          general,
+          b.general.update,
+          b.general.tiles,
+          "microadam_update",
+        );
+      }
     }
     this.dispatch(
       this.pipeline("microadamCommit"),

@@ -4,12 +4,23 @@
  * flag, bias corrections, then each param group's lr and weight decay), the
  * non-finite flag, and the ring of per-call hyperparameters that lets steps
  * encoded before one submit each keep their own learning rate.
- * Layouts: `kernels/layout.wgsl`.
+ * Layouts: `CONFIG` and `STEP` in `src/gpu/layout.ts`.
  *
  * @module
  */
 
 import { createFilled } from "../gpu/buffers.ts";
+import {
+  CALL_IDS,
+  CONFIG,
+  GROUP_HYPER,
+  STEP,
+  STEP_CALL_BYTES,
+  STEP_HEADER_BYTES,
+  STEP_READBACK_BYTES,
+} from "../gpu/layout.ts";
+
+export { STEP_HEADER_BYTES, STEP_READBACK_BYTES };
 
 /** Scalars the kernels read from the `Config` uniform. */
 export interface KernelConfig {
@@ -31,15 +42,15 @@ export interface KernelConfig {
   decoupled?: boolean;
 }
 
-/** What the `Step` buffer's header says (its first {@link STEP_READBACK_BYTES} bytes). */
+/** What the `Step` buffer's header says (its first 32 bytes). */
 export interface StepHeader {
-  /** 1 when the last step call was skipped or refused. */
+  /** 1 when the last step was skipped. */
   skip: number;
   /** Applied steps t. */
   t: number;
   /** Window slot of the next step (MicroAdam). */
   ring: number;
-  /** Steps skipped for a non-finite gradient so far. */
+  /** Skipped steps so far. */
   skipped: number;
   /** 1 + index of the non-finite tensor of the last skip; 0 if none. */
   badTensor: number;
@@ -51,16 +62,35 @@ export interface StepHeader {
   refused: number;
 }
 
-/** Bytes of the `Step` header before the per-group hyperparameters. */
-export const STEP_HEADER_BYTES = 64;
-/** Byte offset of `hyper_call`, copied with the group hyperparameters. */
-const HYPER_CALL_OFFSET = 48;
+/**
+ * One buffer per device holding the numbers 0 … CALL_IDS − 1, each at its own
+ * binding offset: binding entry `c mod CALL_IDS` tells the prologue which call
+ * it runs, through the command encoder itself (a bind group chosen at encode
+ * time), where no queued write can change it.
+ */
+const callIds = new WeakMap<GPUDevice, { buffer: GPUBuffer; stride: number }>();
+
+function callIdBuffer(
+  device: GPUDevice,
+): { buffer: GPUBuffer; stride: number } {
+  let ids = callIds.get(device);
+  if (!ids) {
+    const stride = Math.max(device.limits.minStorageBufferOffsetAlignment, 4);
+    const words = new Uint32Array(CALL_IDS * stride / 4);
+    for (let j = 0; j < CALL_IDS; j++) words[j * stride / 4] = j;
+    ids = {
+      stride,
+      buffer: createFilled(device, words, GPUBufferUsage.STORAGE, "call ids"),
+    };
+    callIds.set(device, ids);
+  }
+  return ids;
+}
+
 /** Steps that may be encoded before one submit, each with its own slot. */
 export const HYPER_SLOTS = 64;
 /** The flag's value when every gradient was finite. */
 export const NO_BAD_TENSOR = 0xffffffff;
-/** Bytes of the header that status and state dicts read back. */
-export const STEP_READBACK_BYTES = 48;
 
 /**
  * The scalar buffers of one optimizer. `own` registers each buffer with the
@@ -76,6 +106,8 @@ export class StepScalars {
   readonly #device: GPUDevice;
   readonly #ring: GPUBuffer;
   readonly #stride: number;
+  readonly #ids: { buffer: GPUBuffer; stride: number };
+  readonly #prologue = new Map<number, GPUBindGroup>();
 
   /**
    * Allocates the buffers.
@@ -92,29 +124,28 @@ export class StepScalars {
     own: (b: GPUBuffer) => GPUBuffer,
   ) {
     this.#device = device;
-    const cfg = new ArrayBuffer(32);
-    new Float32Array(cfg, 0, 3).set([kernel.beta1, kernel.beta2, kernel.eps]);
-    new Uint32Array(cfg, 12, 5).set([
-      kernel.window ?? 1,
-      kernel.efBlock ?? 1,
-      kernel.kind,
-      kernel.amsgrad ? 1 : 0,
-      kernel.decoupled ? 1 : 0,
-    ]);
+    this.#ids = callIdBuffer(device);
+    const cfg = CONFIG.encode({
+      beta1: kernel.beta1,
+      beta2: kernel.beta2,
+      eps: kernel.eps,
+      window: kernel.window ?? 1,
+      ef_block: kernel.efBlock ?? 1,
+      kind: kernel.kind,
+      amsgrad: kernel.amsgrad ? 1 : 0,
+      decoupled: kernel.decoupled ? 1 : 0,
+    });
     this.config = own(
-      createFilled(
-        device,
-        new Uint8Array(cfg),
-        GPUBufferUsage.UNIFORM,
-        "config",
-      ),
+      createFilled(device, cfg, GPUBufferUsage.UNIFORM, "config"),
     );
-    // A slot: the call number (16 bytes, for `hyper_call`), then one 16-byte
-    // GroupHyper per group, padded to copy alignment.
-    this.#stride = Math.ceil((16 + 16 * paramGroups) / 256) * 256;
+    // The per-call part (call number, one GroupHyper per group), a slot
+    // padded to copy alignment.
+    this.#stride = Math.ceil(
+      (STEP_CALL_BYTES + GROUP_HYPER.bytes * paramGroups) / 256,
+    ) * 256;
     this.step = own(device.createBuffer({
       label: "step scalars",
-      size: HYPER_CALL_OFFSET + this.#stride,
+      size: STEP_HEADER_BYTES + this.#stride,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
         GPUBufferUsage.COPY_DST,
     }));
@@ -145,41 +176,72 @@ export class StepScalars {
     call: number,
     hyper: readonly { lr: number; weightDecay: number }[],
   ): void {
-    const bytes = new ArrayBuffer(this.#stride);
-    new Uint32Array(bytes, 0, 1)[0] = call;
-    const values = new Float32Array(bytes, 16);
+    const values = new Uint8Array(this.#stride);
+    const view = new DataView(values.buffer);
+    // The slot is copied to the per-call part of `Step`: offsets relative to it.
+    STEP.write(view, { call }, -STEP_HEADER_BYTES);
     hyper.forEach(({ lr, weightDecay }, i) => {
       // decay = 1 − lr·wd in f64, then rounded: the CPU references do the same.
-      values.set([lr, weightDecay, 1 - lr * weightDecay, -lr], 4 * i);
+      GROUP_HYPER.write(view, {
+        lr,
+        wd: weightDecay,
+        decay: 1 - lr * weightDecay,
+        neg_lr: -lr,
+      }, STEP_CALL_BYTES + GROUP_HYPER.bytes * i);
     });
     const slot = ((call - 1) % HYPER_SLOTS) * this.#stride;
-    this.#device.queue.writeBuffer(this.#ring, slot, bytes);
+    this.#device.queue.writeBuffer(this.#ring, slot, values);
     encoder.copyBufferToBuffer(
       this.#ring,
       slot,
       this.step,
-      HYPER_CALL_OFFSET,
+      STEP_HEADER_BYTES,
       this.#stride,
     );
   }
 
+  /**
+   * The prologue's bind group for step call `call`: the scalars and the call
+   * identity `call mod CALL_IDS` (made once per identity, then cached).
+   */
+  prologueBindGroup(layout: GPUBindGroupLayout, call: number): GPUBindGroup {
+    const id = call % CALL_IDS;
+    let group = this.#prologue.get(id);
+    if (!group) {
+      group = this.#device.createBindGroup({
+        label: `prologue, call id ${id}`,
+        layout,
+        entries: [
+          { binding: 0, resource: { buffer: this.config } },
+          { binding: 1, resource: { buffer: this.step } },
+          { binding: 2, resource: { buffer: this.flags } },
+          {
+            binding: 3,
+            resource: {
+              buffer: this.#ids.buffer,
+              offset: id * this.#ids.stride,
+              size: 4,
+            },
+          },
+        ],
+      });
+      this.#prologue.set(id, group);
+    }
+    return group;
+  }
+
   /** The header's fields from its first {@link STEP_READBACK_BYTES} bytes. */
   static decode(bytes: Uint8Array): StepHeader {
-    const w = new Uint32Array(
-      bytes.buffer.slice(
-        bytes.byteOffset,
-        bytes.byteOffset + STEP_READBACK_BYTES,
-      ),
-    );
+    const h = STEP.decode(bytes.subarray(0, STEP_READBACK_BYTES));
     return {
-      skip: w[0],
-      t: w[1],
-      ring: w[3],
-      skipped: w[4],
-      badTensor: w[5],
-      calls: w[8],
-      badCall: w[9],
-      refused: w[10],
+      skip: h.skip,
+      t: h.t,
+      ring: h.ring,
+      skipped: h.skipped,
+      badTensor: h.bad_tensor,
+      calls: h.calls,
+      badCall: h.bad_call,
+      refused: h.refused,
     };
   }
 
@@ -188,12 +250,16 @@ export class StepScalars {
     counters: { step: number; ring: number; skipped: number; calls: number },
   ): void {
     const q = this.#device.queue;
-    const header = new Uint32Array(HYPER_CALL_OFFSET / 4);
-    header[1] = counters.step;
-    header[3] = counters.ring;
-    header[4] = counters.skipped;
-    header[8] = counters.calls;
-    q.writeBuffer(this.step, 0, header);
+    q.writeBuffer(
+      this.step,
+      0,
+      STEP.encode({
+        t: counters.step,
+        ring: counters.ring,
+        skipped: counters.skipped,
+        calls: counters.calls,
+      }).subarray(0, STEP_HEADER_BYTES),
+    );
     q.writeBuffer(this.flags, 0, new Uint32Array([NO_BAD_TENSOR]));
   }
 }

@@ -1,0 +1,210 @@
+/**
+ * `deno task bench`: runs `deno bench -A bench/` (bench/optimizers_bench.ts)
+ * and compares each bench, relative to its group's reference (AdamCpu for
+ * the CPU group, Adam for the WebGPU group), with the committed baseline
+ * (bench/baseline.json). Ratios rather than times, so that a run on another
+ * machine, or on llvmpipe beside another job, still compares. A ratio that
+ * grew beyond the noise recorded with the baseline is flagged as a
+ * regression and the command exits with status 1.
+ *
+ *   deno run -A bench/compare.ts              # run and compare
+ *   deno run -A bench/compare.ts --update     # record a new baseline (2 runs)
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** One bench's ratio to its group's reference, and its recorded noise. */
+export interface BaselineEntry {
+  /** Bench time over the group reference's (both `min` of `deno bench`). */
+  ratio: number;
+  /** Relative spread of the ratio between the recorded runs. */
+  spread: number;
+}
+
+/** The committed baseline. */
+export interface Baseline {
+  /** When and where it was recorded. */
+  recorded: string;
+  /** `deno bench`'s runtime and CPU strings. */
+  machine: string;
+  /** Group name → bench name → entry. */
+  groups: Record<string, Record<string, BaselineEntry>>;
+}
+
+/** Smallest tolerance: ratios that move less than this are never flagged. */
+export const MIN_TOLERANCE = 0.2;
+
+interface BenchJson {
+  runtime: string;
+  cpu: string;
+  benches: {
+    group: string | null;
+    name: string;
+    baseline: boolean;
+    results: { ok?: { min: number } }[];
+  }[];
+}
+
+/** Ratios to the group reference, by group and bench name. */
+export function ratios(
+  json: BenchJson,
+): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  const groups = new Set(json.benches.map((b) => b.group ?? ""));
+  for (const g of groups) {
+    const list = json.benches.filter((b) =>
+      (b.group ?? "") === g && b.results[0]?.ok
+    );
+    const ref = list.find((b) => b.baseline);
+    if (!ref) continue;
+    const refMin = ref.results[0].ok!.min;
+    out[g] = Object.fromEntries(
+      list.map((b) => [b.name, b.results[0].ok!.min / refMin]),
+    );
+  }
+  return out;
+}
+
+/**
+ * Compares ratios with a baseline: the tolerance of a bench is the larger
+ * of {@link MIN_TOLERANCE} and three times its recorded spread.
+ *
+ * @example
+ * ```ts
+ * import { compare } from "./compare.ts";
+ * const base = { recorded: "", machine: "", groups: { gpu: { "MicroAdam": { ratio: 10, spread: 0.02 } } } };
+ * console.log(compare({ gpu: { "MicroAdam": 13 } }, base)[0].verdict); // "regression"
+ * ```
+ */
+export function compare(
+  now: Record<string, Record<string, number>>,
+  base: Baseline,
+): {
+  group: string;
+  name: string;
+  base?: number;
+  now: number;
+  change?: number;
+  tolerance?: number;
+  verdict: "ok" | "regression" | "faster" | "new";
+}[] {
+  const rows = [];
+  for (const [group, benches] of Object.entries(now)) {
+    for (const [name, ratio] of Object.entries(benches)) {
+      const b = base.groups[group]?.[name];
+      if (!b) {
+        rows.push({ group, name, now: ratio, verdict: "new" as const });
+        continue;
+      }
+      const tolerance = Math.max(MIN_TOLERANCE, 3 * b.spread);
+      const change = ratio / b.ratio - 1;
+      rows.push({
+        group,
+        name,
+        base: b.ratio,
+        now: ratio,
+        change,
+        tolerance,
+        verdict: change > tolerance
+          ? "regression" as const
+          : change < -tolerance
+          ? "faster" as const
+          : "ok" as const,
+      });
+    }
+  }
+  return rows;
+}
+
+async function runBench(): Promise<BenchJson> {
+  const here = new URL(".", import.meta.url).pathname;
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["bench", "-A", "--json", here],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!r.success) throw new Error("deno bench failed");
+  return JSON.parse(new TextDecoder().decode(r.stdout));
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      update: { type: "boolean", default: false },
+      runs: { type: "string", default: "2" },
+      baseline: {
+        type: "string",
+        default: new URL("./baseline.json", import.meta.url).pathname,
+      },
+    },
+  });
+  if (values.update) {
+    const runs: Record<string, Record<string, number>>[] = [];
+    let machine = "";
+    for (let i = 0; i < Number(values.runs); i++) {
+      const json = await runBench();
+      machine = `${json.runtime}, ${json.cpu}`;
+      runs.push(ratios(json));
+    }
+    const groups: Baseline["groups"] = {};
+    for (const [g, benches] of Object.entries(runs[0])) {
+      groups[g] = {};
+      for (const name of Object.keys(benches)) {
+        const xs = runs.map((r) => r[g]?.[name]).filter((x) => x !== undefined);
+        const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+        const spread = (Math.max(...xs) - Math.min(...xs)) / mean;
+        groups[g][name] = {
+          ratio: Number(mean.toPrecision(4)),
+          spread: Number(spread.toFixed(3)),
+        };
+      }
+    }
+    const base: Baseline = {
+      recorded: new Date().toISOString(),
+      machine,
+      groups,
+    };
+    await Deno.writeTextFile(
+      values.baseline!,
+      JSON.stringify(base, null, 2) + "\n",
+    );
+    console.log(`baseline written to ${values.baseline} (${runs.length} runs)`);
+  } else {
+    const base = JSON.parse(
+      await Deno.readTextFile(values.baseline!),
+    ) as Baseline;
+    const json = await runBench();
+    const rows = compare(ratios(json), base);
+    console.log(
+      `\nagainst ${values.baseline} (recorded ${base.recorded} on ${base.machine}); ratios to each group's reference bench`,
+    );
+    console.log(
+      "| group | bench | baseline | now | change | tolerance | verdict |",
+    );
+    console.log("| --- | --- | ---: | ---: | ---: | ---: | --- |");
+    for (const r of rows) {
+      const pct = (x?: number) =>
+        x === undefined ? "—" : `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)} %`;
+      console.log(
+        `| ${r.group} | ${r.name} | ${r.base?.toFixed(3) ?? "—"} | ${
+          r.now.toFixed(3)
+        } | ${pct(r.change)} | ${
+          r.tolerance === undefined
+            ? "—"
+            : `±${(100 * r.tolerance).toFixed(0)} %`
+        } | ${r.verdict === "regression" ? "**REGRESSION**" : r.verdict} |`,
+      );
+    }
+    const bad = rows.filter((r) => r.verdict === "regression");
+    if (bad.length) {
+      console.log(
+        `\n${bad.length} regression(s) beyond noise: ${
+          bad.map((r) => r.name).join(", ")
+        }`,
+      );
+      Deno.exit(1);
+    }
+  }
+}

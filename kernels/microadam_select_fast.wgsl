@@ -1,0 +1,281 @@
+// MicroAdam spec steps 1-5 for one top-k block that is also one EF block
+// (Q = D, the default, or a tensor no larger than either), in one pass: each
+// of 256 threads loads 16 consecutive elements of the gradient and their EF
+// codes once, into registers. Then, without touching memory again: the
+// non-finite check, a = g + e, the exact k-th largest |a| (octave counts
+// relative to the block maximum, then 8-bit digits, stopping as soon as a
+// bin holds exactly the entries still to place), this step's window row
+// (staged: the update kernel commits it once the step is known to apply),
+// the residual's min/max, and the residual quantized with the new
+// statistics into the other codes half. Runs before the prologue.
+
+@group(0) @binding(0) var<uniform> cfg: Config;
+@group(0) @binding(1) var<storage, read> step: Step;
+@group(0) @binding(2) var<storage, read> table: SegTable;
+@group(0) @binding(3) var<storage, read> grads: array<u32>;
+// The same gradient range, read 16 bytes at a time where aligned.
+@group(0) @binding(4) var<storage, read> grads4: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read_write> codes: array<u32>;
+@group(0) @binding(6) var<storage, read> stats: array<u32>;
+// EF statistics keys (2 words per EF block), then the staged window rows.
+@group(0) @binding(7) var<storage, read_write> work: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> flags: array<atomic<u32>>;
+
+const VPT: u32 = FAST_BLOCK / 256u; // elements per thread (16)
+
+struct FastBlock {
+  n: u32,     // elements in the block (0: no block for this workgroup)
+  seg: u32,
+  start: u32, // segment-local coordinate of the block's first element
+  k: u32,     // entries to keep
+  row: u32,   // word of the block's staged row in `work`
+  q: u32,     // the block's EF block
+}
+
+var<workgroup> info: FastBlock;
+var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> pick: vec4<u32>; // digit, count above it, count in it
+var<workgroup> bin_min: atomic<u32>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let w = linear_workgroup(wid, nwg);
+  wg_init(tid);
+  if (tid == 0u) {
+    var bi: FastBlock;
+    if (w < table.total_blocks) {
+      bi.seg = find_segment(w, false);
+      let s = table.segs[bi.seg];
+      let b = w - s.first_block;
+      bi.start = b * s.block;
+      bi.n = min(s.block, s.len - bi.start);
+      bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
+      bi.row = s.stage_off + b * s.k_block;
+      bi.q = ef_block(s, bi.start);
+    }
+    info = bi;
+  }
+  let blk = workgroupUniformLoad(&info);
+  if (blk.n == 0u) { return; }
+  let s = table.segs[blk.seg];
+  set_code_halves(call_before_prologue());
+  if (tid < 16u) {
+    let st = stats[blk.q];
+    let mn = bf16_value(st);
+    etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
+  }
+  atomicStore(&hist[tid], 0u);
+  if (tid == 0u) { atomicStore(&bin_min, 0xffffffffu); }
+  workgroupBarrier();
+
+  // ---- Load: 16 consecutive gradients and codes per thread ----------------
+  let j0 = tid * VPT;
+  let nv = select(0u, min(VPT, blk.n - j0), j0 < blk.n); // valid elements
+  var gw: array<u32, VPT>; // f32: one gradient per word; bf16: two per word
+  if (BF16) {
+    let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
+    if ((first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4)) {
+      let v0 = grads4[first >> 2u];
+      let v1 = grads4[(first >> 2u) + 1u];
+      gw[0] = v0.x; gw[1] = v0.y; gw[2] = v0.z; gw[3] = v0.w;
+      gw[4] = v1.x; gw[5] = v1.y; gw[6] = v1.z; gw[7] = v1.w;
+    } else {
+      for (var i = 0u; i < 8u; i++) {
+        if (2u * i < nv) { gw[i] = grads[first + i]; }
+      }
+    }
+  } else {
+    let first = s.grad_off + blk.start + j0;
+    if ((first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4)) {
+      for (var q = 0u; q < 4u; q++) {
+        let v = grads4[(first >> 2u) + q];
+        gw[4u * q] = v.x; gw[4u * q + 1u] = v.y;
+        gw[4u * q + 2u] = v.z; gw[4u * q + 3u] = v.w;
+      }
+    } else {
+      for (var i = 0u; i < VPT; i++) {
+        if (i < nv) { gw[i] = grads[first + i]; }
+      }
+    }
+  }
+  // Code words: the block starts on a word boundary (see MicroAdam).
+  let cw_first = s.codes_off + (blk.start + j0) / 8u;
+  var cw0 = 0u;
+  var cw1 = 0u;
+  if (nv > 0u) { cw0 = codes[codes_in_base + cw_first]; }
+  if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
+
+  // a[i]; keys are recomputed from it (two instructions) to save registers.
+  var a: array<f32, VPT>;
+  var bad = false;
+  var kmax = 0u;
+  for (var i = 0u; i < VPT; i++) {
+    var bits: u32;
+    var g: f32;
+    if (BF16) {
+      bits = (gw[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu;
+      g = bitcast<f32>(bits << 16u);
+    } else {
+      bits = gw[i];
+      g = bitcast<f32>(bits);
+    }
+    let cw = select(cw1, cw0, i < 8u);
+    let code = (cw >> ((i & 7u) * 4u)) & 15u;
+    a[i] = add_error(g, etab[code]);
+    if (i < nv) {
+      bad = bad || select(f32_bits_too_large(bits), bf16_bits_too_large(bits), BF16);
+      kmax = max(kmax, topk_key(a[i]));
+    }
+  }
+  if (bad) { atomicMin(&flags[0], s.tensor); }
+
+  // ---- The k-th largest key T -----------------------------------------------
+  let exp_shift = select(23u, 7u, BF16);
+  let top = wg_max4(tid, vec4<u32>(kmax, 0u, 0u, 0u)).x;
+  var rem = blk.k;       // entries still to place at or below the current bin
+  var eb = top >> exp_shift; // highest exponent of the current window of 8
+  var prefix = 0u;       // the bin: keys whose bits above `shift` equal prefix's
+  var shift = exp_shift;
+  var in_bin = 0u;
+  // Octaves: how many keys have exponent eb, eb - 1, ..., eb - 7 (packed
+  // counters, no atomics), until the octave holding the k-th largest.
+  loop {
+    var lo = 0u;
+    var hi = 0u;
+    for (var i = 0u; i < VPT; i++) {
+      let e = topk_key(a[i]) >> exp_shift;
+      if (i < nv && e <= eb && eb - e < 8u) {
+        let d = eb - e;
+        let inc = 1u << ((d & 3u) * 8u);
+        if (d < 4u) { lo += inc; } else { hi += inc; }
+      }
+    }
+    let c = wg_sum4(tid, vec4<u32>(
+      lo & 0x00ff00ffu,
+      (lo >> 8u) & 0x00ff00ffu,
+      hi & 0x00ff00ffu,
+      (hi >> 8u) & 0x00ff00ffu,
+    ));
+    // Octave d's count: bins 0, 2 in c.x; 1, 3 in c.y; 4, 6 in c.z; 5, 7 in c.w.
+    var cum = 0u;
+    var found = false;
+    for (var d = 0u; d < 8u; d++) {
+      let word = select(select(c.w, c.z, (d & 1u) == 0u), select(c.y, c.x, (d & 1u) == 0u), d < 4u);
+      let count = (word >> (16u * ((d >> 1u) & 1u))) & 0xffffu;
+      if (!found && d <= eb) {
+        if (cum + count >= rem) {
+          found = true;
+          prefix = (eb - d) << exp_shift;
+          in_bin = count;
+          rem -= cum;
+        } else {
+          cum += count;
+        }
+      }
+    }
+    if (found || eb < 8u) { break; }
+    rem -= cum;
+    eb -= 8u;
+  }
+  // Digits below the exponent, until the bin is exactly the rest of the top-k
+  // (then T is its smallest key) or every bit is decided (T = prefix).
+  loop {
+    if (in_bin == rem || shift == 0u) { break; }
+    let width = min(shift, 8u);
+    shift -= width;
+    let hi_shift = shift + width;
+    for (var i = 0u; i < VPT; i++) {
+      let key = topk_key(a[i]);
+      if (i < nv && (key >> hi_shift) == (prefix >> hi_shift)) {
+        atomicAdd(&hist[(key >> shift) & 255u], 1u);
+      }
+    }
+    workgroupBarrier();
+    // Thread t holds digit 255 - t: its exclusive prefix counts larger digits.
+    let h = atomicLoad(&hist[255u - tid]);
+    let sc = wg_scan(tid, h);
+    if (sc.x < rem && sc.x + h >= rem) { pick = vec4<u32>(255u - tid, sc.x, h, 0u); }
+    atomicStore(&hist[255u - tid], 0u);
+    let chosen = workgroupUniformLoad(&pick);
+    prefix |= chosen.x << shift;
+    rem -= chosen.y;
+    in_bin = chosen.z;
+  }
+  var threshold = prefix;
+  if (shift > 0u) {
+    var m = 0xffffffffu;
+    for (var i = 0u; i < VPT; i++) {
+      let key = topk_key(a[i]);
+      if (i < nv && (key >> shift) == (prefix >> shift)) { m = min(m, key); }
+    }
+    if (m != 0xffffffffu) { atomicMin(&bin_min, m); }
+    workgroupBarrier();
+    if (tid == 0u) { pick.w = atomicLoad(&bin_min); }
+    threshold = workgroupUniformLoad(&pick).w;
+  }
+
+  // ---- This step's row: entries above T by index, then ties by index -------
+  var counts = 0u; // above | ties << 16
+  for (var i = 0u; i < VPT; i++) {
+    let key = topk_key(a[i]);
+    if (i < nv) {
+      counts += select(0u, 1u, key > threshold) + select(0u, 0x10000u, key == threshold);
+    }
+  }
+  let sc = wg_scan(tid, counts);
+  let greater = sc.y & 0xffffu;
+  let ties = blk.k - greater;
+  var next_g = sc.x & 0xffffu;
+  var next_t = sc.x >> 16u;
+  var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
+  var rmax = 0u;
+  // a[i] becomes the residual: kept entries are zeroed.
+  for (var i = 0u; i < VPT; i++) {
+    if (i < nv) {
+      let key = topk_key(a[i]);
+      var keep = false;
+      var pos = 0u;
+      if (key > threshold) {
+        keep = true;
+        pos = next_g;
+        next_g++;
+      } else if (key == threshold) {
+        keep = next_t < ties;
+        pos = greater + next_t;
+        next_t++;
+      }
+      if (keep) {
+        atomicStore(&work[blk.row + pos], window_entry(j0 + i, a[i]));
+        a[i] = 0.0;
+      }
+      let o = ordered_enc(a[i]);
+      rmin = max(rmin, ~o);
+      rmax = max(rmax, o);
+    }
+  }
+
+  // ---- EF statistics of the residual, then its codes -------------------------
+  let keys = wg_max4(tid, vec4<u32>(rmin, rmax, 0u, 0u));
+  if (tid == 0u) {
+    atomicStore(&work[2u * blk.q], keys.x);
+    atomicStore(&work[2u * blk.q + 1u], keys.y);
+  }
+  let st = stats_from_scratch(keys.x, keys.y);
+  let mn = bf16_value(st);
+  let u = ef_unit(mn, bf16_value(st >> 16u));
+  var out0 = 0u;
+  var out1 = 0u;
+  for (var i = 0u; i < VPT; i++) {
+    if (i < nv) {
+      let code = quantize(a[i], mn, u) << ((i & 7u) * 4u);
+      if (i < 8u) { out0 |= code; } else { out1 |= code; }
+    }
+  }
+  if (nv > 0u) { codes[codes_out_base + cw_first] = out0; }
+  if (nv > 8u) { codes[codes_out_base + cw_first + 1u] = out1; }
+}

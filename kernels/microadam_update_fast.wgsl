@@ -1,0 +1,202 @@
+// MicroAdam spec steps 6-9 for one top-k block of the fast path (its codes
+// were written by microadam_select_fast). The window rows of the block (the
+// staged row in this step's slot) are counting-sorted by owner thread, each
+// thread orders its few entries by (coordinate, slot) and rebuilds M and S
+// in slot order in registers. Only coordinates the window touches get the
+// Adam update: elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly;
+// with weight decay every coordinate is still decayed. A skipped step only
+// carries the codes over to the other half.
+
+@group(0) @binding(0) var<uniform> cfg: Config;
+@group(0) @binding(1) var<storage, read> step: Step;
+@group(0) @binding(2) var<storage, read> table: SegTable;
+@group(0) @binding(3) var<storage, read_write> params: array<u32>;
+@group(0) @binding(4) var<storage, read_write> window: array<u32>;
+@group(0) @binding(5) var<storage, read> work: array<u32>;
+@group(0) @binding(6) var<storage, read_write> codes: array<u32>;
+
+override BF16: bool = false;
+
+const VPT: u32 = FAST_BLOCK / 256u; // coordinates (f32) or words (bf16) per thread
+
+struct FastBlock {
+  n: u32,
+  seg: u32,
+  start: u32,
+  k: u32,
+  row: u32,  // staged row in `work`
+  base: u32, // the block's first window entry
+}
+
+var<workgroup> info: FastBlock;
+var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
+var<workgroup> decay2: array<f32, FAST_WINDOW>;
+// Entries per owner thread, then where the next one goes.
+var<workgroup> owned: array<atomic<u32>, 256>;
+// coordinate << 20 | slot << 16 | bf16 value, grouped by owner.
+var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
+
+// Entry j of the block's window rows in slot order (this step's row from the
+// staged copy), as coordinate << 20 | slot << 16 | bf16 value.
+fn fast_entry(blk: FastBlock, j: u32) -> u32 {
+  let i = j / blk.k;
+  let e = j - i * blk.k;
+  var entry: u32;
+  if (i == step.slot) {
+    entry = work[blk.row + e];
+  } else {
+    entry = window[blk.base + i * blk.k + e];
+  }
+  return ((entry & 0xffffu) << 20u) | (i << 16u) | (entry >> 16u);
+}
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let w = linear_workgroup(wid, nwg);
+  wg_init(tid);
+  if (tid == 0u) {
+    var bi: FastBlock;
+    if (w < table.total_blocks) {
+      bi.seg = find_segment(w, false);
+      let s = table.segs[bi.seg];
+      let b = w - s.first_block;
+      bi.start = b * s.block;
+      bi.n = min(s.block, s.len - bi.start);
+      bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
+      bi.row = s.stage_off + b * s.k_block;
+      bi.base = s.window_off + b * cfg.window * s.k_block;
+    }
+    info = bi;
+  }
+  let blk = workgroupUniformLoad(&info);
+  if (blk.n == 0u) { return; }
+  let s = table.segs[blk.seg];
+  let half = arrayLength(&codes) / 2u;
+  // The GPU's count of this call (the prologue has counted it): see
+  // microadam_common.wgsl on the two halves.
+  let out_base = select(0u, half, (step.calls & 1u) == 1u);
+  if (step.skip != 0u) {
+    // select_fast rewrote this block's codes into the output half: restore.
+    let first = s.codes_off + blk.start / 8u;
+    for (var i = tid; i < (blk.n + 7u) / 8u; i += WG_SIZE) {
+      codes[out_base + first + i] = codes[half - out_base + first + i];
+    }
+    return;
+  }
+
+  let rows = min(step.t, cfg.window);
+  if (tid < rows) {
+    let age = (step.t - 1u - tid) % cfg.window;
+    decay1[tid] = pow_f32(cfg.beta1, age);
+    decay2[tid] = pow_f32(cfg.beta2, age);
+  }
+  // Commit the staged row into this step's slot.
+  for (var e = tid; e < blk.k; e += WG_SIZE) {
+    window[blk.base + step.slot * blk.k + e] = work[blk.row + e];
+  }
+  // Count the entries of every row per owner: f32 coordinate c belongs to
+  // thread c mod 256, bf16 coordinate c to the thread of word c / 2.
+  let shift = select(0u, 1u, BF16);
+  let total = rows * blk.k;
+  for (var j = tid; j < total; j += WG_SIZE) {
+    let c = fast_entry(blk, j) >> 20u;
+    atomicAdd(&owned[(c >> shift) & 255u], 1u);
+  }
+  workgroupBarrier();
+  let mine = atomicLoad(&owned[tid]);
+  let first = wg_scan(tid, mine).x;
+  atomicStore(&owned[tid], first);
+  workgroupBarrier();
+  // Read again (from the cache): cheaper than keeping them in workgroup memory.
+  for (var j = tid; j < total; j += WG_SIZE) {
+    let v = fast_entry(blk, j);
+    sorted[atomicAdd(&owned[((v >> 20u) >> shift) & 255u], 1u)] = v;
+  }
+  workgroupBarrier();
+  // This thread's entries by (coordinate, slot): a coordinate's slots come
+  // out in slot order, as spec step 7 accumulates them.
+  let end = first + mine;
+  for (var x = first + 1u; x < end; x++) {
+    let v = sorted[x];
+    var y = x;
+    loop {
+      if (y == first || sorted[y - 1u] <= v) { break; }
+      sorted[y] = sorted[y - 1u];
+      y--;
+    }
+    sorted[y] = v;
+  }
+
+  let h = step.param_groups[s.param_group];
+  let decay = h.wd > 0.0;
+  // Bit i: the thread's i-th coordinate (f32: c = 256·i + tid) or word
+  // (bf16: coordinates 2w, 2w + 1 with w = 256·i + tid) is in the window.
+  let per_item = select(8u, 9u, BF16); // log2 of coordinates per item row
+  var touched = 0u;
+  for (var x = first; x < end; x++) {
+    touched |= 1u << (sorted[x] >> (20u + per_item));
+  }
+  let items = select(VPT, VPT / 2u, BF16);
+  let item_coords = select(1u, 2u, BF16);
+  var live = 0u;
+  for (var i = 0u; i < items; i++) {
+    if ((i * WG_SIZE + tid) * item_coords < blk.n && (decay || ((touched >> i) & 1u) == 1u)) {
+      live |= 1u << i;
+    }
+  }
+  // Every load before the first store.
+  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
+  var pw: array<u32, VPT>;
+  for (var i = 0u; i < items; i++) {
+    if (((live >> i) & 1u) == 1u) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
+  }
+  var next = first;
+  for (var i = 0u; i < items; i++) {
+    if (((live >> i) & 1u) == 0u) { continue; }
+    var word = pw[i];
+    for (var half = 0u; half < item_coords; half++) {
+      let c = (i * WG_SIZE + tid) * item_coords + half;
+      if (c >= blk.n) { break; }
+      let bits = half * 16u;
+      var p: f32;
+      if (BF16) { p = bf16_value(word >> bits); } else { p = bitcast<f32>(word); }
+      if (decay) {
+        p = p * h.decay;
+        if (BF16) { p = bf16_round(p); }
+      }
+      if (next < end && (sorted[next] >> 20u) == c) {
+        // Spec step 7 in slot order, then steps 8-9.
+        var m = 0.0;
+        var v2 = 0.0;
+        loop {
+          if (next >= end || (sorted[next] >> 20u) != c) { break; }
+          let x = sorted[next];
+          let slot = (x >> 16u) & 15u;
+          let v = bf16_value(x);
+          m = fma_short(decay1[slot], v, m);
+          v2 = fma_short(decay2[slot] * v, v, v2);
+          next++;
+        }
+        let u = (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
+        if (BF16) {
+          // The authors' kernel fuses this multiply-add; u is a bf16, so the
+          // exact fma_short applies.
+          p = fma_short(h.neg_lr, bf16_round(u), p);
+        } else {
+          p = fma(h.neg_lr, u, p);
+        }
+      }
+      if (BF16) {
+        let pb = bitcast<u32>(bf16_round(p)) >> 16u;
+        word = (word & ~(0xffffu << bits)) | (pb << bits);
+      } else {
+        word = bitcast<u32>(p);
+      }
+    }
+    params[word0 + i * WG_SIZE + tid] = word;
+  }
+}

@@ -1,0 +1,60 @@
+// kernels/workgroup.wgsl's reductions and scans with subgroup operations,
+// for devices where src/gpu/capabilities.ts's probe found subgroups to be
+// runs of consecutive invocations in lane order: one partial per subgroup in
+// workgroup memory instead of one per thread, and one barrier less.
+
+const WG_SIZE: u32 = 256u;
+
+var<workgroup> wg_sg4: array<vec4<u32>, 64>; // per subgroup (size >= 4)
+var<workgroup> wg_sg: array<u32, 64>;
+var<workgroup> wg_out: vec4<u32>;
+
+var<private> sg_first: u32; // the subgroup's first invocation
+var<private> sg_size: u32;
+
+fn wg_init(tid: u32) {
+  sg_first = subgroupBroadcastFirst(tid);
+  sg_size = subgroupAdd(1u);
+}
+
+// Componentwise sum of x over the workgroup.
+fn wg_sum4(tid: u32, x: vec4<u32>) -> vec4<u32> {
+  let s = subgroupAdd(x);
+  if (tid == sg_first) { wg_sg4[tid / sg_size] = s; }
+  workgroupBarrier();
+  if (tid == 0u) {
+    var t = wg_sg4[0];
+    for (var j = 1u; j < WG_SIZE / sg_size; j++) { t += wg_sg4[j]; }
+    wg_out = t;
+  }
+  return workgroupUniformLoad(&wg_out);
+}
+
+// Componentwise maximum of x over the workgroup.
+fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
+  let s = subgroupMax(x);
+  if (tid == sg_first) { wg_sg4[tid / sg_size] = s; }
+  workgroupBarrier();
+  if (tid == 0u) {
+    var t = wg_sg4[0];
+    for (var j = 1u; j < WG_SIZE / sg_size; j++) { t = max(t, wg_sg4[j]); }
+    wg_out = t;
+  }
+  return workgroupUniformLoad(&wg_out);
+}
+
+// Exclusive prefix sum of x in thread order: (this thread's prefix, total).
+fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
+  let incl = subgroupInclusiveAdd(x);
+  if (tid == sg_first + sg_size - 1u) { wg_sg[sg_first / sg_size] = incl; }
+  workgroupBarrier();
+  var before = incl - x;
+  for (var j = 0u; j < sg_first / sg_size; j++) { before += wg_sg[j]; }
+  if (tid == 0u) {
+    var t = 0u;
+    for (var j = 0u; j < WG_SIZE / sg_size; j++) { t += wg_sg[j]; }
+    wg_out.x = t;
+  }
+  let total = workgroupUniformLoad(&wg_out).x;
+  return vec2<u32>(before, total);
+}

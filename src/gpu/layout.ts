@@ -1,0 +1,420 @@
+/**
+ * Every structure that TypeScript and WGSL both read, declared once. Each
+ * {@link StructLayout} knows its fields and types; from it come the WGSL
+ * `struct` text that src/gpu/kernels.ts puts ahead of every kernel and the
+ * TypeScript encoders that fill the buffers (src/gpu/segments.ts,
+ * src/optim/step_scalars.ts). The shared constants (tile sizes, the gradient
+ * limit) are emitted the same way. A kernel therefore cannot read a field at
+ * another offset than the one TypeScript wrote: tests/layout_test.ts reads
+ * every field back on the GPU by name.
+ *
+ * Only 4-byte scalars (`u32`, `f32`), fixed arrays of them, and one trailing
+ * runtime-sized array of another layout are allowed: with them WGSL's
+ * storage and uniform layout rules put field `i` at the sum of the sizes
+ * before it, which is what the encoders assume.
+ *
+ * @module
+ */
+
+import { GRADIENT_LIMIT_LOG2 } from "../core/limits.ts";
+
+/** A WGSL scalar type the layouts use. */
+export type ScalarType = "u32" | "f32";
+
+/** One field: a scalar, or `count` of them (a fixed-size array). */
+export interface FieldSpec<N extends string = string> {
+  /** Field name, the same in WGSL and TypeScript. */
+  name: N;
+  /** Element type. */
+  type: ScalarType;
+  /** Array length; a plain scalar when absent. */
+  count?: number;
+  /** What it holds (becomes a WGSL comment). */
+  doc?: string;
+}
+
+/** Values of a layout's scalar fields, by name (absent fields encode as 0). */
+export type FieldValues<N extends string> = Partial<Record<N, number>>;
+
+/**
+ * A struct shared by TypeScript and WGSL.
+ *
+ * @example
+ * ```ts
+ * import { StructLayout } from "./layout.ts";
+ * const pair = new StructLayout("Pair", [
+ *   { name: "lo", type: "u32" },
+ *   { name: "scale", type: "f32" },
+ * ]);
+ * console.log(pair.wgsl().includes("scale: f32,")); // true
+ * console.log(Array.from(new Uint32Array(pair.encode({ lo: 7 }).buffer))); // [ 7, 0 ]
+ * console.log(pair.offset("scale"), pair.bytes); // 4 8
+ * ```
+ */
+export class StructLayout<N extends string = string> {
+  /** WGSL struct name. */
+  readonly name: string;
+  /** Fields in declaration order. */
+  readonly fields: readonly FieldSpec<N>[];
+  /** A trailing runtime-sized array of another layout, if any. */
+  readonly tail?: { name: string; of: StructLayout; doc?: string };
+  /** Bytes of the fixed part (all fields, the tail excluded). */
+  readonly bytes: number;
+  readonly #offsets = new Map<N, number>();
+
+  /**
+   * @param name WGSL struct name.
+   * @param fields Fields in order.
+   * @param tail A trailing runtime-sized array of another layout.
+   */
+  constructor(
+    name: string,
+    fields: readonly FieldSpec<N>[],
+    tail?: { name: string; of: StructLayout; doc?: string },
+  ) {
+    this.name = name;
+    this.fields = fields;
+    this.tail = tail;
+    let at = 0;
+    for (const f of fields) {
+      if (this.#offsets.has(f.name)) {
+        throw new Error(`${name}: field ${f.name} declared twice`);
+      }
+      this.#offsets.set(f.name, at);
+      at += 4 * (f.count ?? 1);
+    }
+    this.bytes = at;
+  }
+
+  /** Byte offset of a field. */
+  offset(field: N): number {
+    const at = this.#offsets.get(field);
+    if (at === undefined) throw new Error(`${this.name} has no field ${field}`);
+    return at;
+  }
+
+  /** The WGSL declaration. */
+  wgsl(): string {
+    const lines = this.fields.map((f) => {
+      const type = f.count === undefined
+        ? f.type
+        : `array<${f.type}, ${f.count}>`;
+      return `  ${f.name}: ${type},${f.doc ? ` // ${f.doc}` : ""}`;
+    });
+    if (this.tail) {
+      lines.push(
+        `  ${this.tail.name}: array<${this.tail.of.name}>,${
+          this.tail.doc ? ` // ${this.tail.doc}` : ""
+        }`,
+      );
+    }
+    return `struct ${this.name} {\n${lines.join("\n")}\n}`;
+  }
+
+  /**
+   * Writes scalar fields into `view` at byte `at` (fields not given are left
+   * as they are), and returns the view.
+   */
+  write(view: DataView, values: FieldValues<N>, at = 0): DataView {
+    for (const f of this.fields) {
+      const v = values[f.name];
+      if (v === undefined) continue;
+      if (f.count !== undefined) {
+        throw new Error(`${this.name}.${f.name} is an array`);
+      }
+      const o = at + this.offset(f.name);
+      if (f.type === "f32") view.setFloat32(o, v, true);
+      else view.setUint32(o, v >>> 0, true);
+    }
+    return view;
+  }
+
+  /** The fixed part holding `values` (others 0), as bytes. */
+  encode(values: FieldValues<N>): Uint8Array<ArrayBuffer> {
+    const out = new Uint8Array(this.bytes);
+    this.write(new DataView(out.buffer), values);
+    return out;
+  }
+
+  /** The scalar fields held in `bytes` (at least up to the last one read). */
+  decode(bytes: Uint8Array, at = 0): Record<N, number> {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const out = {} as Record<N, number>;
+    for (const f of this.fields) {
+      if (f.count !== undefined) continue;
+      const o = at + this.offset(f.name);
+      if (o + 4 > bytes.byteLength) continue;
+      out[f.name] = f.type === "f32"
+        ? view.getFloat32(o, true)
+        : view.getUint32(o, true);
+    }
+    return out;
+  }
+}
+
+// ---- The layouts ------------------------------------------------------------
+
+/** Per-optimizer constants (the `cfg` uniform). */
+export const CONFIG: StructLayout<
+  | "beta1"
+  | "beta2"
+  | "eps"
+  | "window"
+  | "ef_block"
+  | "kind"
+  | "amsgrad"
+  | "decoupled"
+> = new StructLayout("Config", [
+  { name: "beta1", type: "f32" },
+  { name: "beta2", type: "f32" },
+  { name: "eps", type: "f32" },
+  { name: "window", type: "u32", doc: "MicroAdam m" },
+  { name: "ef_block", type: "u32", doc: "MicroAdam Q" },
+  { name: "kind", type: "u32", doc: "0 Adam family, 1 MicroAdam" },
+  { name: "amsgrad", type: "u32" },
+  {
+    name: "decoupled",
+    type: "u32",
+    doc: "weight decay: 1 decoupled (AdamW), 0 L2 (Adam)",
+  },
+]);
+
+/** One param group's learning rate and weight decay at a step (from the CPU). */
+export const GROUP_HYPER: StructLayout<"lr" | "wd" | "decay" | "neg_lr"> =
+  new StructLayout("GroupHyper", [
+    { name: "lr", type: "f32" },
+    { name: "wd", type: "f32" },
+    {
+      name: "decay",
+      type: "f32",
+      doc: "f32(1 - lr*wd), computed in f64 on the CPU",
+    },
+    { name: "neg_lr", type: "f32" },
+  ]);
+
+/**
+ * Step scalars: a header the prologue kernel writes (the step counter lives
+ * on the GPU, so a skipped step is decided without a round trip), then a
+ * per-call part the CPU writes at every `step()` call (its number and each
+ * group's hyperparameters).
+ */
+export const STEP: StructLayout<
+  | "skip"
+  | "t"
+  | "slot"
+  | "ring"
+  | "skipped"
+  | "bad_tensor"
+  | "c1"
+  | "c2"
+  | "calls"
+  | "bad_call"
+  | "refused"
+  | "reserved"
+  | "call"
+  | "call_pad"
+> = new StructLayout("Step", [
+  {
+    name: "skip",
+    type: "u32",
+    doc: "1: this step is skipped, every later kernel returns at once",
+  },
+  { name: "t", type: "u32", doc: "applied steps, this one included" },
+  {
+    name: "slot",
+    type: "u32",
+    doc: "MicroAdam: window slot written this step",
+  },
+  { name: "ring", type: "u32", doc: "MicroAdam: slot of the next step" },
+  { name: "skipped", type: "u32", doc: "steps skipped so far" },
+  {
+    name: "bad_tensor",
+    type: "u32",
+    doc: "1 + index of the first non-finite tensor of the last skip",
+  },
+  { name: "c1", type: "f32", doc: "MicroAdam: (1-b1)/(1-b1^t); Adam: 1-b1^t" },
+  {
+    name: "c2",
+    type: "f32",
+    doc: "MicroAdam: (1-b2)/(1-b2^t); Adam: sqrt(1-b2^t)",
+  },
+  {
+    name: "calls",
+    type: "u32",
+    doc: "step calls executed (applied, skipped or refused)",
+  },
+  {
+    name: "bad_call",
+    type: "u32",
+    doc: "`calls` at the last non-finite skip",
+  },
+  {
+    name: "refused",
+    type: "u32",
+    doc: "calls refused: their hyperparameter slot was overwritten",
+  },
+  { name: "reserved", type: "u32", count: 5 },
+  {
+    name: "call",
+    type: "u32",
+    doc:
+      "number of this step() call (1, 2, ...), written by the CPU with the group hyperparameters; the prologue refuses a step whose slot another call overwrote",
+  },
+  { name: "call_pad", type: "u32", count: 3 },
+], { name: "param_groups", of: GROUP_HYPER });
+
+/** Bytes of the `Step` header the prologue owns (before the per-call part). */
+export const STEP_HEADER_BYTES: number = STEP.offset("call");
+/** Bytes of the per-call part before the param groups. */
+export const STEP_CALL_BYTES: number = STEP.bytes - STEP_HEADER_BYTES;
+/** Bytes of the header that status and state dicts read back. */
+export const STEP_READBACK_BYTES: number = STEP.offset("reserved");
+
+/** A contiguous range of one tensor inside one batch. */
+export const SEG: StructLayout<
+  | "coord_start"
+  | "len"
+  | "d"
+  | "param_off"
+  | "grad_off"
+  | "codes_off"
+  | "window_off"
+  | "stats_off"
+  | "block"
+  | "k_block"
+  | "k_tail"
+  | "first_block"
+  | "first_tile"
+  | "param_group"
+  | "tensor"
+  | "state_off"
+  | "stage_off"
+> = new StructLayout("Seg", [
+  {
+    name: "coord_start",
+    type: "u32",
+    doc: "first element, as a coordinate of the tensor",
+  },
+  { name: "len", type: "u32", doc: "elements in the segment" },
+  { name: "d", type: "u32", doc: "elements in the whole tensor" },
+  {
+    name: "param_off",
+    type: "u32",
+    doc: "element offset of the segment in the params binding",
+  },
+  { name: "grad_off", type: "u32", doc: "element offset in the grads binding" },
+  {
+    name: "codes_off",
+    type: "u32",
+    doc: "MicroAdam: u32 word of the segment's first EF code",
+  },
+  {
+    name: "window_off",
+    type: "u32",
+    doc: "MicroAdam: window entry of the segment's first block",
+  },
+  {
+    name: "stats_off",
+    type: "u32",
+    doc: "MicroAdam: EF block index of the tensor's element 0",
+  },
+  { name: "block", type: "u32", doc: "MicroAdam: full top-k block size" },
+  { name: "k_block", type: "u32", doc: "MicroAdam: entries per full block" },
+  { name: "k_tail", type: "u32", doc: "MicroAdam: entries of the tail block" },
+  {
+    name: "first_block",
+    type: "u32",
+    doc: "prefix sum of blocks over the table's segments",
+  },
+  { name: "first_tile", type: "u32", doc: "prefix sum of TILE-element tiles" },
+  { name: "param_group", type: "u32", doc: "param group index" },
+  { name: "tensor", type: "u32", doc: "tensor index, for error reports" },
+  {
+    name: "state_off",
+    type: "u32",
+    doc: "Adam: element offset in the moment buffers",
+  },
+  {
+    name: "stage_off",
+    type: "u32",
+    doc: "MicroAdam: word of the segment's staged window row in `work`",
+  },
+]);
+
+/** A batch's segment table: a header, then the segments. */
+export const SEG_TABLE: StructLayout<
+  "num_segs" | "total_blocks" | "total_tiles" | "pad"
+> = new StructLayout("SegTable", [
+  { name: "num_segs", type: "u32" },
+  { name: "total_blocks", type: "u32" },
+  { name: "total_tiles", type: "u32" },
+  { name: "pad", type: "u32" },
+], { name: "segs", of: SEG });
+
+/** Every shared layout, in the order their WGSL is emitted. */
+export const LAYOUTS: readonly StructLayout[] = [
+  CONFIG,
+  GROUP_HYPER,
+  STEP,
+  SEG,
+  SEG_TABLE,
+];
+
+// ---- Shared constants -------------------------------------------------------
+
+/** Elements per tile of the elementwise kernels. */
+export const TILE = 1024;
+/** Threads per workgroup of the tiled kernels. */
+export const TILE_THREADS = 128;
+
+/**
+ * Limits of MicroAdam's one-pass kernels (`fastPath()` in
+ * src/optim/microadam.ts decides with them; the kernels size their arrays
+ * with them): a top-k block of at most FAST_BLOCK elements (16 per thread
+ * of a 256-thread workgroup), a window of at most FAST_WINDOW slots and
+ * FAST_WINDOW_ENTRIES entries per block, at most FAST_K entries per row.
+ */
+export const FAST_BLOCK = 4096;
+/** See {@link FAST_BLOCK}. */
+export const FAST_WINDOW = 16;
+/** See {@link FAST_BLOCK}. */
+export const FAST_WINDOW_ENTRIES = 512;
+/** See {@link FAST_BLOCK}. */
+export const FAST_K = 256;
+
+/**
+ * Distinct call identities the prologue can check a step's hyperparameter
+ * slot against (`step.call mod CALL_IDS`, see src/optim/step_scalars.ts): a
+ * slot overwritten by a later call is refused unless CALL_IDS or more steps
+ * wait for one submit.
+ */
+export const CALL_IDS = 1024;
+
+/** Constants every kernel sees, by name (all u32). */
+export const SHARED_CONSTANTS: Readonly<Record<string, number>> = {
+  GRADIENT_LIMIT_LOG2,
+  CALL_IDS,
+  TILE,
+  TILE_THREADS,
+  FAST_BLOCK,
+  FAST_WINDOW,
+  FAST_WINDOW_ENTRIES,
+  FAST_K,
+};
+
+/**
+ * The WGSL text of every shared constant and layout, put ahead of each
+ * kernel.
+ *
+ * @example
+ * ```ts
+ * import { layoutWgsl } from "./layout.ts";
+ * console.log(layoutWgsl().includes("struct Seg {")); // true
+ * ```
+ */
+export function layoutWgsl(): string {
+  const consts = Object.entries(SHARED_CONSTANTS).map(([k, v]) =>
+    `const ${k}: u32 = ${v}u;`
+  );
+  return [...consts, ...LAYOUTS.map((l) => l.wgsl())].join("\n");
+}

@@ -1,0 +1,77 @@
+/**
+ * bench/compare.ts: ratios to each group's reference bench, and the
+ * regression verdicts against a baseline with its recorded noise.
+ */
+
+import assert from "node:assert/strict";
+import { compare, MIN_TOLERANCE, ratios } from "../bench/compare.ts";
+
+const json = {
+  runtime: "Deno",
+  cpu: "test",
+  benches: [
+    {
+      group: "gpu",
+      name: "Adam",
+      baseline: true,
+      results: [{ ok: { min: 2e6 } }],
+    },
+    {
+      group: "gpu",
+      name: "MicroAdam",
+      baseline: false,
+      results: [{ ok: { min: 9e6 } }],
+    },
+    {
+      group: "cpu",
+      name: "AdamCpu",
+      baseline: true,
+      results: [{ ok: { min: 4e5 } }],
+    },
+    { group: "cpu", name: "Broken", baseline: false, results: [{}] },
+  ],
+};
+
+Deno.test("ratios: each bench over its group's reference, failed benches left out", () => {
+  assert.deepEqual(ratios(json), {
+    gpu: { Adam: 1, MicroAdam: 4.5 },
+    cpu: { AdamCpu: 1 },
+  });
+});
+
+Deno.test("compare: flags only changes beyond max(MIN_TOLERANCE, 3 × recorded spread)", () => {
+  const base = {
+    recorded: "2026-12-01",
+    machine: "test",
+    groups: {
+      gpu: {
+        Adam: { ratio: 1, spread: 0 },
+        MicroAdam: { ratio: 3, spread: 0.1 }, // tolerance 30 %
+        Noisy: { ratio: 2, spread: 0.01 }, // tolerance MIN_TOLERANCE
+      },
+    },
+  };
+  const rows = compare(
+    {
+      gpu: {
+        Adam: 1,
+        MicroAdam: 4.5,
+        Noisy: 2 * (1 + MIN_TOLERANCE / 2),
+        Fresh: 7,
+      },
+    },
+    base,
+  );
+  const verdict = Object.fromEntries(rows.map((r) => [r.name, r.verdict]));
+  assert.deepEqual(verdict, {
+    Adam: "ok",
+    MicroAdam: "regression", // +50 % > 30 %
+    Noisy: "ok",
+    Fresh: "new",
+  });
+  const micro = rows.find((r) => r.name === "MicroAdam")!;
+  assert.ok(Math.abs(micro.change! - 0.5) < 1e-12);
+  assert.ok(Math.abs(micro.tolerance! - 0.3) < 1e-12);
+  const faster = compare({ gpu: { MicroAdam: 1.5 } }, base)[0];
+  assert.equal(faster.verdict, "faster");
+});
