@@ -129,6 +129,23 @@ const NUMERIC = new Set<KernelName>([
 
 const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
+// Kernels whose bind group has a binding with a dynamic offset (chosen at
+// encode time), which an "auto" layout cannot express.
+const COMPUTE = 4; // GPUShaderStage.COMPUTE
+const EXPLICIT_LAYOUTS: Partial<Record<KernelName, GPUBindGroupLayoutEntry[]>> =
+  {
+    prologue: [
+      { binding: 0, visibility: COMPUTE, buffer: { type: "uniform" } },
+      { binding: 1, visibility: COMPUTE, buffer: { type: "storage" } },
+      { binding: 2, visibility: COMPUTE, buffer: { type: "storage" } },
+      {
+        binding: 3,
+        visibility: COMPUTE,
+        buffer: { type: "read-only-storage", hasDynamicOffset: true },
+      },
+    ],
+  };
+
 /**
  * A compute pipeline for `name` with the given override constants, compiled
  * once per device. Kernels using the exact numerics get `EXACT_FMA` from
@@ -164,9 +181,17 @@ export function pipeline(
       label: name,
       code: kernelSource(name, { subgroups }),
     });
+    const entries = EXPLICIT_LAYOUTS[name];
     p = device.createComputePipeline({
       label: name,
-      layout: "auto",
+      layout: entries
+        ? device.createPipelineLayout({
+          label: name,
+          bindGroupLayouts: [
+            device.createBindGroupLayout({ label: name, entries }),
+          ],
+        })
+        : "auto",
       compute: { module, entryPoint: "main", constants },
     });
     perDevice.set(key, p);

@@ -489,13 +489,15 @@ export abstract class GpuOptimizer {
 
   /**
    * Dispatches `count` workgroups (folded into 2D past the per-dimension
-   * limit) into the step's compute pass; `label` names it in profiles.
+   * limit) into the step's compute pass; `label` names it in profiles,
+   * `dynamicOffsets` go with the bind group.
    */
   protected dispatch(
     pipe: GPUComputePipeline,
     bindGroup: GPUBindGroup,
     count: number,
     label: string,
+    dynamicOffsets: number[] = [],
   ): void {
     if (count === 0) return;
     const encoding = this.#encoding;
@@ -514,7 +516,7 @@ export abstract class GpuOptimizer {
       })
       : encoding.pass!;
     pass.setPipeline(pipe);
-    pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, bindGroup, dynamicOffsets);
     const [x, y] = dispatchSize(
       count,
       this.device.limits.maxComputeWorkgroupsPerDimension,
@@ -603,9 +605,10 @@ export abstract class GpuOptimizer {
       this.encodeNonFiniteCheck();
       this.dispatch(
         this.pipeline("prologue"),
-        this.scalars.prologueBindGroup(this.#prologueLayout, call),
+        this.scalars.prologueBindGroup(this.#prologueLayout),
         1,
         "prologue",
+        [this.scalars.prologueOffset(call)],
       );
       this.encodeKernels();
     } finally {

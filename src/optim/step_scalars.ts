@@ -64,9 +64,9 @@ export interface StepHeader {
 
 /**
  * One buffer per device holding the numbers 0 … CALL_IDS − 1, each at its own
- * binding offset: binding entry `c mod CALL_IDS` tells the prologue which call
- * it runs, through the command encoder itself (a bind group chosen at encode
- * time), where no queued write can change it.
+ * binding offset: the dynamic offset of entry `c mod CALL_IDS` tells the
+ * prologue which call it runs, through the command encoder itself (offsets
+ * are fixed at encode time), where no queued write can change it.
  */
 const callIds = new WeakMap<GPUDevice, { buffer: GPUBuffer; stride: number }>();
 
@@ -107,7 +107,7 @@ export class StepScalars {
   readonly #ring: GPUBuffer;
   readonly #stride: number;
   readonly #ids: { buffer: GPUBuffer; stride: number };
-  readonly #prologue = new Map<number, GPUBindGroup>();
+  #prologue?: GPUBindGroup;
 
   /**
    * Allocates the buffers.
@@ -201,33 +201,25 @@ export class StepScalars {
   }
 
   /**
-   * The prologue's bind group for step call `call`: the scalars and the call
-   * identity `call mod CALL_IDS` (made once per identity, then cached).
+   * The prologue's bind group: the scalars and the call identities, of
+   * which step call `call` binds entry {@link prologueOffset}.
    */
-  prologueBindGroup(layout: GPUBindGroupLayout, call: number): GPUBindGroup {
-    const id = call % CALL_IDS;
-    let group = this.#prologue.get(id);
-    if (!group) {
-      group = this.#device.createBindGroup({
-        label: `prologue, call id ${id}`,
-        layout,
-        entries: [
-          { binding: 0, resource: { buffer: this.config } },
-          { binding: 1, resource: { buffer: this.step } },
-          { binding: 2, resource: { buffer: this.flags } },
-          {
-            binding: 3,
-            resource: {
-              buffer: this.#ids.buffer,
-              offset: id * this.#ids.stride,
-              size: 4,
-            },
-          },
-        ],
-      });
-      this.#prologue.set(id, group);
-    }
-    return group;
+  prologueBindGroup(layout: GPUBindGroupLayout): GPUBindGroup {
+    return this.#prologue ??= this.#device.createBindGroup({
+      label: "prologue",
+      layout,
+      entries: [
+        { binding: 0, resource: { buffer: this.config } },
+        { binding: 1, resource: { buffer: this.step } },
+        { binding: 2, resource: { buffer: this.flags } },
+        { binding: 3, resource: { buffer: this.#ids.buffer, size: 4 } },
+      ],
+    });
+  }
+
+  /** The dynamic offset that gives the prologue step call `call`'s identity. */
+  prologueOffset(call: number): number {
+    return (call % CALL_IDS) * this.#ids.stride;
   }
 
   /** The header's fields from its first {@link STEP_READBACK_BYTES} bytes. */
