@@ -268,11 +268,12 @@ fn main(
   let st = stats_from_scratch(keys.x, keys.y);
   let mn = bf16_value(st);
   let u = ef_unit(mn, bf16_value(st >> 16u));
+  let inv = ef_inverse(u);
   var out0 = 0u;
   var out1 = 0u;
   for (var i = 0u; i < VPT; i++) {
     if (i < nv) {
-      let code = quantize(a[i], mn, u) << ((i & 7u) * 4u);
+      let code = quantize(a[i], mn, u, inv) << ((i & 7u) * 4u);
       if (i < 8u) { out0 |= code; } else { out1 |= code; }
     }
   }

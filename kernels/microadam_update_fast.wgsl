@@ -18,6 +18,8 @@
 override BF16: bool = false;
 
 const VPT: u32 = FAST_BLOCK / 256u; // coordinates (f32) or words (bf16) per thread
+// Window entries of a block per thread (2).
+const ENTRIES_PER_THREAD: u32 = (FAST_WINDOW_ENTRIES + WG_SIZE - 1u) / WG_SIZE;
 
 struct FastBlock {
   n: u32,
@@ -100,21 +102,27 @@ fn main(
   }
   // Count the entries of every row per owner: f32 coordinate c belongs to
   // thread c mod 256, bf16 coordinate c to the thread of word c / 2.
+  // Each thread reads its (at most ENTRIES_PER_THREAD) entries once and
+  // keeps them in registers for the scatter.
   let shift = select(0u, 1u, BF16);
   let total = rows * blk.k;
-  for (var j = tid; j < total; j += WG_SIZE) {
-    let c = fast_entry(blk, j) >> 20u;
-    atomicAdd(&owned[(c >> shift) & 255u], 1u);
+  var ent: array<u32, ENTRIES_PER_THREAD>;
+  for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
+    let j = tid + r * WG_SIZE;
+    if (j < total) {
+      ent[r] = fast_entry(blk, j);
+      atomicAdd(&owned[((ent[r] >> 20u) >> shift) & 255u], 1u);
+    }
   }
   workgroupBarrier();
   let mine = atomicLoad(&owned[tid]);
   let first = wg_scan(tid, mine).x;
   atomicStore(&owned[tid], first);
   workgroupBarrier();
-  // Read again (from the cache): cheaper than keeping them in workgroup memory.
-  for (var j = tid; j < total; j += WG_SIZE) {
-    let v = fast_entry(blk, j);
-    sorted[atomicAdd(&owned[((v >> 20u) >> shift) & 255u], 1u)] = v;
+  for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
+    if (tid + r * WG_SIZE < total) {
+      sorted[atomicAdd(&owned[((ent[r] >> 20u) >> shift) & 255u], 1u)] = ent[r];
+    }
   }
   workgroupBarrier();
   // This thread's entries by (coordinate, slot): a coordinate's slots come
