@@ -30,7 +30,6 @@ struct FastBlock {
   base: u32, // the block's first window entry
 }
 
-var<workgroup> info: FastBlock;
 var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, FAST_WINDOW>;
 // Entries per owner thread, then where the next one goes.
@@ -52,29 +51,31 @@ fn fast_entry(blk: FastBlock, j: u32) -> u32 {
   return ((entry & 0xffffu) << 20u) | (i << 16u) | (entry >> 16u);
 }
 
+// Workgroup w's block. Every thread computes it: it depends on uniform
+// values only (read-only table, workgroup id), so no barrier is needed.
+fn block_info(w: u32) -> FastBlock {
+  var bi: FastBlock;
+  if (w < table.total_blocks) {
+    bi.seg = find_segment(w, false);
+    let s = table.segs[bi.seg];
+    let b = w - s.first_block;
+    bi.start = b * s.block;
+    bi.n = min(s.block, s.len - bi.start);
+    bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
+    bi.row = s.stage_off + b * s.k_block;
+    bi.base = s.window_off + b * cfg.window * s.k_block;
+  }
+  return bi;
+}
+
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let w = linear_workgroup(wid, nwg);
   wg_init(tid);
-  if (tid == 0u) {
-    var bi: FastBlock;
-    if (w < table.total_blocks) {
-      bi.seg = find_segment(w, false);
-      let s = table.segs[bi.seg];
-      let b = w - s.first_block;
-      bi.start = b * s.block;
-      bi.n = min(s.block, s.len - bi.start);
-      bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
-      bi.row = s.stage_off + b * s.k_block;
-      bi.base = s.window_off + b * cfg.window * s.k_block;
-    }
-    info = bi;
-  }
-  let blk = workgroupUniformLoad(&info);
+  let blk = block_info(linear_workgroup(wid, nwg));
   if (blk.n == 0u) { return; }
   let s = table.segs[blk.seg];
   let half = arrayLength(&codes) / 2u;
