@@ -91,6 +91,18 @@ fn main(
     return;
   }
 
+  // The thread's parameter words (f32: coordinates 256·i + tid; bf16: words),
+  // loaded first so that they arrive while the window is read and sorted;
+  // which of them the window touches is only known after that.
+  let h = step.param_groups[s.param_group];
+  let items = select(VPT, VPT / 2u, BF16);
+  let item_coords = select(1u, 2u, BF16);
+  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
+  var pw: array<u32, VPT>;
+  for (var i = 0u; i < items; i++) {
+    if ((i * WG_SIZE + tid) * item_coords < blk.n) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
+  }
+
   let rows = min(step.t, cfg.window);
   if (tid < rows) {
     let age = (step.t - 1u - tid) % cfg.window;
@@ -140,7 +152,6 @@ fn main(
     sorted[y] = v;
   }
 
-  let h = step.param_groups[s.param_group];
   let decay = h.wd > 0.0;
   // Bit i: the thread's i-th coordinate (f32: c = 256·i + tid) or word
   // (bf16: coordinates 2w, 2w + 1 with w = 256·i + tid) is in the window.
@@ -149,19 +160,11 @@ fn main(
   for (var x = first; x < end; x++) {
     touched |= 1u << (sorted[x] >> (20u + per_item));
   }
-  let items = select(VPT, VPT / 2u, BF16);
-  let item_coords = select(1u, 2u, BF16);
   var live = 0u;
   for (var i = 0u; i < items; i++) {
     if ((i * WG_SIZE + tid) * item_coords < blk.n && (decay || ((touched >> i) & 1u) == 1u)) {
       live |= 1u << i;
     }
-  }
-  // Every load before the first store.
-  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
-  var pw: array<u32, VPT>;
-  for (var i = 0u; i < items; i++) {
-    if (((live >> i) & 1u) == 1u) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
   }
   var next = first;
   for (var i = 0u; i < items; i++) {
