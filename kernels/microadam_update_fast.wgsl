@@ -152,17 +152,42 @@ fn main(
     sorted[y] = v;
   }
 
-  let decay = h.wd > 0.0;
-  // Bit i: the thread's i-th coordinate (f32: c = 256·i + tid) or word
-  // (bf16: coordinates 2w, 2w + 1 with w = 256·i + tid) is in the window.
+  // Spec steps 7-8 over the thread's entries, flat: a warp runs as many
+  // iterations as its busiest thread has entries (not one round per item,
+  // which would run the slot loop for every item some lane touches). Each
+  // coordinate's M and S accumulate in slot order; its u replaces the
+  // entries already consumed (sorted[first + j] for the j-th coordinate).
+  // Bit l of `touched`: the thread's l-th coordinate is in the window (f32:
+  // c = 256·l + tid; bf16: item l / 2 = word 256·(l / 2) + tid, half l mod 2).
   let per_item = select(8u, 9u, BF16); // log2 of coordinates per item row
   var touched = 0u;
+  var done = first;
+  var m = 0.0;
+  var v2 = 0.0;
   for (var x = first; x < end; x++) {
-    touched |= 1u << (sorted[x] >> (20u + per_item));
+    let e = sorted[x];
+    let c = e >> 20u;
+    touched |= 1u << (((c >> per_item) * item_coords) | (c & (item_coords - 1u)));
+    let slot = (e >> 16u) & 15u;
+    let v = bf16_value(e);
+    m = fma_short(decay1[slot], v, m);
+    v2 = fma_short(decay2[slot] * v, v, v2);
+    if (x + 1u == end || (sorted[x + 1u] >> 20u) != c) {
+      sorted[done] = bitcast<u32>((step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps));
+      done++;
+      m = 0.0;
+      v2 = 0.0;
+    }
   }
+
+  // Step 9 (and weight decay) per item: the coordinates the window touches
+  // take their u in coordinate order; elsewhere u = 0 and p + (-lr)·0 = p.
+  let decay = h.wd > 0.0;
+  let item_mask = (1u << item_coords) - 1u;
   var live = 0u;
   for (var i = 0u; i < items; i++) {
-    if ((i * WG_SIZE + tid) * item_coords < blk.n && (decay || ((touched >> i) & 1u) == 1u)) {
+    if ((i * WG_SIZE + tid) * item_coords < blk.n &&
+        (decay || ((touched >> (i * item_coords)) & item_mask) != 0u)) {
       live |= 1u << i;
     }
   }
@@ -180,20 +205,9 @@ fn main(
         p = p * h.decay;
         if (BF16) { p = bf16_round(p); }
       }
-      if (next < end && (sorted[next] >> 20u) == c) {
-        // Spec step 7 in slot order, then steps 8-9.
-        var m = 0.0;
-        var v2 = 0.0;
-        loop {
-          if (next >= end || (sorted[next] >> 20u) != c) { break; }
-          let x = sorted[next];
-          let slot = (x >> 16u) & 15u;
-          let v = bf16_value(x);
-          m = fma_short(decay1[slot], v, m);
-          v2 = fma_short(decay2[slot] * v, v, v2);
-          next++;
-        }
-        let u = (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
+      if (((touched >> (i * item_coords + half)) & 1u) == 1u) {
+        let u = bitcast<f32>(sorted[next]);
+        next++;
         if (BF16) {
           // The authors' kernel fuses this multiply-add; u is a bf16, so the
           // exact fma_short applies.
