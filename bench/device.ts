@@ -17,8 +17,9 @@
  * intervals are printed beside it as diagnostics (the median can overstate:
  * a pass's begin can be stamped before the previous one has drained).
  * Tensors that would fit the L2 cache rotate between 4 optimizers on 4
- * parameter/gradient sets. Data are made on the GPU (bench/fill.wgsl):
- * nonzero parameters, gradients spread over 12 octaves.
+ * parameter/gradient sets. Every configuration is warmed up for at least
+ * 300 ms first. Data are made on the GPU (bench/fill.wgsl): nonzero
+ * parameters, gradients spread over 12 octaves.
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.
@@ -457,8 +458,13 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
 async function timeSteps(
   opts: GpuOptimizer[],
 ): Promise<{ ms: number; hostMs: number; medianMs: number }> {
-  for (let i = 0; i < 3 * opts.length; i++) opts[i % opts.length].step();
-  await device.queue.onSubmittedWorkDone();
+  // Warm-up: at least 3 steps per optimizer and 300 ms of GPU work, so
+  // that clocks left low by the setup (fills, allocation) do not count.
+  const warm = performance.now();
+  do {
+    for (let i = 0; i < 3 * opts.length; i++) opts[i % opts.length].step();
+    await device.queue.onSubmittedWorkDone();
+  } while (performance.now() - warm < 300);
   const qs = device.createQuerySet({ type: "timestamp", count: 2 * steps });
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {

@@ -32,11 +32,27 @@ struct FastBlock {
   q: u32,     // the block's EF block
 }
 
-var<workgroup> info: FastBlock;
 var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> pick: vec4<u32>; // digit, count above it, count in it
 var<workgroup> bin_min: atomic<u32>;
+
+// Workgroup w's block. Every thread computes it: it depends on uniform
+// values only (read-only table, workgroup id), so no barrier is needed.
+fn block_info(w: u32) -> FastBlock {
+  var bi: FastBlock;
+  if (w < table.total_blocks) {
+    bi.seg = find_segment(w, false);
+    let s = table.segs[bi.seg];
+    let b = w - s.first_block;
+    bi.start = b * s.block;
+    bi.n = min(s.block, s.len - bi.start);
+    bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
+    bi.row = s.stage_off + b * s.k_block;
+    bi.q = ef_block(s, bi.start);
+  }
+  return bi;
+}
 
 @compute @workgroup_size(256)
 fn main(
@@ -44,23 +60,8 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let w = linear_workgroup(wid, nwg);
   wg_init(tid);
-  if (tid == 0u) {
-    var bi: FastBlock;
-    if (w < table.total_blocks) {
-      bi.seg = find_segment(w, false);
-      let s = table.segs[bi.seg];
-      let b = w - s.first_block;
-      bi.start = b * s.block;
-      bi.n = min(s.block, s.len - bi.start);
-      bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
-      bi.row = s.stage_off + b * s.k_block;
-      bi.q = ef_block(s, bi.start);
-    }
-    info = bi;
-  }
-  let blk = workgroupUniformLoad(&info);
+  let blk = block_info(linear_workgroup(wid, nwg));
   if (blk.n == 0u) { return; }
   let s = table.segs[blk.seg];
   set_code_halves(call_before_prologue());
@@ -268,11 +269,12 @@ fn main(
   let st = stats_from_scratch(keys.x, keys.y);
   let mn = bf16_value(st);
   let u = ef_unit(mn, bf16_value(st >> 16u));
+  let inv = ef_inverse(u);
   var out0 = 0u;
   var out1 = 0u;
   for (var i = 0u; i < VPT; i++) {
     if (i < nv) {
-      let code = quantize(a[i], mn, u) << ((i & 7u) * 4u);
+      let code = quantize(a[i], mn, u, inv) << ((i & 7u) * 4u);
       if (i < 8u) { out0 |= code; } else { out1 |= code; }
     }
   }

@@ -18,6 +18,8 @@
 override BF16: bool = false;
 
 const VPT: u32 = FAST_BLOCK / 256u; // coordinates (f32) or words (bf16) per thread
+// Window entries of a block per thread (2).
+const ENTRIES_PER_THREAD: u32 = (FAST_WINDOW_ENTRIES + WG_SIZE - 1u) / WG_SIZE;
 
 struct FastBlock {
   n: u32,
@@ -28,7 +30,6 @@ struct FastBlock {
   base: u32, // the block's first window entry
 }
 
-var<workgroup> info: FastBlock;
 var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, FAST_WINDOW>;
 // Entries per owner thread, then where the next one goes.
@@ -50,29 +51,31 @@ fn fast_entry(blk: FastBlock, j: u32) -> u32 {
   return ((entry & 0xffffu) << 20u) | (i << 16u) | (entry >> 16u);
 }
 
+// Workgroup w's block. Every thread computes it: it depends on uniform
+// values only (read-only table, workgroup id), so no barrier is needed.
+fn block_info(w: u32) -> FastBlock {
+  var bi: FastBlock;
+  if (w < table.total_blocks) {
+    bi.seg = find_segment(w, false);
+    let s = table.segs[bi.seg];
+    let b = w - s.first_block;
+    bi.start = b * s.block;
+    bi.n = min(s.block, s.len - bi.start);
+    bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
+    bi.row = s.stage_off + b * s.k_block;
+    bi.base = s.window_off + b * cfg.window * s.k_block;
+  }
+  return bi;
+}
+
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let w = linear_workgroup(wid, nwg);
   wg_init(tid);
-  if (tid == 0u) {
-    var bi: FastBlock;
-    if (w < table.total_blocks) {
-      bi.seg = find_segment(w, false);
-      let s = table.segs[bi.seg];
-      let b = w - s.first_block;
-      bi.start = b * s.block;
-      bi.n = min(s.block, s.len - bi.start);
-      bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
-      bi.row = s.stage_off + b * s.k_block;
-      bi.base = s.window_off + b * cfg.window * s.k_block;
-    }
-    info = bi;
-  }
-  let blk = workgroupUniformLoad(&info);
+  let blk = block_info(linear_workgroup(wid, nwg));
   if (blk.n == 0u) { return; }
   let s = table.segs[blk.seg];
   let half = arrayLength(&codes) / 2u;
@@ -88,6 +91,18 @@ fn main(
     return;
   }
 
+  // The thread's parameter words (f32: coordinates 256·i + tid; bf16: words),
+  // loaded first so that they arrive while the window is read and sorted;
+  // which of them the window touches is only known after that.
+  let h = step.param_groups[s.param_group];
+  let items = select(VPT, VPT / 2u, BF16);
+  let item_coords = select(1u, 2u, BF16);
+  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
+  var pw: array<u32, VPT>;
+  for (var i = 0u; i < items; i++) {
+    if ((i * WG_SIZE + tid) * item_coords < blk.n) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
+  }
+
   let rows = min(step.t, cfg.window);
   if (tid < rows) {
     let age = (step.t - 1u - tid) % cfg.window;
@@ -100,21 +115,27 @@ fn main(
   }
   // Count the entries of every row per owner: f32 coordinate c belongs to
   // thread c mod 256, bf16 coordinate c to the thread of word c / 2.
+  // Each thread reads its (at most ENTRIES_PER_THREAD) entries once and
+  // keeps them in registers for the scatter.
   let shift = select(0u, 1u, BF16);
   let total = rows * blk.k;
-  for (var j = tid; j < total; j += WG_SIZE) {
-    let c = fast_entry(blk, j) >> 20u;
-    atomicAdd(&owned[(c >> shift) & 255u], 1u);
+  var ent: array<u32, ENTRIES_PER_THREAD>;
+  for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
+    let j = tid + r * WG_SIZE;
+    if (j < total) {
+      ent[r] = fast_entry(blk, j);
+      atomicAdd(&owned[((ent[r] >> 20u) >> shift) & 255u], 1u);
+    }
   }
   workgroupBarrier();
   let mine = atomicLoad(&owned[tid]);
   let first = wg_scan(tid, mine).x;
   atomicStore(&owned[tid], first);
   workgroupBarrier();
-  // Read again (from the cache): cheaper than keeping them in workgroup memory.
-  for (var j = tid; j < total; j += WG_SIZE) {
-    let v = fast_entry(blk, j);
-    sorted[atomicAdd(&owned[((v >> 20u) >> shift) & 255u], 1u)] = v;
+  for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
+    if (tid + r * WG_SIZE < total) {
+      sorted[atomicAdd(&owned[((ent[r] >> 20u) >> shift) & 255u], 1u)] = ent[r];
+    }
   }
   workgroupBarrier();
   // This thread's entries by (coordinate, slot): a coordinate's slots come
@@ -131,28 +152,44 @@ fn main(
     sorted[y] = v;
   }
 
-  let h = step.param_groups[s.param_group];
-  let decay = h.wd > 0.0;
-  // Bit i: the thread's i-th coordinate (f32: c = 256·i + tid) or word
-  // (bf16: coordinates 2w, 2w + 1 with w = 256·i + tid) is in the window.
+  // Spec steps 7-8 over the thread's entries, flat: a warp runs as many
+  // iterations as its busiest thread has entries (not one round per item,
+  // which would run the slot loop for every item some lane touches). Each
+  // coordinate's M and S accumulate in slot order; its u replaces the
+  // entries already consumed (sorted[first + j] for the j-th coordinate).
+  // Bit l of `touched`: the thread's l-th coordinate is in the window (f32:
+  // c = 256·l + tid; bf16: item l / 2 = word 256·(l / 2) + tid, half l mod 2).
   let per_item = select(8u, 9u, BF16); // log2 of coordinates per item row
   var touched = 0u;
+  var done = first;
+  var m = 0.0;
+  var v2 = 0.0;
   for (var x = first; x < end; x++) {
-    touched |= 1u << (sorted[x] >> (20u + per_item));
-  }
-  let items = select(VPT, VPT / 2u, BF16);
-  let item_coords = select(1u, 2u, BF16);
-  var live = 0u;
-  for (var i = 0u; i < items; i++) {
-    if ((i * WG_SIZE + tid) * item_coords < blk.n && (decay || ((touched >> i) & 1u) == 1u)) {
-      live |= 1u << i;
+    let e = sorted[x];
+    let c = e >> 20u;
+    touched |= 1u << (((c >> per_item) * item_coords) | (c & (item_coords - 1u)));
+    let slot = (e >> 16u) & 15u;
+    let v = bf16_value(e);
+    m = fma_short(decay1[slot], v, m);
+    v2 = fma_short(decay2[slot] * v, v, v2);
+    if (x + 1u == end || (sorted[x + 1u] >> 20u) != c) {
+      sorted[done] = bitcast<u32>((step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps));
+      done++;
+      m = 0.0;
+      v2 = 0.0;
     }
   }
-  // Every load before the first store.
-  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
-  var pw: array<u32, VPT>;
+
+  // Step 9 (and weight decay) per item: the coordinates the window touches
+  // take their u in coordinate order; elsewhere u = 0 and p + (-lr)·0 = p.
+  let decay = h.wd > 0.0;
+  let item_mask = (1u << item_coords) - 1u;
+  var live = 0u;
   for (var i = 0u; i < items; i++) {
-    if (((live >> i) & 1u) == 1u) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
+    if ((i * WG_SIZE + tid) * item_coords < blk.n &&
+        (decay || ((touched >> (i * item_coords)) & item_mask) != 0u)) {
+      live |= 1u << i;
+    }
   }
   var next = first;
   for (var i = 0u; i < items; i++) {
@@ -168,20 +205,9 @@ fn main(
         p = p * h.decay;
         if (BF16) { p = bf16_round(p); }
       }
-      if (next < end && (sorted[next] >> 20u) == c) {
-        // Spec step 7 in slot order, then steps 8-9.
-        var m = 0.0;
-        var v2 = 0.0;
-        loop {
-          if (next >= end || (sorted[next] >> 20u) != c) { break; }
-          let x = sorted[next];
-          let slot = (x >> 16u) & 15u;
-          let v = bf16_value(x);
-          m = fma_short(decay1[slot], v, m);
-          v2 = fma_short(decay2[slot] * v, v, v2);
-          next++;
-        }
-        let u = (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
+      if (((touched >> (i * item_coords + half)) & 1u) == 1u) {
+        let u = bitcast<f32>(sorted[next]);
+        next++;
         if (BF16) {
           // The authors' kernel fuses this multiply-add; u is a bf16, so the
           // exact fma_short applies.

@@ -1,0 +1,158 @@
+/**
+ * kernels/ef_quant.wgsl's quantizer on the GPU against the CPU reference's
+ * (src/reference/microadam.ts, storeErrorFeedback): the code of a residual
+ * r in a block with bf16 statistics (mn, mx) is
+ * floor(f32(f32(f32(r − mn) / u) + 0.5)) clamped to 0..15, with
+ * u = f32(f32(mx − mn) / 15). The kernel takes a multiply by 1/u where that
+ * cannot change the code and the exact division elsewhere; the cases
+ * concentrate on residuals a few ulps from every rounding boundary.
+ */
+
+import assert from "node:assert/strict";
+import numeric from "../kernels/numeric.wgsl" with { type: "text" };
+import efQuant from "../kernels/ef_quant.wgsl" with { type: "text" };
+import { bf16ToNumber } from "../src/numeric/bf16.ts";
+import { readBuffer } from "../src/gpu/buffers.ts";
+import { hasExactFma } from "../src/gpu/capabilities.ts";
+import { rng, testDevice } from "./gpu_util.ts";
+
+const device = await testDevice();
+const WG = 64;
+
+// (r, mn, mx) as f32 bits -> the code.
+const HARNESS = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> inp: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x + g.y * ${WG}u * 65535u;
+  if (i >= arrayLength(&out)) { return; }
+  let r = bitcast<f32>(inp[3u * i]);
+  let mn = bitcast<f32>(inp[3u * i + 1u]);
+  let u = ef_unit(mn, bitcast<f32>(inp[3u * i + 2u]));
+  out[i] = quantize(r, mn, u, ef_inverse(u));
+}
+`;
+
+const fr = Math.fround;
+const fb = new Float32Array(1);
+const ub = new Uint32Array(fb.buffer);
+const bitsOf = (x: number) => {
+  fb[0] = x;
+  return ub[0];
+};
+const fromBits = (b: number) => {
+  ub[0] = b >>> 0;
+  return fb[0];
+};
+
+/** The CPU reference's code (storeErrorFeedback). */
+function cpuCode(r: number, mn: number, mx: number): number {
+  const u = fr(fr(mx - mn) / 15);
+  if (u === 0) return 0;
+  const q = Math.floor(fr(fr(fr(r - mn) / u) + 0.5));
+  return q < 0 ? 0 : q > 15 ? 15 : q;
+}
+
+/** The f32 `steps` bit patterns away from x (toward +inf for positive x). */
+const nudge = (x: number, steps: number) => {
+  if (x === 0) return steps > 0 ? fromBits(steps) : -fromBits(-steps);
+  return fromBits(bitsOf(x) + (x > 0 ? steps : -steps));
+};
+
+interface Case {
+  r: number;
+  mn: number;
+  mx: number;
+}
+
+function cases(): Case[] {
+  const r = rng(11);
+  const out: Case[] = [];
+  const bf16 = (lo: number, hi: number) => {
+    const e = lo + Math.floor(r() * (hi - lo + 1));
+    const bits = ((e + 127) << 7) | Math.floor(r() * 128);
+    return bf16ToNumber(bits);
+  };
+  for (let b = 0; b < 4000; b++) {
+    // Block statistics as the kernels store them: bf16 min <= 0 <= max
+    // mostly, magnitudes from tiny to large.
+    const scale = [-120, -40, -10, -3, 0, 20][b % 6];
+    let mn = -bf16(scale - 6, scale);
+    let mx = bf16(scale - 6, scale);
+    if (b % 7 === 0) mn = 0;
+    if (b % 11 === 0) mn = mx / 2; // both positive
+    if (b % 13 === 0) mx = mn; // u = 0
+    const u = fr(fr(mx - mn) / 15);
+    // Residuals a few ulps around every boundary mn + (j + 0.5)·u, random
+    // ones, the ends and zero (a kept entry).
+    for (let j = 0; j < 15; j++) {
+      const c = fr(mn + (j + 0.5) * u);
+      for (let s = -4; s <= 4; s++) out.push({ r: nudge(c, s), mn, mx });
+    }
+    for (let i = 0; i < 10; i++) {
+      out.push({ r: fr(mn + r() * (mx - mn)), mn, mx });
+    }
+    for (const x of [mn, mx, 0]) out.push({ r: x, mn, mx });
+  }
+  return out;
+}
+
+Deno.test("quantize == the CPU reference's code near every rounding boundary, at every scale, u = 0 included", async () => {
+  const all = cases();
+  const input = new Uint32Array(
+    all.flatMap((c) => [bitsOf(c.r), bitsOf(c.mn), bitsOf(c.mx)]),
+  );
+  const module = device.createShaderModule({
+    label: "ef_quant.wgsl test",
+    code: [numeric, efQuant, HARNESS].join("\n"),
+  });
+  const p = device.createComputePipeline({
+    layout: "auto",
+    compute: {
+      module,
+      entryPoint: "main",
+      constants: { EXACT_FMA: hasExactFma(device) ? 1 : 0 },
+    },
+  });
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST |
+    GPUBufferUsage.COPY_SRC;
+  const inp = device.createBuffer({ size: input.byteLength, usage });
+  const out = device.createBuffer({ size: 4 * all.length, usage });
+  device.queue.writeBuffer(inp, 0, input);
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(p);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: p.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: inp } },
+        { binding: 1, resource: { buffer: out } },
+      ],
+    }),
+  );
+  const groups = Math.ceil(all.length / WG);
+  pass.dispatchWorkgroups(Math.min(groups, 65535), Math.ceil(groups / 65535));
+  pass.end();
+  device.queue.submit([enc.finish()]);
+  const got = new Uint32Array(await readBuffer(device, out));
+  inp.destroy();
+  out.destroy();
+  let bad = 0;
+  let first = "";
+  const seen = new Set<number>();
+  all.forEach((c, i) => {
+    const want = cpuCode(c.r, c.mn, c.mx);
+    seen.add(want);
+    if (got[i] !== want && !bad++) {
+      first = `r ${c.r}, mn ${c.mn}, mx ${c.mx}: got ${got[i]}, want ${want}`;
+    }
+  });
+  console.log(`quantize: ${all.length} cases, ${bad} mismatches`);
+  assert.equal(bad, 0, `${bad} of ${all.length} differ; first: ${first}`);
+  // Every code occurs, and the boundary cases really straddle boundaries.
+  assert.equal(seen.size, 16);
+});
