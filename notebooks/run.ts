@@ -139,13 +139,10 @@ if (failures.length) {
 }
 if (!values.check) {
   await writeReadme(here);
-  // Committed as `deno fmt` writes them, so `deno fmt --check` passes.
-  const fmt = await run(Deno.execPath(), [
-    "fmt",
-    "--quiet",
-    ...names,
-    "README.md",
-  ]);
+  // The README as `deno fmt` writes it. (The notebooks are left out of
+  // `deno fmt`: Deno 2.9's check flags executed notebooks that formatting
+  // leaves byte for byte the same.)
+  const fmt = await run(Deno.execPath(), ["fmt", "--quiet", "README.md"]);
   if (!fmt.ok) throw new Error(`deno fmt failed:\n${fmt.stderr}`);
   console.log("notebooks/README.md rewritten from the executed notebooks");
 } else {
