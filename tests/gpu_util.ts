@@ -13,7 +13,15 @@ let shared: Promise<GPUDevice> | undefined;
 
 /** The test process's device (fails the test when there is no adapter: nothing is skipped). */
 export function testDevice(): Promise<GPUDevice> {
-  return shared ??= requestDevice();
+  if (!shared) {
+    shared = requestDevice();
+    if (Deno.env.get("TEARDOWN")) {
+      globalThis.addEventListener("unload", () => {
+        shared?.then((d) => d.destroy());
+      });
+    }
+  }
+  return shared;
 }
 
 /** Usage of a tensor buffer in tests: storage plus both copy directions. */
