@@ -52,6 +52,12 @@ export class CheckpointError extends Error {
   override name = "CheckpointError";
 }
 
+/** A data file is missing, unreadable or not what it should be; the message names the file. */
+export class DatasetError extends Error {
+  /** Error name, for logs. */
+  override name = "DatasetError";
+}
+
 /**
  * Formats a value for an error message: numbers as written, strings quoted,
  * everything else through JSON.

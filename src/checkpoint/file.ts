@@ -8,7 +8,11 @@
 import { dirname } from "node:path";
 import { CheckpointError } from "../errors.ts";
 import type { OptimizerState } from "../core/state.ts";
-import { decodeCheckpoint, encodeCheckpoint } from "./format.ts";
+import {
+  type CheckpointExtras,
+  decodeCheckpointWithExtras,
+  encodeCheckpoint,
+} from "./format.ts";
 
 /**
  * Writes `bytes` to `path` atomically: into a uniquely named temp file in the
@@ -82,7 +86,8 @@ export async function writeFileAtomic(
 }
 
 /**
- * Encodes `state` and writes it to `path` atomically.
+ * Encodes `state` (with `extras`: parameters and metadata, see
+ * {@link encodeCheckpoint}) and writes it to `path` atomically.
  *
  * @throws {CheckpointError} If the state cannot be encoded exactly.
  * @throws {Error} If the file cannot be written (the old file is kept).
@@ -104,8 +109,9 @@ export async function writeFileAtomic(
 export async function saveCheckpoint(
   path: string,
   state: OptimizerState,
+  extras: CheckpointExtras = {},
 ): Promise<void> {
-  await writeFileAtomic(path, encodeCheckpoint(state));
+  await writeFileAtomic(path, encodeCheckpoint(state, extras));
 }
 
 /**
@@ -128,6 +134,27 @@ export async function saveCheckpoint(
  * ```
  */
 export async function loadCheckpoint(path: string): Promise<OptimizerState> {
+  return (await readCheckpointFile(path)).state;
+}
+
+/**
+ * Reads and decodes the checkpoint at `path` with its parameters and
+ * metadata (see {@link decodeCheckpointWithExtras}); errors as
+ * {@link loadCheckpoint}.
+ *
+ * @example
+ * ```ts
+ * import { readCheckpointFile, saveCheckpoint } from "./file.ts";
+ * const dir = await Deno.makeTempDir();
+ * const state = { optimizer: "Adam", config: {}, step: 0, calls: 0, skipped: 0, ring: 0, tensors: [] };
+ * await saveCheckpoint(`${dir}/a.ckpt`, state, { meta: { note: "hi" } });
+ * console.log((await readCheckpointFile(`${dir}/a.ckpt`)).meta); // { note: "hi" }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function readCheckpointFile(
+  path: string,
+): Promise<ReturnType<typeof decodeCheckpointWithExtras>> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -138,7 +165,7 @@ export async function loadCheckpoint(path: string): Promise<OptimizerState> {
     throw e;
   }
   try {
-    return decodeCheckpoint(bytes);
+    return decodeCheckpointWithExtras(bytes);
   } catch (e) {
     // Prefix the path so a failed resume says which file was bad.
     if (e instanceof CheckpointError) {
