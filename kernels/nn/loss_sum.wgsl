@@ -1,12 +1,13 @@
-// Adds a batch's summed row losses, correct predictions and row count
-// (the first batch.valid rows) to running totals: metrics[0] is an f32 loss
-// sum (bits), metrics[1] the correct count, metrics[2] the row count. One
-// workgroup; the host reads and clears the totals when it reports.
+// Totals of one batch, written to slot batch.slot of a table of them: the
+// summed row losses (f32 bits), the correct predictions and the row count
+// over the first batch.valid rows. The host reads a run of slots at once and
+// sums them in order in f64, so the totals do not depend on when it reads.
+// One workgroup.
 
 @group(0) @binding(0) var<uniform> batch: Batch;
 @group(0) @binding(1) var<storage, read> row_loss: array<f32>;
 @group(0) @binding(2) var<storage, read> row_correct: array<u32>;
-@group(0) @binding(3) var<storage, read_write> metrics: array<u32>;
+@group(0) @binding(3) var<storage, read_write> totals: array<u32>;
 
 const THREADS: u32 = 256u;
 var<workgroup> loss_part: array<f32, THREADS>;
@@ -30,9 +31,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     workgroupBarrier();
   }
-  if (lid == 0u) {
-    metrics[0] = bitcast<u32>(bitcast<f32>(metrics[0]) + loss_part[0]);
-    metrics[1] += correct_part[0];
-    metrics[2] += batch.valid;
+  if (lid == 0u && 3u * batch.slot + 2u < arrayLength(&totals)) {
+    totals[3u * batch.slot] = bitcast<u32>(loss_part[0]);
+    totals[3u * batch.slot + 1u] = correct_part[0];
+    totals[3u * batch.slot + 2u] = batch.valid;
   }
 }

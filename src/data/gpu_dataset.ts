@@ -32,9 +32,10 @@ export interface BatchInput {
   rows: number;
   /**
    * Selects the batch of the next submit: `valid` samples from position
-   * `start` of the current order (`valid < rows` for a last, partial batch).
+   * `start` of the current order (`valid < rows` for a last, partial batch),
+   * its loss totals going to entry `slot` of the loss's table.
    */
-  select(start: number, valid: number): void;
+  select(start: number, valid: number, slot?: number): void;
 }
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
@@ -129,7 +130,7 @@ export class GpuDataset {
   input(graph: Graph, rows: number): BatchInput {
     const x = graph.value([rows, this.features], { label: "input" });
     const labels = graph.buffer(4 * rows, "labels");
-    const batch = graph.uniform(BATCH, { start: 0, valid: rows });
+    const batch = graph.uniform(BATCH, { start: 0, valid: rows, slot: 0 });
     const pipeline = nnPipeline(graph.device, "gatherRows");
     const dims = graph.uniform(GATHER_DIMS, {
       rows,
@@ -162,7 +163,7 @@ export class GpuDataset {
       labels,
       batch,
       rows,
-      select(start: number, valid: number) {
+      select(start: number, valid: number, slot = 0) {
         if (
           !Number.isInteger(start) || !Number.isInteger(valid) || valid < 1 ||
           valid > rows || start < 0 || start + valid > count
@@ -171,7 +172,7 @@ export class GpuDataset {
             `select: batch [${start}, ${start + valid}) of ${valid} rows does not fit ${rows} rows and ${count} samples`,
           );
         }
-        queue.writeBuffer(batch, 0, BATCH.pack({ start, valid }));
+        queue.writeBuffer(batch, 0, BATCH.pack({ start, valid, slot }));
       },
     };
   }

@@ -206,6 +206,7 @@ export class Graph {
     shape: readonly number[],
     options: { requiresGrad?: boolean; label?: string } = {},
   ): Value {
+    this.#assertOpen();
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 1) {
         throw new TensorMismatchError(

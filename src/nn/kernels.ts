@@ -134,11 +134,14 @@ export const MATRIX_DIMS = new Struct("MatrixDims", [
 /**
  * The minibatch a data loader selected, written before each submit:
  * `valid` rows starting at `start` in the order; rows past `valid` (a last,
- * partial batch) are zero and ignored by the loss.
+ * partial batch) are zero and ignored by the loss. `slot` is where the
+ * loss writes this batch's totals, so that the host can read many batches'
+ * totals at once and sum them in order.
  */
 export const BATCH = new Struct("Batch", [
   ["start", "u32"],
   ["valid", "u32"],
+  ["slot", "u32"],
 ] as const);
 
 /** How a data set's u8 rows become f32 inputs: `(byte / 255 − mean) · inv_std`. */

@@ -8,6 +8,7 @@
  */
 
 import { InvalidOptionError, TensorMismatchError } from "../errors.ts";
+import { readRanges } from "../gpu/buffers.ts";
 import type { Dispatch, Graph, GradTarget } from "./graph.ts";
 import { Value } from "./graph.ts";
 import {
@@ -462,14 +463,17 @@ export function activation(x: Value, kind: ActivationKind): Value {
   return out;
 }
 
-/** Running totals of a classification loss, on the GPU. */
+/** Per-batch totals of a classification loss, on the GPU. */
 export interface LossTotals {
   /**
-   * Three u32 words: the f32 bits of the summed row losses, the count of
-   * correct predictions, the count of rows, added to at every pass. Clear
-   * it (e.g. `encoder.clearBuffer`) to start over.
+   * A table of `slots` entries of three u32 words: the f32 bits of a batch's
+   * summed row losses, its correct predictions, its row count. Each pass
+   * writes the entry of the `slot` in its batch uniform; read them with
+   * {@link readLossTotals}.
    */
   totals: GPUBuffer;
+  /** Entries in the table. */
+  slots: number;
 }
 
 /**
@@ -477,8 +481,9 @@ export interface LossTotals {
  * (u32 per row) over the first `valid` rows of the batch (from the `batch`
  * uniform, see `BATCH` in `./kernels.ts`), averaged over them. The loss must
  * be the graph's last op: in a training graph its kernel writes the logits'
- * gradient at once. Each pass adds the summed loss, the correct predictions
- * (first maximum equal to the label) and the row count to `totals`.
+ * gradient at once. Each pass writes the batch's summed loss, correct
+ * predictions (first maximum equal to the label) and row count to entry
+ * `slot` of the returned table.
  *
  * @example
  * ```ts
@@ -489,8 +494,9 @@ export interface LossTotals {
  * const device = await requestDevice();
  * const g = new Graph(device, { backward: false });
  * const labels = g.buffer(8, "labels");
- * const { totals } = softmaxCrossEntropy(g.value([2, 10]), labels, g.uniform(BATCH, { start: 0, valid: 2 }));
- * console.log(totals.size); // 12
+ * const batch = g.uniform(BATCH, { start: 0, valid: 2, slot: 0 });
+ * const { totals } = softmaxCrossEntropy(g.value([2, 10]), labels, batch, 4);
+ * console.log(totals.size); // 48
  * device.destroy();
  * ```
  */
@@ -498,6 +504,7 @@ export function softmaxCrossEntropy(
   logits: Value,
   labels: GPUBuffer,
   batch: GPUBuffer,
+  slots = 1,
 ): LossTotals {
   const graph = logits.graph;
   if (logits.shape.length !== 2) {
@@ -511,7 +518,12 @@ export function softmaxCrossEntropy(
   const withGrad = graph.backward && logits.requiresGrad;
   const rowLoss = graph.buffer(4 * rows, "row loss");
   const rowCorrect = graph.buffer(4 * rows, "row correct");
-  const totals = graph.buffer(12, "loss totals");
+  if (!Number.isInteger(slots) || slots < 1) {
+    throw new InvalidOptionError(
+      `softmaxCrossEntropy slots: expected an integer >= 1, got ${slots}`,
+    );
+  }
+  const totals = graph.buffer(12 * slots, "loss totals");
   const xent = nnPipeline(graph.device, "softmaxCrossEntropy", {
     WITH_GRAD: withGrad ? 1 : 0,
   });
@@ -553,5 +565,45 @@ export function softmaxCrossEntropy(
       return []; // the forward kernel wrote the gradient
     },
   });
-  return { totals };
+  return { totals, slots };
+}
+
+/** Summed loss, correct predictions and rows of a batch (or of several). */
+export interface Totals {
+  /** Sum of the row losses. */
+  loss: number;
+  /** Correct predictions. */
+  correct: number;
+  /** Rows. */
+  count: number;
+}
+
+/**
+ * Reads entries `[0, n)` of a loss-totals table (one submit and map), one
+ * {@link Totals} per batch: the caller sums them in the order it chooses, so
+ * that sums do not depend on when they were read.
+ */
+export async function readLossTotals(
+  device: GPUDevice,
+  table: LossTotals,
+  n: number,
+): Promise<Totals[]> {
+  if (!Number.isInteger(n) || n < 0 || n > table.slots) {
+    throw new InvalidOptionError(
+      `readLossTotals: expected 0..${table.slots} entries, got ${n}`,
+    );
+  }
+  if (n === 0) return [];
+  const [bytes] = await readRanges(device, [{
+    buffer: table.totals,
+    offset: 0,
+    size: 12 * n,
+  }]);
+  const u32 = new Uint32Array(bytes.buffer, bytes.byteOffset, 3 * n);
+  const f32 = new Float32Array(bytes.buffer, bytes.byteOffset, 3 * n);
+  return Array.from({ length: n }, (_, i) => ({
+    loss: f32[3 * i],
+    correct: u32[3 * i + 1],
+    count: u32[3 * i + 2],
+  }));
 }
