@@ -370,7 +370,8 @@ function suggestion(name: string, candidates: readonly string[]): string {
 }
 
 /**
- * Checks `value` for `key`; `where` says where it came from.
+ * Checks `value` for `key`; `where` says where it came from, `shown` is
+ * what the user wrote (a flag's text).
  *
  * @throws {InvalidOptionError} Naming the key, the place and what was expected.
  */
@@ -378,11 +379,12 @@ export function checkValue(
   key: ConfigKey,
   value: unknown,
   where: string,
+  shown: unknown = value,
 ): unknown {
   const r = SCHEMA[key].check(value);
   if (!r.ok) {
     throw new InvalidOptionError(
-      `${where}: ${key} must be ${r.expected}, got ${JSON.stringify(value)}`,
+      `${where}: ${key} must be ${r.expected}, got ${JSON.stringify(shown)}`,
     );
   }
   return r.value;
@@ -561,7 +563,7 @@ export async function parseCommandLine(
     if (raw === undefined) continue;
     const value = typeof raw === "boolean" ? raw : SCHEMA[k].fromString(raw);
     const out = { ...config } as Record<string, unknown>;
-    out[k] = checkValue(k, value, flagOf(k));
+    out[k] = checkValue(k, value, flagOf(k), raw);
     config = out as unknown as TrainConfig;
     given.add(k);
   }
