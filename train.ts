@@ -122,7 +122,11 @@ async function main(): Promise<number> {
   const started = performance.now();
   const result = await trainer.train({
     async onLog(r) {
-      await metrics?.write({ ...r, optimizer: config.optimizer, seed: config.seed });
+      await metrics?.write({
+        ...r,
+        optimizer: config.optimizer,
+        seed: config.seed,
+      });
       bar?.update(r.step, {
         epoch: r.epoch,
         loss: r.loss,
@@ -131,7 +135,11 @@ async function main(): Promise<number> {
       });
     },
     async onEpoch(r) {
-      await metrics?.write({ ...r, optimizer: config.optimizer, seed: config.seed });
+      await metrics?.write({
+        ...r,
+        optimizer: config.optimizer,
+        seed: config.seed,
+      });
       if (!bar) {
         console.log(
           `epoch ${r.epoch}: train loss ${r.train_loss.toFixed(4)}, test loss ${
@@ -168,7 +176,9 @@ async function main(): Promise<number> {
   console.log(
     [
       result.interrupted
-        ? `interrupted at step ${fmt(result.steps)} of ${fmt(trainer.totalSteps)}${
+        ? `interrupted at step ${fmt(result.steps)} of ${
+          fmt(trainer.totalSteps)
+        }${
           config.checkpoint
             ? `; continue with --resume ${config.checkpoint}`
             : " (no --checkpoint given: nothing saved)"

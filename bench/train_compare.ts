@@ -273,11 +273,11 @@ function ablationTable(results: RunRecord[]): string {
     const s = { ...r.settings };
     delete s.seed;
     rows.push(
-      `| ${
-        Object.entries(s).map(([k, x]) => `${k} ${x}`).join(", ")
-      } | ${pct(r.test_accuracy)} | ${
-        r.state_bytes.toLocaleString("en-US")
-      } | ${(r.state_bytes / r.params).toFixed(3)} |`,
+      `| ${Object.entries(s).map(([k, x]) => `${k} ${x}`).join(", ")} | ${
+        pct(r.test_accuracy)
+      } | ${r.state_bytes.toLocaleString("en-US")} | ${
+        (r.state_bytes / r.params).toFixed(3)
+      } |`,
     );
   }
   return rows.join("\n");
@@ -306,7 +306,9 @@ async function timePhase(results: RunRecord[]): Promise<void> {
     console.log(
       `| ${OPTIMIZER_NAMES[opt]} | ${t.modelMs.toFixed(3)} | ${
         t.optimizerMs.toFixed(3)
-      } | ${(100 * t.optimizerMs / (t.modelMs + t.optimizerMs)).toFixed(1)} % |`,
+      } | ${
+        (100 * t.optimizerMs / (t.modelMs + t.optimizerMs)).toFixed(1)
+      } % |`,
     );
   }
 }
@@ -335,7 +337,11 @@ async function main(): Promise<void> {
     );
     for (const opt of OPTS) {
       for (const lr of GRID) {
-        await run("tune", { optimizer: opt, lr, epochs: TUNE_EPOCHS, seed: 1 }, results);
+        await run(
+          "tune",
+          { optimizer: opt, lr, epochs: TUNE_EPOCHS, seed: 1 },
+          results,
+        );
       }
     }
     console.log(`\n${tuneTable(results)}`);
@@ -350,7 +356,11 @@ async function main(): Promise<void> {
             `no lr for ${opt}: run --phase tune first or pass --lr-${opt}`,
           );
         }
-        await run("final", { optimizer: opt, lr, epochs: EPOCHS, seed }, results);
+        await run(
+          "final",
+          { optimizer: opt, lr, epochs: EPOCHS, seed },
+          results,
+        );
       }
     }
     console.log(`\n${finalTable(results)}`);
@@ -361,16 +371,25 @@ async function main(): Promise<void> {
     if (lrM === undefined || lrA === undefined) {
       throw new RangeError("ablate needs the tuned lrs of microadam and adamw");
     }
-    const base = { optimizer: "microadam" as const, lr: lrM, epochs: EPOCHS, seed: 1 };
-    console.log(`\n== ablate: MicroAdam at lr ${lrM}, ${EPOCHS} epochs, seed 1`);
-    for (const s of [
-      { density: 0.005 },
-      { density: 0.02 },
-      { density: 0.05 },
-      { window: 5 },
-      { window: 20 },
-      { dtype: "bf16" as const },
-    ]) {
+    const base = {
+      optimizer: "microadam" as const,
+      lr: lrM,
+      epochs: EPOCHS,
+      seed: 1,
+    };
+    console.log(
+      `\n== ablate: MicroAdam at lr ${lrM}, ${EPOCHS} epochs, seed 1`,
+    );
+    for (
+      const s of [
+        { density: 0.005 },
+        { density: 0.02 },
+        { density: 0.05 },
+        { window: 5 },
+        { window: 20 },
+        { dtype: "bf16" as const },
+      ]
+    ) {
       await run("ablate", { ...base, ...s }, results);
     }
     console.log(`\n${ablationTable(results)}`);

@@ -19,7 +19,11 @@ import { pixelStats, subset } from "../src/data/images.ts";
 import { syntheticImageData } from "../src/data/synthetic.ts";
 
 /** IDX bytes: magic 0x0000TTNN, big-endian dimensions, then the data. */
-function idx(dims: number[], data: Uint8Array, type = 0x08): Uint8Array<ArrayBuffer> {
+function idx(
+  dims: number[],
+  data: Uint8Array,
+  type = 0x08,
+): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(4 + 4 * dims.length + data.length);
   const view = new DataView(out.buffer);
   out[2] = type;
@@ -29,8 +33,12 @@ function idx(dims: number[], data: Uint8Array, type = 0x08): Uint8Array<ArrayBuf
   return out;
 }
 
-async function gzip(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
-  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"));
+async function gzip(
+  bytes: Uint8Array<ArrayBuffer>,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const stream = new Blob([bytes]).stream().pipeThrough(
+    new CompressionStream("gzip"),
+  );
   return await new Response(stream).bytes();
 }
 
@@ -42,7 +50,10 @@ function throwsData(fn: () => unknown, pattern: RegExp): void {
   });
 }
 
-async function rejectsData(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+async function rejectsData(
+  p: Promise<unknown>,
+  pattern: RegExp,
+): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
     assert.ok(e instanceof DatasetError, `not a DatasetError: ${e}`);
     assert.match(e.message, pattern);
@@ -61,14 +72,33 @@ Deno.test("parseIdx: labels and images of unsigned bytes", () => {
 });
 
 Deno.test("parseIdx: broken files name the file and the problem", () => {
-  throwsData(() => parseIdx(new Uint8Array([0, 0]), "short.idx"), /short\.idx: not an IDX file: 2 bytes/);
+  throwsData(
+    () => parseIdx(new Uint8Array([0, 0]), "short.idx"),
+    /short\.idx: not an IDX file: 2 bytes/,
+  );
   const bad = idx([1], new Uint8Array([1]));
   bad[0] = 0x50; // e.g. a PNG or text file
-  throwsData(() => parseIdx(bad, "x.idx"), /x\.idx: not an IDX file: magic number 0x50000801/);
-  throwsData(() => parseIdx(idx([1], new Uint8Array(4), 0x0d), "f.idx"), /f\.idx: IDX values of type 0x0d \(f32\); only unsigned bytes/);
-  throwsData(() => parseIdx(idx([4, 28, 28], new Uint8Array(0)).subarray(0, 10), "h.idx"), /h\.idx: truncated IDX header: 3 dimensions need 16 bytes, the file has 10/);
-  throwsData(() => parseIdx(idx([5], new Uint8Array(4)), "t.idx"), /t\.idx: IDX size mismatch: dimensions \[5\] need 5 bytes of data, the file has 4 \(truncated\?\)/);
-  throwsData(() => parseIdx(idx([3], new Uint8Array(4)), "x.idx"), /need 3 bytes of data, the file has 4 \(trailing bytes\)/);
+  throwsData(
+    () => parseIdx(bad, "x.idx"),
+    /x\.idx: not an IDX file: magic number 0x50000801/,
+  );
+  throwsData(
+    () => parseIdx(idx([1], new Uint8Array(4), 0x0d), "f.idx"),
+    /f\.idx: IDX values of type 0x0d \(f32\); only unsigned bytes/,
+  );
+  throwsData(
+    () =>
+      parseIdx(idx([4, 28, 28], new Uint8Array(0)).subarray(0, 10), "h.idx"),
+    /h\.idx: truncated IDX header: 3 dimensions need 16 bytes, the file has 10/,
+  );
+  throwsData(
+    () => parseIdx(idx([5], new Uint8Array(4)), "t.idx"),
+    /t\.idx: IDX size mismatch: dimensions \[5\] need 5 bytes of data, the file has 4 \(truncated\?\)/,
+  );
+  throwsData(
+    () => parseIdx(idx([3], new Uint8Array(4)), "x.idx"),
+    /need 3 bytes of data, the file has 4 \(trailing bytes\)/,
+  );
   const zeroDims = idx([], new Uint8Array(0));
   throwsData(() => parseIdx(zeroDims, "z.idx"), /not an IDX file/);
 });
@@ -79,13 +109,25 @@ Deno.test("readIdx: gzipped and plain files; missing files and bad gzip are Data
     const raw = idx([2], new Uint8Array([3, 4]));
     await Deno.writeFile(`${dir}/a.idx`, raw);
     await Deno.writeFile(`${dir}/a.idx.gz`, await gzip(raw));
-    assert.deepEqual((await readIdx(`${dir}/a.idx`)).data, new Uint8Array([3, 4]));
-    assert.deepEqual((await readIdx(`${dir}/a.idx.gz`)).data, new Uint8Array([3, 4]));
-    await rejectsData(readIdx(`${dir}/none.gz`), /none\.gz: cannot read it \(no such file\)/);
+    assert.deepEqual(
+      (await readIdx(`${dir}/a.idx`)).data,
+      new Uint8Array([3, 4]),
+    );
+    assert.deepEqual(
+      (await readIdx(`${dir}/a.idx.gz`)).data,
+      new Uint8Array([3, 4]),
+    );
+    await rejectsData(
+      readIdx(`${dir}/none.gz`),
+      /none\.gz: cannot read it \(no such file\)/,
+    );
     const broken = (await gzip(raw)).slice(0, 12); // gzip magic, stream cut short
     await Deno.writeFile(`${dir}/cut.gz`, broken);
     await rejectsData(readIdx(`${dir}/cut.gz`), /cut\.gz: not valid gzip data/);
-    await rejectsData(gunzip(new Uint8Array([0x1f, 0x8b, 1, 2, 3]), "tiny.gz"), /tiny\.gz: not valid gzip/);
+    await rejectsData(
+      gunzip(new Uint8Array([0x1f, 0x8b, 1, 2, 3]), "tiny.gz"),
+      /tiny\.gz: not valid gzip/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -94,17 +136,30 @@ Deno.test("readIdx: gzipped and plain files; missing files and bad gzip are Data
 /** Writes a small Fashion-MNIST folder; `edit` may break one file. */
 async function writeSet(
   dir: string,
-  edit: (name: string, parts: { dims: number[]; data: Uint8Array }) => void = () => {},
+  edit: (name: string, parts: { dims: number[]; data: Uint8Array }) => void =
+    () => {},
 ): Promise<void> {
   const files: Record<string, { dims: number[]; data: Uint8Array }> = {
-    "train-images-idx3-ubyte": { dims: [6, 28, 28], data: new Uint8Array(6 * 784).map((_, i) => i % 251) },
-    "train-labels-idx1-ubyte": { dims: [6], data: new Uint8Array([0, 1, 2, 9, 8, 7]) },
-    "t10k-images-idx3-ubyte": { dims: [2, 28, 28], data: new Uint8Array(2 * 784).fill(200) },
+    "train-images-idx3-ubyte": {
+      dims: [6, 28, 28],
+      data: new Uint8Array(6 * 784).map((_, i) => i % 251),
+    },
+    "train-labels-idx1-ubyte": {
+      dims: [6],
+      data: new Uint8Array([0, 1, 2, 9, 8, 7]),
+    },
+    "t10k-images-idx3-ubyte": {
+      dims: [2, 28, 28],
+      data: new Uint8Array(2 * 784).fill(200),
+    },
     "t10k-labels-idx1-ubyte": { dims: [2], data: new Uint8Array([5, 4]) },
   };
   for (const [name, parts] of Object.entries(files)) {
     edit(name, parts);
-    await Deno.writeFile(`${dir}/${name}.gz`, await gzip(idx(parts.dims, parts.data)));
+    await Deno.writeFile(
+      `${dir}/${name}.gz`,
+      await gzip(idx(parts.dims, parts.data)),
+    );
   }
 }
 
@@ -120,12 +175,39 @@ Deno.test("loadFashionMnist: a valid folder loads; each broken file is named wit
     assert.equal(data.train.images[785], 785 % 251);
     assert.equal(data.synthetic, false);
 
-    const cases: [string, (n: string, p: { dims: number[]; data: Uint8Array }) => void, RegExp][] = [
-      ["label 10", (n, p) => { if (n === "train-labels-idx1-ubyte") p.data[3] = 10; }, /train-labels-idx1-ubyte\.gz: label 10 at index 3 is outside 0\.\.9/],
-      ["count mismatch", (n, p) => { if (n === "t10k-labels-idx1-ubyte") { p.dims = [3]; p.data = new Uint8Array(3); } }, /t10k-labels-idx1-ubyte\.gz: 3 labels for the 2 images/],
-      ["image size", (n, p) => { if (n === "train-images-idx3-ubyte") { p.dims = [6, 32, 32]; p.data = new Uint8Array(6 * 1024); } }, /train-images-idx3-ubyte\.gz: expected 28×28 images, got 32×32/],
-      ["swapped", (n, p) => { if (n === "t10k-images-idx3-ubyte") { p.dims = [2]; p.data = new Uint8Array(2); } }, /t10k-images-idx3-ubyte\.gz: expected images of 3 dimensions .* \(is it a labels file\?\)/],
-      ["truncated", (n, p) => { if (n === "train-images-idx3-ubyte") p.data = p.data.subarray(0, 100); }, /train-images-idx3-ubyte\.gz: IDX size mismatch/],
+    const cases: [
+      string,
+      (n: string, p: { dims: number[]; data: Uint8Array }) => void,
+      RegExp,
+    ][] = [
+      ["label 10", (n, p) => {
+        if (n === "train-labels-idx1-ubyte") p.data[3] = 10;
+      }, /train-labels-idx1-ubyte\.gz: label 10 at index 3 is outside 0\.\.9/],
+      ["count mismatch", (n, p) => {
+        if (n === "t10k-labels-idx1-ubyte") {
+          p.dims = [3];
+          p.data = new Uint8Array(3);
+        }
+      }, /t10k-labels-idx1-ubyte\.gz: 3 labels for the 2 images/],
+      ["image size", (n, p) => {
+        if (n === "train-images-idx3-ubyte") {
+          p.dims = [6, 32, 32];
+          p.data = new Uint8Array(6 * 1024);
+        }
+      }, /train-images-idx3-ubyte\.gz: expected 28×28 images, got 32×32/],
+      [
+        "swapped",
+        (n, p) => {
+          if (n === "t10k-images-idx3-ubyte") {
+            p.dims = [2];
+            p.data = new Uint8Array(2);
+          }
+        },
+        /t10k-images-idx3-ubyte\.gz: expected images of 3 dimensions .* \(is it a labels file\?\)/,
+      ],
+      ["truncated", (n, p) => {
+        if (n === "train-images-idx3-ubyte") p.data = p.data.subarray(0, 100);
+      }, /train-images-idx3-ubyte\.gz: IDX size mismatch/],
     ];
     for (const [what, edit, pattern] of cases) {
       const sub = `${dir}/${what.replaceAll(" ", "_")}`;
@@ -135,14 +217,18 @@ Deno.test("loadFashionMnist: a valid folder loads; each broken file is named wit
     }
     await Deno.remove(`${dir}/t10k-labels-idx1-ubyte.gz`);
     assert.equal(await hasFashionMnist(dir), false);
-    await rejectsData(loadFashionMnist(dir), /Fashion-MNIST not found: .*t10k-labels-idx1-ubyte\.gz .* does not exist\. Install it with `apt-get install dataset-fashion-mnist`/);
+    await rejectsData(
+      loadFashionMnist(dir),
+      /Fashion-MNIST not found: .*t10k-labels-idx1-ubyte\.gz .* does not exist\. Install it with `apt-get install dataset-fashion-mnist`/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test({
-  name: "the system's Fashion-MNIST (when installed): 60,000 + 10,000 images, 6,000 and 1,000 per class, pixel statistics",
+  name:
+    "the system's Fashion-MNIST (when installed): 60,000 + 10,000 images, 6,000 and 1,000 per class, pixel statistics",
   ignore: !(await hasFashionMnist()),
   async fn() {
     const data = await loadFashionMnist(FASHION_MNIST_DIR);
@@ -157,7 +243,10 @@ Deno.test({
     assert.deepEqual(perClass(data.test.labels), new Array(10).fill(1000));
     // Published statistics of the training pixels: mean 0.2860, std 0.3530.
     const { mean, std } = pixelStats(data.train);
-    assert.ok(Math.abs(mean - 0.2860) < 1e-4 && Math.abs(std - 0.3530) < 1e-4, `${mean} ${std}`);
+    assert.ok(
+      Math.abs(mean - 0.2860) < 1e-4 && Math.abs(std - 0.3530) < 1e-4,
+      `${mean} ${std}`,
+    );
   },
 });
 
@@ -173,5 +262,8 @@ Deno.test("synthetic data: deterministic per seed, labels in range, and subsets 
   assert.equal(s.count, 20);
   assert.deepEqual(s.labels, a.train.labels.subarray(0, 20));
   assert.equal(subset(a.train, 1000), a.train);
-  assert.throws(() => syntheticImageData({ train: 0 }), /train: expected an image count >= 1/);
+  assert.throws(
+    () => syntheticImageData({ train: 0 }),
+    /train: expected an image count >= 1/,
+  );
 });

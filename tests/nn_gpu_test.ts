@@ -12,7 +12,12 @@ import { readBuffer } from "../src/gpu/buffers.ts";
 import { fromBf16Array, toBf16Array } from "../src/numeric/bf16.ts";
 import { readTensor, writeTensor } from "../src/gpu/tensor_io.ts";
 import { encodeDispatch, Graph, type Value } from "../src/nn/graph.ts";
-import { BATCH, LENGTH, nnKernelSource, nnPipeline } from "../src/nn/kernels.ts";
+import {
+  BATCH,
+  LENGTH,
+  nnKernelSource,
+  nnPipeline,
+} from "../src/nn/kernels.ts";
 import { mlp } from "../src/nn/layers.ts";
 import {
   activation,
@@ -36,7 +41,11 @@ import { rng, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 
-function random(n: number, r: () => number, scale = 1): Float32Array<ArrayBuffer> {
+function random(
+  n: number,
+  r: () => number,
+  scale = 1,
+): Float32Array<ArrayBuffer> {
   return Float32Array.from({ length: n }, () => (2 * r() - 1) * scale);
 }
 
@@ -60,7 +69,9 @@ function run(g: Graph): void {
 /** Max |gpu − cpu| / (max |cpu| over the array), a scale-aware error. */
 function scaledError(gpu: ArrayLike<number>, cpu: ArrayLike<number>): number {
   let scale = 1e-30;
-  for (let i = 0; i < cpu.length; i++) scale = Math.max(scale, Math.abs(cpu[i]));
+  for (let i = 0; i < cpu.length; i++) {
+    scale = Math.max(scale, Math.abs(cpu[i]));
+  }
   let worst = 0;
   for (let i = 0; i < cpu.length; i++) {
     worst = Math.max(worst, Math.abs(gpu[i] - cpu[i]) / scale);
@@ -127,8 +138,14 @@ for (const vec4 of [true, false]) {
             { m: mm, n: nn, k, transA, transB },
             want,
           );
-          const err = scaledError(got.subarray(z * mm * nn, (z + 1) * mm * nn), want);
-          assert.ok(err < 1e-5, `transA ${transA} transB ${transB} batch ${z}: ${err}`);
+          const err = scaledError(
+            got.subarray(z * mm * nn, (z + 1) * mm * nn),
+            want,
+          );
+          assert.ok(
+            err < 1e-5,
+            `transA ${transA} transB ${transB} batch ${z}: ${err}`,
+          );
         }
         g.dispose();
       }
@@ -166,12 +183,20 @@ Deno.test("activations on the GPU: forward and backward (overwriting and accumul
       encodeDispatch(pass, {
         label: "bwd",
         pipeline: pipe,
-        bindGroup: g.bindGroup(pipe, [g.uniform(LENGTH, { length: n }), x.data, dy, dx]),
+        bindGroup: g.bindGroup(pipe, [
+          g.uniform(LENGTH, { length: n }),
+          x.data,
+          dy,
+          dx,
+        ]),
         workgroups: g.grid(n),
       });
       pass.end();
       device.queue.submit([enc.finish()]);
-      const want = Float64Array.from(X, (v, i) => DY[i] * activateGrad(v, kind) + (accumulate ? 0.25 : 0));
+      const want = Float64Array.from(
+        X,
+        (v, i) => DY[i] * activateGrad(v, kind) + (accumulate ? 0.25 : 0),
+      );
       const err = scaledError(await read(dx, n), want);
       // f32 tanh (GELU) is accurate to a few ulps, not to the last bit.
       assert.ok(err < 1e-5, `${kind} accumulate ${accumulate}: ${err}`);
@@ -196,12 +221,21 @@ Deno.test("softmax cross-entropy on the GPU: row losses, first-maximum accuracy,
   const table = softmaxCrossEntropy(z, lab, batch, 3);
   g.finish();
   run(g);
-  const cpu = softmaxCrossEntropyCpu(Float64Array.from(Z), labels, rows, cols, valid);
+  const cpu = softmaxCrossEntropyCpu(
+    Float64Array.from(Z),
+    labels,
+    rows,
+    cols,
+    valid,
+  );
   const [s0, s1, s2] = await readLossTotals(device, table, 3);
   assert.deepEqual([s0.count, s1.count], [0, 0]); // untouched slots
   assert.equal(s2.count, valid);
   assert.equal(s2.correct, cpu.correct);
-  assert.ok(Math.abs(s2.loss / valid - cpu.loss) < 1e-5 * cpu.loss, `${s2.loss / valid} vs ${cpu.loss}`);
+  assert.ok(
+    Math.abs(s2.loss / valid - cpu.loss) < 1e-5 * cpu.loss,
+    `${s2.loss / valid} vs ${cpu.loss}`,
+  );
   const err = scaledError(await read(z.grad, rows * cols), cpu.dlogits);
   assert.ok(err < 1e-5, `dlogits ${err}`);
   await assert.rejects(() => readLossTotals(device, table, 4), /0\.\.3/);
@@ -228,12 +262,20 @@ Deno.test("bf16 casts: narrowing rounds like toBf16Array (odd length), widening 
   encodeDispatch(pass, {
     label: "narrow",
     pipeline: pipe,
-    bindGroup: g.bindGroup(pipe, [g.uniform(LENGTH, { length: n }), p.grad, p.tensor.grad]),
+    bindGroup: g.bindGroup(pipe, [
+      g.uniform(LENGTH, { length: n }),
+      p.grad,
+      p.tensor.grad,
+    ]),
     workgroups: g.grid(Math.ceil(n / 2)),
   });
   pass.end();
   device.queue.submit([enc.finish()]);
-  const bits = new Uint16Array(await readBuffer(device, p.tensor.grad), 0, n + 1);
+  const bits = new Uint16Array(
+    await readBuffer(device, p.tensor.grad),
+    0,
+    n + 1,
+  );
   assert.deepEqual(bits.subarray(0, n), toBf16Array(X));
   assert.equal(bits[n], 0); // the unused half of the last word
   g.dispose();
@@ -257,7 +299,8 @@ Deno.test("batch gather: rows by index from the current order, normalized; rows 
     const s = order[10 + row];
     assert.equal(labels[row], data.train.labels[s]);
     for (const j of [0, 100, 400, 783]) {
-      const want = (data.train.images[s * 784 + j] / 255 - norm.mean) / norm.std;
+      const want = (data.train.images[s * 784 + j] / 255 - norm.mean) /
+        norm.std;
       assert.ok(Math.abs(x[row * 784 + j] - want) < 1e-5);
     }
   }
@@ -268,22 +311,41 @@ Deno.test("batch gather: rows by index from the current order, normalized; rows 
   ds.destroy();
 });
 
-for (const [activationKind, dtype] of [["relu", "f32"], ["gelu", "f32"], ["relu", "bf16"]] as const) {
+for (
+  const [activationKind, dtype] of [["relu", "f32"], ["gelu", "f32"], [
+    "relu",
+    "bf16",
+  ]] as const
+) {
   Deno.test(`MLP gradients on the GPU (${activationKind}, ${dtype} parameters) equal the f64 CPU reference`, async () => {
     const sizes = [20, 12, 9, 10];
-    const net = mlp(device, { sizes, activation: activationKind, dtype, seed: 3 });
+    const net = mlp(device, {
+      sizes,
+      activation: activationKind,
+      dtype,
+      seed: 3,
+    });
     const rows = 6;
     const valid = 5;
     const data = syntheticImageData({ train: rows, test: 1, seed: 7 });
     // A 20-feature data set: the first 20 pixels of each synthetic image.
     const images = new Uint8Array(rows * 20);
-    for (let i = 0; i < rows; i++) images.set(data.train.images.subarray(i * 784 + 300, i * 784 + 320), i * 20);
+    for (let i = 0; i < rows; i++) {
+      images.set(
+        data.train.images.subarray(i * 784 + 300, i * 784 + 320),
+        i * 20,
+      );
+    }
     const set = { ...data.train, images, rows: 4, cols: 5 };
     const norm = pixelStats(set);
     const ds = new GpuDataset(device, set, norm);
     const g = new Graph(device);
     const input = ds.input(g, rows);
-    const table = softmaxCrossEntropy(net.forward(input.x), input.labels, input.batch);
+    const table = softmaxCrossEntropy(
+      net.forward(input.x),
+      input.labels,
+      input.batch,
+    );
     g.finish();
     input.select(0, valid);
     run(g);
@@ -293,7 +355,10 @@ for (const [activationKind, dtype] of [["relu", "f32"], ["gelu", "f32"], ["relu"
       cpu.params[i].set(await readTensor(device, p.tensor));
       assert.equal(p.name, cpu.names[i]);
     }
-    const x = Float64Array.from(images, (b) => (b / 255 - norm.mean) / norm.std);
+    const x = Float64Array.from(
+      images,
+      (b) => (b / 255 - norm.mean) / norm.std,
+    );
     const want = cpu.lossAndGrads(x, set.labels, rows, valid);
     const [totals] = await readLossTotals(device, table, 1);
     assert.ok(Math.abs(totals.loss / valid - want.loss) < 1e-5 * want.loss);
@@ -331,7 +396,11 @@ Deno.test("a weight used twice gets the sum of both gradients (the second write 
   const labels = Uint32Array.from({ length: rows }, (_, i) => i % width);
   const lab = g.buffer(4 * rows, "labels");
   device.queue.writeBuffer(lab, 0, labels);
-  softmaxCrossEntropy(z, lab, g.uniform(BATCH, { start: 0, valid: rows, slot: 0 }));
+  softmaxCrossEntropy(
+    z,
+    lab,
+    g.uniform(BATCH, { start: 0, valid: rows, slot: 0 }),
+  );
   g.finish();
   assert.ok(g.backwardDispatches.some((d) => d.label.startsWith("matmul")));
   run(g);
@@ -353,7 +422,13 @@ Deno.test("a weight used twice gets the sum of both gradients (the second write 
   const addBias = (dz: Float64Array) => {
     for (let i = 0; i < dz.length; i++) dB[i % width] += dz[i];
   };
-  matmulCpu(ce.dlogits, h1, { m: width, n: width, k: rows, transA: true }, dW, true);
+  matmulCpu(
+    ce.dlogits,
+    h1,
+    { m: width, n: width, k: rows, transA: true },
+    dW,
+    true,
+  );
   addBias(ce.dlogits);
   const dh = new Float64Array(rows * width);
   matmulCpu(ce.dlogits, f(W), { m: rows, n: width, k: width }, dh);
@@ -374,16 +449,34 @@ Deno.test("graph errors: a parameter without a path to the loss, ops after finis
   assert.throws(() => g.finish(), /"orphan" gets no gradient/);
   assert.throws(() => g.value([2]), /finished/);
   const h = new Graph(device, { backward: false });
-  assert.throws(() => matmul(h.value([2, 3]), h.value([4, 5])), /inner dimensions/);
-  assert.throws(() => linear(h.value([2, 3]), h.value([4, 2])), /weight must be/);
+  assert.throws(
+    () => matmul(h.value([2, 3]), h.value([4, 5])),
+    /inner dimensions/,
+  );
+  assert.throws(
+    () => linear(h.value([2, 3]), h.value([4, 2])),
+    /weight must be/,
+  );
   assert.throws(() => h.value([2, 0]), /positive integer/);
-  assert.throws(() => h.encode(device.createCommandEncoder().beginComputePass()), /finish/);
-  assert.throws(() => new Parameter(device, "w", [2, 2], new Float32Array(3)), /4 elements, got 3/);
+  assert.throws(
+    () => h.encode(device.createCommandEncoder().beginComputePass()),
+    /finish/,
+  );
+  assert.throws(
+    () => new Parameter(device, "w", [2, 2], new Float32Array(3)),
+    /4 elements, got 3/,
+  );
   g.dispose();
   h.dispose();
   p.destroy();
   // writeTensor is used by checkpoints on these tensors: it round-trips.
-  const q = new Parameter(device, "q", [3], new Float32Array([1, 2, 3]), "bf16");
+  const q = new Parameter(
+    device,
+    "q",
+    [3],
+    new Float32Array([1, 2, 3]),
+    "bf16",
+  );
   writeTensor(device, q.tensor, new Float32Array([4, 5, 6]), "param");
   q.destroy();
 });

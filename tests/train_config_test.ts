@@ -20,15 +20,24 @@ import { InvalidOptionError } from "../src/errors.ts";
 
 function throwsOption(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InvalidOptionError, `not an InvalidOptionError: ${e}`);
+    assert.ok(
+      e instanceof InvalidOptionError,
+      `not an InvalidOptionError: ${e}`,
+    );
     assert.match(e.message, pattern);
     return true;
   });
 }
 
-async function rejectsOption(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+async function rejectsOption(
+  p: Promise<unknown>,
+  pattern: RegExp,
+): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof InvalidOptionError, `not an InvalidOptionError: ${e}`);
+    assert.ok(
+      e instanceof InvalidOptionError,
+      `not an InvalidOptionError: ${e}`,
+    );
     assert.match(e.message, pattern);
     return true;
   });
@@ -63,7 +72,15 @@ Deno.test("YAML values replace defaults; flags replace YAML values; the rest sta
     assert.equal(config.batch_size, defaultConfig().batch_size); // default
     assert.deepEqual(
       [...given].sort(),
-      ["epochs", "hidden", "lr", "metrics", "optimizer", "progress", "weight_decay"],
+      [
+        "epochs",
+        "hidden",
+        "lr",
+        "metrics",
+        "optimizer",
+        "progress",
+        "weight_decay",
+      ],
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -79,7 +96,10 @@ Deno.test("unknown keys and flags name the closest valid one", async () => {
     () => applyValues(defaultConfig(), { learning_rate: 1 }, "x.yaml"),
     /unknown key "learning_rate"/,
   );
-  throwsOption(() => applyValues(defaultConfig(), { zzz: 1 }, "x.yaml"), /unknown key "zzz"$/);
+  throwsOption(
+    () => applyValues(defaultConfig(), { zzz: 1 }, "x.yaml"),
+    /unknown key "zzz"$/,
+  );
   await rejectsOption(
     parseCommandLine(["--epoch", "3"]),
     /unknown flag --epoch \(did you mean --epochs\?\)/,
@@ -99,7 +119,10 @@ Deno.test("bad values name the key, where it came from and what was expected", a
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ lr: -1 }, /lr must be a finite number > 0, got -1/],
     [{ lr: "fast" }, /lr must be a finite number > 0, got "fast"/],
-    [{ optimizer: "sgd" }, /optimizer must be one of "microadam", "adamw", "amsgrad", "adam", got "sgd"/],
+    [
+      { optimizer: "sgd" },
+      /optimizer must be one of "microadam", "adamw", "amsgrad", "adam", got "sgd"/,
+    ],
     [{ batch_size: 0 }, /batch_size must be an integer in \[1, 65536\], got 0/],
     [{ epochs: 1.5 }, /epochs must be an integer >= 1/],
     [{ hidden: [64, -1] }, /hidden must be a list of positive integers/],
@@ -107,35 +130,74 @@ Deno.test("bad values name the key, where it came from and what was expected", a
     [{ window: 0 }, /window must be an integer in \[1, 255\]/],
     [{ schedule: "linear" }, /schedule must be one of "constant", "cosine"/],
     [{ progress: "yes" }, /progress must be true or false/],
-    [{ optimizer: "adamw", dtype: "bf16" }, /dtype "bf16" needs optimizer "microadam" .* got optimizer "adamw"/],
+    [
+      { optimizer: "adamw", dtype: "bf16" },
+      /dtype "bf16" needs optimizer "microadam" .* got optimizer "adamw"/,
+    ],
   ];
   for (const [values, pattern] of cases) {
     throwsOption(() => applyValues(base, values, "cfg.yaml"), pattern);
   }
-  throwsOption(() => applyValues(base, { lr: -1 }, "cfg.yaml"), /^cfg\.yaml: lr/);
-  await rejectsOption(parseCommandLine(["--lr", "abc"]), /--lr: lr must be a finite number > 0, got "abc"/);
-  await rejectsOption(parseCommandLine(["--hidden", "64,x"]), /--hidden: hidden must be a list of positive integers/);
-  await rejectsOption(parseCommandLine(["--batch-size", ""]), /--batch-size: batch_size must be an integer/);
-  await rejectsOption(parseCommandLine(["--optimizer", "adamw", "--dtype", "bf16"]), /command line: dtype "bf16" needs optimizer "microadam"/);
+  throwsOption(
+    () => applyValues(base, { lr: -1 }, "cfg.yaml"),
+    /^cfg\.yaml: lr/,
+  );
+  await rejectsOption(
+    parseCommandLine(["--lr", "abc"]),
+    /--lr: lr must be a finite number > 0, got "abc"/,
+  );
+  await rejectsOption(
+    parseCommandLine(["--hidden", "64,x"]),
+    /--hidden: hidden must be a list of positive integers/,
+  );
+  await rejectsOption(
+    parseCommandLine(["--batch-size", ""]),
+    /--batch-size: batch_size must be an integer/,
+  );
+  await rejectsOption(
+    parseCommandLine(["--optimizer", "adamw", "--dtype", "bf16"]),
+    /command line: dtype "bf16" needs optimizer "microadam"/,
+  );
 });
 
 Deno.test("YAML errors: syntax, a document that is not a mapping, an unreadable file", async () => {
-  throwsOption(() => parseConfigYaml("lr: [1,\n", "bad.yaml", defaultConfig()), /bad\.yaml: not valid YAML/);
-  throwsOption(() => parseConfigYaml("- 1\n- 2\n", "list.yaml", defaultConfig()), /list\.yaml: expected a mapping .* got a list/);
-  assert.deepEqual(parseConfigYaml("# only a comment\n", "empty.yaml", defaultConfig()), defaultConfig());
-  await rejectsOption(parseCommandLine(["--config", "/nonexistent.yaml"]), /--config \/nonexistent\.yaml: cannot read it/);
+  throwsOption(
+    () => parseConfigYaml("lr: [1,\n", "bad.yaml", defaultConfig()),
+    /bad\.yaml: not valid YAML/,
+  );
+  throwsOption(
+    () => parseConfigYaml("- 1\n- 2\n", "list.yaml", defaultConfig()),
+    /list\.yaml: expected a mapping .* got a list/,
+  );
+  assert.deepEqual(
+    parseConfigYaml("# only a comment\n", "empty.yaml", defaultConfig()),
+    defaultConfig(),
+  );
+  await rejectsOption(
+    parseCommandLine(["--config", "/nonexistent.yaml"]),
+    /--config \/nonexistent\.yaml: cannot read it/,
+  );
 });
 
 Deno.test("the committed configs/fashion_mnist.yaml is valid, names every key, and --help lists every flag", async () => {
   const path = new URL("../configs/fashion_mnist.yaml", import.meta.url);
   const text = await Deno.readTextFile(path);
-  const config = parseConfigYaml(text, "configs/fashion_mnist.yaml", defaultConfig());
+  const config = parseConfigYaml(
+    text,
+    "configs/fashion_mnist.yaml",
+    defaultConfig(),
+  );
   for (const k of CONFIG_KEYS) assert.match(text, new RegExp(`^${k}:`, "m"), k);
   assert.equal(config.optimizer, "microadam");
   assert.deepEqual(config.hidden, [256, 128]);
   const help = helpText("train");
   for (const k of CONFIG_KEYS) {
-    assert.ok(help.includes(k === "progress" ? "--no-progress" : `--${k.replaceAll("_", "-")}`), k);
+    assert.ok(
+      help.includes(
+        k === "progress" ? "--no-progress" : `--${k.replaceAll("_", "-")}`,
+      ),
+      k,
+    );
   }
 });
 
@@ -143,7 +205,15 @@ Deno.test("trajectoryDifferences: keys that shape training, not logging or outpu
   const a = defaultConfig();
   assert.deepEqual(trajectoryDifferences(a, { ...a }), []);
   assert.deepEqual(
-    trajectoryDifferences(a, { ...a, lr: 0.5, seed: 9, hidden: [8], metrics: "x", log_every: 7, checkpoint: "c" }),
+    trajectoryDifferences(a, {
+      ...a,
+      lr: 0.5,
+      seed: 9,
+      hidden: [8],
+      metrics: "x",
+      log_every: 7,
+      checkpoint: "c",
+    }),
     ["lr", "seed", "hidden"],
   );
 });

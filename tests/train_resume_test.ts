@@ -36,8 +36,8 @@ const data = await loadData(base);
 /** The records' deterministic fields (wall-clock ones dropped). */
 function stable(records: (LogRecord | EpochRecord)[]): unknown[] {
   return records.map((r) => {
-    const { samples_per_s: _s, train_seconds: _t, ...rest } = r as unknown as
-      Record<string, unknown>;
+    const { samples_per_s: _s, train_seconds: _t, ...rest } =
+      r as unknown as Record<string, unknown>;
     return rest;
   });
 }
@@ -61,7 +61,11 @@ function hooks(records: (LogRecord | EpochRecord)[]) {
 for (
   const settings of [
     { optimizer: "microadam" as const },
-    { optimizer: "microadam" as const, dtype: "bf16" as const, activation: "gelu" as const },
+    {
+      optimizer: "microadam" as const,
+      dtype: "bf16" as const,
+      activation: "gelu" as const,
+    },
     { optimizer: "adamw" as const, schedule: "constant" as const },
   ]
 ) {
@@ -130,7 +134,11 @@ Deno.test("resume refuses a checkpoint made with other training settings, naming
     await a.train({ shouldStop: () => a.step >= 2 });
     await a.save(`${dir}/a.ckpt`);
     a.dispose();
-    const b = new Trainer(device, { ...base, lr: 0.5, seed: 9, log_every: 3 }, data);
+    const b = new Trainer(
+      device,
+      { ...base, lr: 0.5, seed: 9, log_every: 3 },
+      data,
+    );
     await assert.rejects(
       () => b.restore(`${dir}/a.ckpt`),
       /a\.ckpt: the run was saved with other settings: lr 0\.001 \(now 0\.5\), seed 1 \(now 9\); resume with the same settings/,
@@ -184,14 +192,21 @@ Deno.test("train.ts: Ctrl-C saves a checkpoint and exits 130; --resume finishes 
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    for (let i = 0; i < 600 && (await lines(`${dir}/run.jsonl`)).length < 2; i++) {
+    for (
+      let i = 0;
+      i < 600 && (await lines(`${dir}/run.jsonl`)).length < 2;
+      i++
+    ) {
       await new Promise((r) => setTimeout(r, 50));
     }
     child.kill("SIGINT");
     const out1 = await child.output();
     const text1 = decoder.decode(out1.stdout);
     assert.equal(out1.code, 130, text1 + decoder.decode(out1.stderr));
-    assert.match(text1, /interrupted at step \d+ of 376; continue with --resume/);
+    assert.match(
+      text1,
+      /interrupted at step \d+ of 376; continue with --resume/,
+    );
     const stoppedAt = (await readCheckpointFile(`${dir}/run.ckpt`)).state.calls;
     assert.ok(stoppedAt > 0 && stoppedAt < 376, `${stoppedAt}`);
 
@@ -200,10 +215,15 @@ Deno.test("train.ts: Ctrl-C saves a checkpoint and exits 130; --resume finishes 
     }).output();
     const text2 = decoder.decode(resumed.stdout);
     assert.equal(resumed.code, 0, text2 + decoder.decode(resumed.stderr));
-    assert.match(text2, new RegExp(`resumed from .*run\\.ckpt at step ${stoppedAt}`));
+    assert.match(
+      text2,
+      new RegExp(`resumed from .*run\\.ckpt at step ${stoppedAt}`),
+    );
     assert.match(text2, /done: 376 steps/);
 
-    const whole = await new Deno.Command(Deno.execPath(), { args: args("whole") }).output();
+    const whole = await new Deno.Command(Deno.execPath(), {
+      args: args("whole"),
+    }).output();
     assert.equal(whole.code, 0, decoder.decode(whole.stderr));
 
     const r = await readCheckpointFile(`${dir}/run.ckpt`);

@@ -8,11 +8,7 @@
 import { dirname } from "node:path";
 import { CheckpointError } from "../errors.ts";
 import type { OptimizerState } from "../core/state.ts";
-import {
-  type CheckpointExtras,
-  decodeCheckpointWithExtras,
-  encodeCheckpoint,
-} from "./format.ts";
+import { decodeCheckpointWithExtras, encodeCheckpoint } from "./format.ts";
 
 /**
  * Writes `bytes` to `path` atomically: into a uniquely named temp file in the
@@ -86,8 +82,7 @@ export async function writeFileAtomic(
 }
 
 /**
- * Encodes `state` (with `extras`: parameters and metadata, see
- * {@link encodeCheckpoint}) and writes it to `path` atomically.
+ * Encodes `state` and writes it to `path` atomically.
  *
  * @throws {CheckpointError} If the state cannot be encoded exactly.
  * @throws {Error} If the file cannot be written (the old file is kept).
@@ -109,9 +104,8 @@ export async function writeFileAtomic(
 export async function saveCheckpoint(
   path: string,
   state: OptimizerState,
-  extras: CheckpointExtras = {},
 ): Promise<void> {
-  await writeFileAtomic(path, encodeCheckpoint(state, extras));
+  await writeFileAtomic(path, encodeCheckpoint(state));
 }
 
 /**
@@ -144,10 +138,11 @@ export async function loadCheckpoint(path: string): Promise<OptimizerState> {
  *
  * @example
  * ```ts
- * import { readCheckpointFile, saveCheckpoint } from "./file.ts";
+ * import { readCheckpointFile, writeFileAtomic } from "./file.ts";
+ * import { encodeCheckpoint } from "./format.ts";
  * const dir = await Deno.makeTempDir();
  * const state = { optimizer: "Adam", config: {}, step: 0, calls: 0, skipped: 0, ring: 0, tensors: [] };
- * await saveCheckpoint(`${dir}/a.ckpt`, state, { meta: { note: "hi" } });
+ * await writeFileAtomic(`${dir}/a.ckpt`, encodeCheckpoint(state, { meta: { note: "hi" } }));
  * console.log((await readCheckpointFile(`${dir}/a.ckpt`)).meta); // { note: "hi" }
  * await Deno.remove(dir, { recursive: true });
  * ```

@@ -220,7 +220,8 @@ export function encodeCheckpoint(
     const width = p.dtype === "bf16" ? 2 : p.dtype === "f32" ? 4 : 0;
     if (
       typeof p.name !== "string" || !isCount(p.length) || width === 0 ||
-      !(p.bytes instanceof Uint8Array) || p.bytes.byteLength !== width * p.length
+      !(p.bytes instanceof Uint8Array) ||
+      p.bytes.byteLength !== width * p.length
     ) {
       throw new CheckpointError(
         `param ${i} (${
@@ -467,7 +468,9 @@ function checkMeta(meta: unknown): void {
       v.forEach((x, i) => walk(x, `${path}[${i}]`));
       return;
     }
-    if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    if (
+      typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype
+    ) {
       for (const [k, x] of Object.entries(v)) walk(x, `${path}.${k}`);
       return;
     }

@@ -15,12 +15,8 @@ import { toBf16Array } from "../numeric/bf16.ts";
 import { GpuOptimizer } from "../optim/gpu_optimizer.ts";
 import type { CpuOptimizer, CpuTensor } from "../reference/cpu_optimizer.ts";
 import type { OptimizerState } from "../core/state.ts";
-import { readCheckpointFile, saveCheckpoint } from "./file.ts";
-import type { ParamData } from "./format.ts";
-
-/** Any of this library's optimizers, WebGPU or CPU. */
-// deno-lint-ignore no-explicit-any
-type AnyCpuOptimizer = CpuOptimizer<any>;
+import { readCheckpointFile, writeFileAtomic } from "./file.ts";
+import { encodeCheckpoint, type ParamData } from "./format.ts";
 
 /** The parts of a training state: a WebGPU optimizer with GPU tensors, or a CPU one with CPU tensors. */
 export type TrainingParts =
@@ -34,7 +30,8 @@ export type TrainingParts =
     /** The model's parameter tensors. */
     params: readonly CpuTensor[];
     /** The optimizer. */
-    optimizer: AnyCpuOptimizer;
+    // deno-lint-ignore no-explicit-any
+    optimizer: CpuOptimizer<any>;
   };
 
 /** What {@link loadTrainingState} gives back beside restoring the state. */
@@ -119,7 +116,10 @@ export async function saveTrainingState(
       bytes: bytesOf(t.param),
     }));
   }
-  await saveCheckpoint(path, state, { params, meta: parts.meta });
+  await writeFileAtomic(
+    path,
+    encodeCheckpoint(state, { params, meta: parts.meta }),
+  );
 }
 
 /**

@@ -169,7 +169,9 @@ export class GpuDataset {
           valid > rows || start < 0 || start + valid > count
         ) {
           throw new DatasetError(
-            `select: batch [${start}, ${start + valid}) of ${valid} rows does not fit ${rows} rows and ${count} samples`,
+            `select: batch [${start}, ${
+              start + valid
+            }) of ${valid} rows does not fit ${rows} rows and ${count} samples`,
           );
         }
         queue.writeBuffer(batch, 0, BATCH.pack({ start, valid, slot }));

@@ -226,13 +226,19 @@ export class MlpCpu {
     this.params = [];
     this.names = [];
     for (let l = 0; l + 1 < sizes.length; l++) {
-      this.params.push(new type(sizes[l + 1] * sizes[l]), new type(sizes[l + 1]));
+      this.params.push(
+        new type(sizes[l + 1] * sizes[l]),
+        new type(sizes[l + 1]),
+      );
       this.names.push(`fc${l + 1}.weight`, `fc${l + 1}.bias`);
     }
   }
 
   /** Logits of `rows` inputs (and the layers' pre-activations and outputs). */
-  forward(x: FloatArray, rows: number): { logits: FloatArray; pre: FloatArray[]; post: FloatArray[] } {
+  forward(
+    x: FloatArray,
+    rows: number,
+  ): { logits: FloatArray; pre: FloatArray[]; post: FloatArray[] } {
     const L = this.sizes.length - 1;
     const pre: FloatArray[] = [];
     const post: FloatArray[] = [x];
@@ -241,7 +247,12 @@ export class MlpCpu {
       const inF = this.sizes[l];
       const outF = this.sizes[l + 1];
       const z = new this.type(rows * outF);
-      matmulCpu(h, this.params[2 * l], { m: rows, n: outF, k: inF, transB: true }, z);
+      matmulCpu(h, this.params[2 * l], {
+        m: rows,
+        n: outF,
+        k: inF,
+        transB: true,
+      }, z);
       const bias = this.params[2 * l + 1];
       for (let r = 0; r < rows; r++) {
         for (let c = 0; c < outF; c++) z[r * outF + c] += bias[c];

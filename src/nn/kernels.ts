@@ -113,23 +113,29 @@ export class Struct<F extends string> {
 }
 
 /** Dimensions of a (batched) matrix product; see `kernels/nn/matmul.wgsl`. */
-export const MATMUL_DIMS = new Struct("MatmulDims", [
-  ["m", "u32"],
-  ["n", "u32"],
-  ["k", "u32"],
-  ["lda", "u32"],
-  ["ldb", "u32"],
-  ["ldc", "u32"],
-  ["stride_a", "u32"],
-  ["stride_b", "u32"],
-  ["stride_c", "u32"],
-] as const);
+export const MATMUL_DIMS = new Struct(
+  "MatmulDims",
+  [
+    ["m", "u32"],
+    ["n", "u32"],
+    ["k", "u32"],
+    ["lda", "u32"],
+    ["ldb", "u32"],
+    ["ldc", "u32"],
+    ["stride_a", "u32"],
+    ["stride_b", "u32"],
+    ["stride_c", "u32"],
+  ] as const,
+);
 
 /** A rows × cols matrix, for the elementwise and row/column kernels. */
-export const MATRIX_DIMS = new Struct("MatrixDims", [
-  ["rows", "u32"],
-  ["cols", "u32"],
-] as const);
+export const MATRIX_DIMS = new Struct(
+  "MatrixDims",
+  [
+    ["rows", "u32"],
+    ["cols", "u32"],
+  ] as const,
+);
 
 /**
  * The minibatch a data loader selected, written before each submit:
@@ -138,20 +144,26 @@ export const MATRIX_DIMS = new Struct("MatrixDims", [
  * loss writes this batch's totals, so that the host can read many batches'
  * totals at once and sum them in order.
  */
-export const BATCH = new Struct("Batch", [
-  ["start", "u32"],
-  ["valid", "u32"],
-  ["slot", "u32"],
-] as const);
+export const BATCH = new Struct(
+  "Batch",
+  [
+    ["start", "u32"],
+    ["valid", "u32"],
+    ["slot", "u32"],
+  ] as const,
+);
 
 /** How a data set's u8 rows become f32 inputs: `(byte / 255 − mean) · inv_std`. */
-export const GATHER_DIMS = new Struct("GatherDims", [
-  ["rows", "u32"],
-  ["features", "u32"],
-  ["count", "u32"],
-  ["mean", "f32"],
-  ["inv_std", "f32"],
-] as const);
+export const GATHER_DIMS = new Struct(
+  "GatherDims",
+  [
+    ["rows", "u32"],
+    ["features", "u32"],
+    ["count", "u32"],
+    ["mean", "f32"],
+    ["inv_std", "f32"],
+  ] as const,
+);
 
 /** Element count of a flat tensor. */
 export const LENGTH = new Struct("Length", [["length", "u32"]] as const);

@@ -11,7 +11,7 @@ import type { DType } from "../core/options.ts";
 import { InvalidOptionError } from "../errors.ts";
 import { Random } from "../core/random.ts";
 import type { Value } from "./graph.ts";
-import { type ActivationKind, activation, linear } from "./ops.ts";
+import { activation, type ActivationKind, linear } from "./ops.ts";
 import { Parameter } from "./parameter.ts";
 
 /** A layer or a model: ops on a graph plus the parameters they use. */
@@ -68,10 +68,12 @@ export class Linear implements Module {
     outFeatures: number,
     options: LinearOptions = {},
   ) {
-    for (const [k, v] of [["inFeatures", inFeatures], [
-      "outFeatures",
-      outFeatures,
-    ]] as const) {
+    for (
+      const [k, v] of [["inFeatures", inFeatures], [
+        "outFeatures",
+        outFeatures,
+      ]] as const
+    ) {
       if (!Number.isInteger(v) || v < 1) {
         throw new InvalidOptionError(
           `Linear ${k}: expected an integer >= 1, got ${v}`,

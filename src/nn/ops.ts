@@ -9,14 +9,9 @@
 
 import { InvalidOptionError, TensorMismatchError } from "../errors.ts";
 import { readRanges } from "../gpu/buffers.ts";
-import type { Dispatch, Graph, GradTarget } from "./graph.ts";
-import { Value } from "./graph.ts";
-import {
-  LENGTH,
-  MATMUL_DIMS,
-  MATRIX_DIMS,
-  nnPipeline,
-} from "./kernels.ts";
+import type { Dispatch, GradTarget, Graph } from "./graph.ts";
+import type { Value } from "./graph.ts";
+import { LENGTH, MATMUL_DIMS, MATRIX_DIMS, nnPipeline } from "./kernels.ts";
 
 /** Elementwise activation functions. */
 export type ActivationKind = "relu" | "gelu";
@@ -71,7 +66,13 @@ export function matmulDispatch(graph: Graph, s: MatmulSpec): Dispatch {
     stride_c: s.m * s.n,
   };
   // The vec4 kernel reads whole vec4s along k and along the leading dimensions.
-  const vec4 = [values.k, values.lda, values.ldb, values.stride_a, values.stride_b]
+  const vec4 = [
+    values.k,
+    values.lda,
+    values.ldb,
+    values.stride_a,
+    values.stride_b,
+  ]
     .every((v) => v % 4 === 0);
   const pipeline = nnPipeline(graph.device, vec4 ? "matmulVec4" : "matmul", {
     TRANS_A: transA ? 1 : 0,
@@ -116,7 +117,9 @@ function matrixShape(v: Value, what: string): [number, number, number] {
 function sameGraph(values: Value[], what: string): Graph {
   const g = values[0].graph;
   if (values.some((v) => v.graph !== g)) {
-    throw new TensorMismatchError(`${what}: its inputs belong to different graphs`);
+    throw new TensorMismatchError(
+      `${what}: its inputs belong to different graphs`,
+    );
   }
   return g;
 }
@@ -182,9 +185,17 @@ export function matmul(
       if (!dc) return [];
       const list: Dispatch[] = [];
       const da = ctx.inputGrad(a);
-      if (da) list.push(productGradA(graph, dc, b.data, m, n, k, transA, transB, da, ba));
+      if (da) {
+        list.push(
+          productGradA(graph, dc, b.data, m, n, k, transA, transB, da, ba),
+        );
+      }
       const db = ctx.inputGrad(b);
-      if (db) list.push(productGradB(graph, dc, a.data, m, n, k, transA, transB, db, ba));
+      if (db) {
+        list.push(
+          productGradB(graph, dc, a.data, m, n, k, transA, transB, db, ba),
+        );
+      }
       return list;
     },
   });

@@ -78,7 +78,9 @@ interface KeySpec {
   /** Parses a flag's string (YAML values arrive typed). */
   fromString: (s: string) => unknown;
   /** Returns the checked value or a description of what was expected. */
-  check: (v: unknown) => { ok: true; value: unknown } | { ok: false; expected: string };
+  check: (
+    v: unknown,
+  ) => { ok: true; value: unknown } | { ok: false; expected: string };
   /** Whether changing it changes the training trajectory (must match on resume). */
   trajectory: boolean;
 }
@@ -137,7 +139,8 @@ export const SCHEMA: Record<ConfigKey, KeySpec> = {
   },
   schedule: {
     default: "cosine",
-    help: "lr schedule after the warm-up: constant | cosine (to 0 at the last step)",
+    help:
+      "lr schedule after the warm-up: constant | cosine (to 0 at the last step)",
     fromString: (s) => s,
     check: oneOf(["constant", "cosine"]),
     trajectory: true,
@@ -531,7 +534,8 @@ export async function parseCommandLine(
       throw new InvalidOptionError(
         `unknown flag ${unknown[1]}${
           suggestion(unknown[1].replace(/^-+/, ""), flags.map(keyOfFlag))
-            .replace(/did you mean (\S+)\?/, (_, k) => `did you mean ${flagOf(k)}?`)
+            .replace(/did you mean (\S+)\?/, (_, k) =>
+              `did you mean ${flagOf(k)}?`)
         }; --help lists them`,
       );
     }

@@ -50,8 +50,12 @@ export async function loadData(config: TrainConfig): Promise<ImageData> {
   }
   return {
     ...data,
-    train: config.train_subset ? subset(data.train, config.train_subset) : data.train,
-    test: config.test_subset ? subset(data.test, config.test_subset) : data.test,
+    train: config.train_subset
+      ? subset(data.train, config.train_subset)
+      : data.train,
+    test: config.test_subset
+      ? subset(data.test, config.test_subset)
+      : data.test,
   };
 }
 

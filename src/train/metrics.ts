@@ -34,7 +34,11 @@ export class MetricsWriter {
    * ```
    */
   static async open(path: string, truncateTo?: number): Promise<MetricsWriter> {
-    const file = await Deno.open(path, { create: true, write: true, read: true });
+    const file = await Deno.open(path, {
+      create: true,
+      write: true,
+      read: true,
+    });
     if (truncateTo !== undefined) {
       const size = (await file.stat()).size;
       if (size > truncateTo) await file.truncate(truncateTo);

@@ -64,7 +64,9 @@ export function createOptimizer(
   const common = {
     lr: config.lr,
     schedule: scheduleOf(config, totalSteps),
-    ...(config.weight_decay === null ? {} : { weightDecay: config.weight_decay }),
+    ...(config.weight_decay === null
+      ? {}
+      : { weightDecay: config.weight_decay }),
   };
   switch (config.optimizer) {
     case "microadam":

@@ -29,10 +29,7 @@ import {
   type Totals,
 } from "../nn/ops.ts";
 import type { BatchInput } from "../data/gpu_dataset.ts";
-import {
-  type TrainConfig,
-  trajectoryDifferences,
-} from "./config.ts";
+import { type TrainConfig, trajectoryDifferences } from "./config.ts";
 import { type AnyOptimizer, createOptimizer } from "./optimizer.ts";
 
 /** Random stream of epoch `e`'s data order is this plus `e`. */
@@ -311,10 +308,15 @@ export class Trainer {
       this.device.queue.submit([encoder.finish()]);
     }
     const total = zero();
-    for (const t of await readLossTotals(this.device, this.#evalTotals, batches)) {
+    for (
+      const t of await readLossTotals(this.device, this.#evalTotals, batches)
+    ) {
       add(total, t);
     }
-    return { loss: total.loss / total.count, accuracy: total.correct / total.count };
+    return {
+      loss: total.loss / total.count,
+      accuracy: total.correct / total.count,
+    };
   }
 
   /**
@@ -326,8 +328,10 @@ export class Trainer {
     const logEvery = this.config.log_every;
     let interrupted = false;
     // A checkpoint taken at an epoch's last step, before its evaluation.
-    if (this.#p.step > 0 && this.#p.step % S === 0 &&
-      this.#p.history.length < this.#p.step / S) {
+    if (
+      this.#p.step > 0 && this.#p.step % S === 0 &&
+      this.#p.history.length < this.#p.step / S
+    ) {
       await this.#endEpoch(hooks);
     }
     // Training time is wall time between log points, less the time spent
@@ -456,7 +460,9 @@ export class Trainer {
       throw new CheckpointError(
         `${path}: the run was saved with other settings: ${
           diff.map((k) =>
-            `${k} ${JSON.stringify(saved[k])} (now ${JSON.stringify(this.config[k])})`
+            `${k} ${JSON.stringify(saved[k])} (now ${
+              JSON.stringify(this.config[k])
+            })`
           ).join(", ")
         }; resume with the same settings`,
       );
@@ -476,13 +482,18 @@ export class Trainer {
    * Returns the median milliseconds of each (they are real steps: the model
    * and the optimizer move on).
    */
-  async timeSteps(steps: number): Promise<{ modelMs: number; optimizerMs: number }> {
+  async timeSteps(
+    steps: number,
+  ): Promise<{ modelMs: number; optimizerMs: number }> {
     if (!this.device.features.has("timestamp-query")) {
       throw new InvalidOptionError(
         "timeSteps needs the timestamp-query feature, which this device lacks",
       );
     }
-    const querySet = this.device.createQuerySet({ type: "timestamp", count: 4 * steps });
+    const querySet = this.device.createQuerySet({
+      type: "timestamp",
+      count: 4 * steps,
+    });
     const resolve = this.device.createBuffer({
       size: 32 * steps,
       usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
@@ -496,7 +507,11 @@ export class Trainer {
         const { step } = this.#p;
         const B = this.config.batch_size;
         const start = (step % this.stepsPerEpoch) * B;
-        this.#trainInput.select(start, Math.min(B, this.#train.count - start), 0);
+        this.#trainInput.select(
+          start,
+          Math.min(B, this.#train.count - start),
+          0,
+        );
         const encoder = this.device.createCommandEncoder();
         const pass = encoder.beginComputePass({
           timestampWrites: {
@@ -505,8 +520,12 @@ export class Trainer {
             endOfPassWriteIndex: 4 * i + 1,
           },
         });
-        for (const d of this.#trainGraph.forwardDispatches) encodeDispatch(pass, d);
-        for (const d of this.#trainGraph.backwardDispatches) encodeDispatch(pass, d);
+        for (const d of this.#trainGraph.forwardDispatches) {
+          encodeDispatch(pass, d);
+        }
+        for (const d of this.#trainGraph.backwardDispatches) {
+          encodeDispatch(pass, d);
+        }
         pass.end();
         this.optimizer.step({
           encoder,
@@ -533,7 +552,8 @@ export class Trainer {
         model.push(Number(t[4 * i + 1] - t[4 * i]) / 1e6);
         opt.push(Number(t[4 * i + 3] - t[4 * i + 2]) / 1e6);
       }
-      const median = (a: number[]) => a.sort((x, y) => x - y)[Math.floor(a.length / 2)];
+      const median = (a: number[]) =>
+        a.sort((x, y) => x - y)[Math.floor(a.length / 2)];
       return { modelMs: median(model), optimizerMs: median(opt) };
     } finally {
       querySet.destroy();
