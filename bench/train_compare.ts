@@ -6,11 +6,13 @@
  *
  *   deno run -A bench/train_compare.ts --phase tune|final|ablate|time|all
  *     [--out DIR] [--epochs N] [--tune-epochs N] [--seeds 1,2,3]
- *     [--grid 1e-4,3e-4,...] [--optimizers microadam,adamw,amsgrad]
+ *     [--grid 1e-4,3e-4,1e-3,...] [--optimizers microadam,adamw,amsgrad]
  *     [--lr-microadam X --lr-adamw X --lr-amsgrad X] [--train-subset N]
  *     [--measure-optimizer] [--time-steps N]
  *
- * - `tune`: every optimizer at every grid lr, seed 1, `--tune-epochs` epochs.
+ * - `tune`: every optimizer at every grid lr, seed 1, `--tune-epochs` epochs
+ *   (default grid: the half-decade steps 1e-4 … 3e-2, and 2e-3 and 5e-3
+ *   around the optimum).
  * - `final`: every optimizer at its best tuned lr (or `--lr-*`), each seed,
  *   `--epochs` epochs; metrics JSON lines per run for the plot.
  * - `ablate`: MicroAdam at its best lr with one setting changed at a time
@@ -76,7 +78,10 @@ const args = parseArgs({
     epochs: { type: "string", default: "10" },
     "tune-epochs": { type: "string", default: "3" },
     seeds: { type: "string", default: "1,2,3" },
-    grid: { type: "string", default: "1e-4,3e-4,1e-3,3e-3,1e-2,3e-2" },
+    grid: {
+      type: "string",
+      default: "1e-4,3e-4,1e-3,2e-3,3e-3,5e-3,1e-2,3e-2",
+    },
     optimizers: { type: "string", default: "microadam,adamw,amsgrad" },
     "lr-microadam": { type: "string" },
     "lr-adamw": { type: "string" },
@@ -382,12 +387,12 @@ async function main(): Promise<void> {
     );
     for (
       const s of [
-        { density: 0.005 },
+        { dtype: "bf16" as const },
         { density: 0.02 },
+        { window: 20 },
         { density: 0.05 },
         { window: 5 },
-        { window: 20 },
-        { dtype: "bf16" as const },
+        { density: 0.005 },
       ]
     ) {
       await run("ablate", { ...base, ...s }, results);

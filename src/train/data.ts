@@ -7,11 +7,7 @@
  */
 
 import { DatasetError } from "../errors.ts";
-import {
-  FASHION_MNIST_DIR,
-  hasFashionMnist,
-  loadFashionMnist,
-} from "../data/fashion_mnist.ts";
+import { FASHION_MNIST_DIR, loadFashionMnist } from "../data/fashion_mnist.ts";
 import { type ImageData, subset } from "../data/images.ts";
 import { syntheticImageData } from "../data/synthetic.ts";
 import type { TrainConfig } from "./config.ts";
@@ -66,5 +62,3 @@ async function isDir(path: string): Promise<boolean> {
     return false;
   }
 }
-
-export { hasFashionMnist };

@@ -18,7 +18,7 @@ import {
 } from "../checkpoint/training_state.ts";
 import { Random } from "../core/random.ts";
 import { CheckpointError, InvalidOptionError } from "../errors.ts";
-import { GpuDataset } from "../data/gpu_dataset.ts";
+import { type BatchInput, GpuDataset } from "../data/gpu_dataset.ts";
 import { type ImageData, pixelStats } from "../data/images.ts";
 import { encodeDispatch, Graph } from "../nn/graph.ts";
 import { mlp, type Sequential } from "../nn/layers.ts";
@@ -28,7 +28,6 @@ import {
   softmaxCrossEntropy,
   type Totals,
 } from "../nn/ops.ts";
-import type { BatchInput } from "../data/gpu_dataset.ts";
 import { type TrainConfig, trajectoryDifferences } from "./config.ts";
 import { type AnyOptimizer, createOptimizer } from "./optimizer.ts";
 
