@@ -17,12 +17,8 @@
 
 import { fileURLToPath } from "node:url";
 import { DatasetError, GpuUnavailableError, requestDevice } from "./mod.ts";
-import {
-  CONFIG_KEYS,
-  helpText,
-  parseCommandLine,
-  type TrainConfig,
-} from "./src/train/config.ts";
+import { CONFIG_KEYS, helpText, type TrainConfig } from "./src/train/config.ts";
+import { parseCommandLine } from "./src/train/cli.ts";
 import { loadData } from "./src/train/data.ts";
 import { MetricsWriter } from "./src/train/metrics.ts";
 import { OPTIMIZER_NAMES } from "./src/train/optimizer.ts";

@@ -1,5 +1,5 @@
 /**
- * src/train/config.ts: defaults, YAML over defaults, flags over YAML; unknown
+ * src/train/config.ts and src/train/cli.ts: defaults, YAML over defaults, flags over YAML; unknown
  * keys and flags rejected with the closest valid name; bad values rejected
  * naming the key and where it came from; the committed default config file
  * is valid; resume checks list the keys that change the trajectory.
@@ -12,10 +12,9 @@ import {
   CONFIG_KEYS,
   defaultConfig,
   helpText,
-  parseCommandLine,
-  parseConfigYaml,
   trajectoryDifferences,
 } from "../src/train/config.ts";
+import { parseCommandLine, parseConfigYaml } from "../src/train/cli.ts";
 import { InvalidOptionError } from "../src/errors.ts";
 
 function throwsOption(fn: () => unknown, pattern: RegExp): void {

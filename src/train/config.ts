@@ -1,17 +1,15 @@
 /**
- * The training configuration: defaults, a YAML file (`npm:yaml`) and
- * command-line flags (`node:util` `parseArgs`), merged in that order. Every
- * key is declared once in {@link SCHEMA} with its type, default, check and
- * help text; the YAML key is snake_case and the flag its kebab-case twin
- * (`batch_size`, `--batch-size`). An unknown key or flag, or a bad value, is
- * an `InvalidOptionError` that names it, says where it came from and, for an
- * unknown name, suggests the closest valid one.
+ * The training configuration: every key declared once in {@link SCHEMA}
+ * with its type, default, check and help text, and the merging of values
+ * into it. A key is snake_case in YAML and kebab-case as a flag
+ * (`batch_size`, `--batch-size`); `./cli.ts` reads both. An unknown key or a
+ * bad value is an `InvalidOptionError` that names it, says where it came
+ * from and, for an unknown name, suggests the closest valid one. (No npm
+ * imports here, so the trainer runs where only Deno is installed.)
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { parse as parseYaml } from "yaml";
 import { InvalidOptionError } from "../errors.ts";
 
 /** The optimizers a run can use. */
@@ -364,10 +362,14 @@ export function closest(
   return prefix.length === 1 ? prefix[0] : undefined;
 }
 
-const flagOf = (k: string) => `--${k.replaceAll("_", "-")}`;
-const keyOfFlag = (f: string) => f.replace(/^--?/, "").replaceAll("-", "_");
+/** The flag of a key: `batch_size` → `--batch-size`. */
+export const flagOf = (k: string): string => `--${k.replaceAll("_", "-")}`;
 
-function suggestion(name: string, candidates: readonly string[]): string {
+/** `" (did you mean X?)"` when a candidate is close to `name`, else `""`. */
+export function suggestion(
+  name: string,
+  candidates: readonly string[],
+): string {
   const c = closest(name, candidates);
   return c ? ` (did you mean ${c}?)` : "";
 }
@@ -425,165 +427,14 @@ export function applyValues(
   return checkCombination(out as unknown as TrainConfig, where);
 }
 
-/** Rules that involve several keys. */
-function checkCombination(c: TrainConfig, where: string): TrainConfig {
+/** Checks the rules that involve several keys; `where` names the source. */
+export function checkCombination(c: TrainConfig, where: string): TrainConfig {
   if (c.dtype === "bf16" && c.optimizer !== "microadam") {
     throw new InvalidOptionError(
       `${where}: dtype "bf16" needs optimizer "microadam" (Adam, AdamW and AMSGrad update f32 tensors only), got optimizer "${c.optimizer}"`,
     );
   }
   return c;
-}
-
-/**
- * Parses a YAML configuration (a mapping of keys to values) and applies it
- * to `base`. `name` (the file) is named in errors.
- *
- * @throws {InvalidOptionError} For YAML syntax errors, a document that is
- * not a mapping, unknown keys and bad values.
- *
- * @example
- * ```ts
- * import { defaultConfig, parseConfigYaml } from "./config.ts";
- * const c = parseConfigYaml("optimizer: adamw\nlr: 3.0e-3\nhidden: [512]\n", "run.yaml", defaultConfig());
- * console.log(c.optimizer, c.lr, c.hidden); // adamw 0.003 [ 512 ]
- * ```
- */
-export function parseConfigYaml(
-  text: string,
-  name: string,
-  base: TrainConfig,
-): TrainConfig {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    throw new InvalidOptionError(
-      `${name}: not valid YAML: ${(e as Error).message}`,
-    );
-  }
-  if (doc === null || doc === undefined) return base;
-  if (typeof doc !== "object" || Array.isArray(doc)) {
-    throw new InvalidOptionError(
-      `${name}: expected a mapping of keys to values (key: value lines), got ${
-        Array.isArray(doc) ? "a list" : JSON.stringify(doc)
-      }`,
-    );
-  }
-  return applyValues(base, doc as Record<string, unknown>, name);
-}
-
-/** Command-line options besides the config keys. */
-export interface CommandLine {
-  /** The merged configuration. */
-  config: TrainConfig;
-  /** `--config`: the YAML file read, if any. */
-  configFile?: string;
-  /** `--resume`: a checkpoint to continue from. */
-  resume?: string;
-  /** `--help`. */
-  help: boolean;
-  /** Keys given explicitly (by the file or flags), for resume checks. */
-  given: Set<ConfigKey>;
-}
-
-/**
- * Parses command-line arguments: `--config FILE` (YAML) is applied over
- * `defaults` (or over `defaultFile` when no `--config` is given), then each
- * `--key value` flag over that. `--resume FILE`, `--help`, and
- * `--no-progress` are extra.
- *
- * @throws {InvalidOptionError} For an unknown flag (with the closest valid
- * one), a missing value, or a bad value, naming the flag.
- *
- * @example
- * ```ts
- * import { parseCommandLine } from "./config.ts";
- * const { config } = await parseCommandLine(["--optimizer", "adamw", "--lr=0.002", "--hidden", "64,32"]);
- * console.log(config.optimizer, config.lr, config.hidden); // adamw 0.002 [ 64, 32 ]
- * ```
- */
-export async function parseCommandLine(
-  args: string[],
-  options: { defaultFile?: string } = {},
-): Promise<CommandLine> {
-  const flagOptions: Record<string, { type: "string" | "boolean" }> = {
-    config: { type: "string" },
-    resume: { type: "string" },
-    help: { type: "boolean" },
-    "no-progress": { type: "boolean" },
-  };
-  for (const k of CONFIG_KEYS) {
-    flagOptions[k.replaceAll("_", "-")] = {
-      type: k === "progress" ? "boolean" : "string",
-    };
-  }
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args,
-      options: flagOptions,
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (e) {
-    const msg = (e as Error).message;
-    const unknown = msg.match(/Unknown option '([^']+)'/);
-    if (unknown) {
-      const flags = Object.keys(flagOptions).map((f) => `--${f}`);
-      throw new InvalidOptionError(
-        `unknown flag ${unknown[1]}${
-          suggestion(unknown[1].replace(/^-+/, ""), flags.map(keyOfFlag))
-            .replace(/did you mean (\S+)\?/, (_, k) =>
-              `did you mean ${flagOf(k)}?`)
-        }; --help lists them`,
-      );
-    }
-    throw new InvalidOptionError(`command line: ${msg}`);
-  }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
-  const given = new Set<ConfigKey>();
-  let config = defaultConfig();
-  const file = values.config as string | undefined ?? options.defaultFile;
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(file);
-    } catch (e) {
-      throw new InvalidOptionError(
-        `--config ${file}: cannot read it (${(e as Error).message})`,
-      );
-    }
-    config = parseConfigYaml(text, file, config);
-    if (values.config !== undefined) {
-      for (const k of Object.keys(parseYaml(text) ?? {})) {
-        given.add(k as ConfigKey);
-      }
-    }
-  }
-  for (const k of CONFIG_KEYS) {
-    const flag = k.replaceAll("_", "-");
-    const raw = values[flag];
-    if (raw === undefined) continue;
-    const value = typeof raw === "boolean" ? raw : SCHEMA[k].fromString(raw);
-    const out = { ...config } as Record<string, unknown>;
-    out[k] = checkValue(k, value, flagOf(k), raw);
-    config = out as unknown as TrainConfig;
-    given.add(k);
-  }
-  if (values["no-progress"]) {
-    config = { ...config, progress: false };
-    given.add("progress");
-  }
-  config = checkCombination(config, "command line");
-  const result: CommandLine = {
-    config,
-    help: values.help === true,
-    given,
-  };
-  if (values.config !== undefined) result.configFile = values.config as string;
-  if (values.resume !== undefined) result.resume = values.resume as string;
-  return result;
 }
 
 /**
