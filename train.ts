@@ -54,7 +54,13 @@ async function main(): Promise<number> {
     defaultFile: DEFAULT_CONFIG,
   });
   if (cli.help) {
-    console.log(helpText("deno task train"));
+    console.log(
+      helpText(
+        "deno task train",
+        cli.config,
+        cli.configFile ?? "configs/fashion_mnist.yaml",
+      ),
+    );
     return 0;
   }
   let config = cli.config;

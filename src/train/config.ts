@@ -285,7 +285,7 @@ export const SCHEMA: Record<ConfigKey, KeySpec> = {
   },
   progress: {
     default: true,
-    help: "progress bar (--no-progress to turn it off)",
+    help: "show a progress bar",
     fromString: (s) => s === "true" ? true : s === "false" ? false : s,
     check: bool,
     trajectory: false,
@@ -438,7 +438,8 @@ export function checkCombination(c: TrainConfig, where: string): TrainConfig {
 }
 
 /**
- * The help text listing every flag with its default.
+ * The help text listing every flag with its value in `current` (the
+ * defaults unless given), which came from `source`.
  *
  * @example
  * ```ts
@@ -446,24 +447,27 @@ export function checkCombination(c: TrainConfig, where: string): TrainConfig {
  * console.log(helpText("train.ts").includes("--batch-size")); // true
  * ```
  */
-export function helpText(command: string): string {
+export function helpText(
+  command: string,
+  current: TrainConfig = defaultConfig(),
+  source = "built-in defaults",
+): string {
   const lines = [
     `usage: ${command} [--config FILE.yaml] [--resume CHECKPOINT] [--KEY VALUE ...]`,
     "",
-    "Values come from the defaults, then the YAML file, then the flags.",
+    "Values come from the built-in defaults, then the YAML file, then the flags.",
+    `The values in brackets are those of ${source}.`,
     "",
-    "  --config FILE        YAML file of keys below (snake_case)",
+    "  --config FILE        YAML file of the keys below (snake_case)",
     "  --resume FILE        continue a run from its checkpoint, bit-exactly",
     "  --help               this text",
   ];
   for (const k of CONFIG_KEYS) {
     const flag = k === "progress" ? "--no-progress" : `${flagOf(k)} V`;
-    const d = JSON.stringify(SCHEMA[k].default);
-    lines.push(
-      `  ${flag.padEnd(20)} ${SCHEMA[k].help}${
-        k === "progress" ? "" : ` (default ${d})`
-      }`,
-    );
+    const help = k === "progress"
+      ? "no progress bar"
+      : `${SCHEMA[k].help} [${JSON.stringify(current[k])}]`;
+    lines.push(`  ${flag.padEnd(20)} ${help}`);
   }
   return lines.join("\n");
 }
