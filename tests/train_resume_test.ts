@@ -242,3 +242,30 @@ Deno.test("train.ts: Ctrl-C saves a checkpoint and exits 130; --resume finishes 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a diverged run (infinite or NaN losses) still checkpoints and resumes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = { ...base, optimizer: "adamw" as const, lr: 1e6, epochs: 1 };
+    const a = new Trainer(device, config, data);
+    const records: LogRecord[] = [];
+    await a.train({
+      onLog: (r) => void records.push(r),
+      shouldStop: () => a.step >= 8,
+    });
+    assert.ok(
+      records.some((r) => !Number.isFinite(r.loss)),
+      JSON.stringify(records),
+    );
+    await a.save(`${dir}/nan.ckpt`);
+    a.dispose();
+    const b = new Trainer(device, config, data);
+    await b.restore(`${dir}/nan.ckpt`);
+    const result = await b.train();
+    assert.equal(result.steps, 10);
+    assert.ok(!Number.isFinite(result.epochs[0].train_loss));
+    b.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

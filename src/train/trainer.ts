@@ -130,6 +130,33 @@ interface Progress {
 
 const META_FORMAT = "microadam-train/1";
 
+// A diverged run has NaN losses, which JSON cannot hold: such numbers are
+// stored as the strings "NaN", "Infinity" and "-Infinity" (no string field
+// of the progress can take those values).
+const NON_FINITE = new Set(["NaN", "Infinity", "-Infinity"]);
+
+function toJson(v: unknown): unknown {
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v);
+  if (Array.isArray(v)) return v.map(toJson);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k, toJson(x)]),
+    );
+  }
+  return v;
+}
+
+function fromJson(v: unknown): unknown {
+  if (typeof v === "string" && NON_FINITE.has(v)) return Number(v);
+  if (Array.isArray(v)) return v.map(fromJson);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k, fromJson(x)]),
+    );
+  }
+  return v;
+}
+
 /**
  * An MLP classifier, its data on the GPU, its optimizer, and the loop.
  *
@@ -430,7 +457,7 @@ export class Trainer {
       meta: {
         format: META_FORMAT,
         config: { ...this.config },
-        progress: structuredClone(this.#p),
+        progress: toJson(this.#p),
         extra,
       },
     });
@@ -470,7 +497,7 @@ export class Trainer {
       params: this.model.parameters().map((p) => p.tensor),
       optimizer: this.optimizer,
     });
-    this.#p = structuredClone(meta.progress) as Progress;
+    this.#p = fromJson(meta.progress) as Progress;
     this.#orderEpoch = -1;
     return (meta.extra ?? {}) as Record<string, unknown>;
   }
