@@ -103,6 +103,29 @@ const accuracy = aggregate(
 );
 const seeds = new Set(lines.map((l) => l.seed)).size;
 
+/**
+ * One label per series at its last point, pushed apart vertically so that
+ * close lines keep readable labels (a gap of 5 % of the y range, measured in
+ * log space on a log axis).
+ */
+function endLabels(points: Point[], logY: boolean): Point[] {
+  const t = (y: number) => logY ? Math.log(y) : y;
+  const inv = (y: number) => logY ? Math.exp(y) : y;
+  const ys = points.map((p) => t(p.mean));
+  const gap = 0.05 * (Math.max(...ys) - Math.min(...ys));
+  const last = new Map<string, Point>();
+  for (const p of points) {
+    const q = last.get(p.optimizer);
+    if (!q || p.x > q.x) last.set(p.optimizer, p);
+  }
+  const labels = [...last.values()].map((p) => ({ ...p, at: t(p.mean) }))
+    .sort((a, b) => a.at - b.at);
+  for (let i = 1; i < labels.length; i++) {
+    labels[i].at = Math.max(labels[i].at, labels[i - 1].at + gap);
+  }
+  return labels.map(({ at, ...p }) => ({ ...p, mean: inv(at) }));
+}
+
 function chart(points: Point[], y: string, logY: boolean): string {
   return plotSvg({
     width: 640,
@@ -125,18 +148,14 @@ function chart(points: Point[], y: string, logY: boolean): string {
         stroke: "optimizer",
         strokeWidth: 1.5,
       }),
-      Plot.text(
-        points,
-        Plot.selectLast({
-          x: "x",
-          y: "mean",
-          z: "optimizer",
-          text: "optimizer",
-          fill: "optimizer",
-          textAnchor: "start",
-          dx: 4,
-        }),
-      ),
+      Plot.text(endLabels(points, logY), {
+        x: "x",
+        y: "mean",
+        text: "optimizer",
+        fill: "optimizer",
+        textAnchor: "start",
+        dx: 4,
+      }),
     ],
   });
 }
@@ -144,14 +163,22 @@ function chart(points: Point[], y: string, logY: boolean): string {
 const out = v.out!;
 await Deno.writeTextFile(
   `${out}_loss.svg`,
-  chart(loss, `training loss (mean of ${seeds} seeds, every 100 steps)`, true) +
+  chart(
+    loss,
+    `training loss (mean of ${seeds} seed${
+      seeds === 1 ? "" : "s"
+    }, every 100 steps)`,
+    true,
+  ) +
     "\n",
 );
 await Deno.writeTextFile(
   `${out}_accuracy.svg`,
   chart(
     accuracy,
-    `test accuracy, % (mean of ${seeds} seeds; band: range)`,
+    `test accuracy, % (mean of ${seeds} seed${
+      seeds === 1 ? "" : "s"
+    }; band: range)`,
     false,
   ) + "\n",
 );

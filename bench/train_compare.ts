@@ -16,7 +16,8 @@
  * - `final`: every optimizer at its best tuned lr (or `--lr-*`), each seed,
  *   `--epochs` epochs; metrics JSON lines per run for the plot.
  * - `ablate`: MicroAdam at its best lr with one setting changed at a time
- *   (density, window, bf16) and AdamW for reference, seed 1.
+ *   (bf16, density, window, both at the default's state size), seed 1; and
+ *   MicroAdam and AdamW at twice the epochs.
  * - `time` (or `--measure-optimizer` with any phase): GPU timestamps of the
  *   model's forward+backward pass and the optimizer's step, median over
  *   `--time-steps` steps, per optimizer: the optimizer's share of a step.
@@ -398,6 +399,14 @@ async function main(): Promise<void> {
     ) {
       await run("ablate", { ...base, ...s }, results);
     }
+    // The gap over longer training: both at twice the epochs.
+    const longer = 2 * EPOCHS;
+    await run("ablate", { ...base, epochs: longer }, results);
+    await run(
+      "ablate",
+      { optimizer: "adamw", lr: lrA, epochs: longer, seed: 1 },
+      results,
+    );
     console.log(`\n${ablationTable(results)}`);
   }
   if (PHASES.includes("time") || v["measure-optimizer"]) {
