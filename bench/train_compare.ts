@@ -395,6 +395,11 @@ async function main(): Promise<void> {
         { window: 5 },
         { density: 0.005 },
         { window: 5, density: 0.02 }, // the default's state bytes, spent differently
+        // More entries per coordinate make MicroAdam's steps larger (about
+        // √entries), so the denser variants also at a lower lr.
+        { density: 0.02, lr: 0.002 },
+        { window: 20, lr: 0.002 },
+        { density: 0.05, lr: 0.001 },
       ]
     ) {
       await run("ablate", { ...base, ...s }, results);
