@@ -4,11 +4,11 @@
  * log grid, over several seeds; MicroAdam variants (density, window, bf16)
  * against AdamW; and the optimizer's share of the step time.
  *
- *   deno run -A bench/train_compare.ts --phase tune|final|ablate|time|all
+ *   deno run -A bench/train_compare.ts --phase tune|final|ablate|variant|time|all
  *     [--out DIR] [--epochs N] [--tune-epochs N] [--seeds 1,2,3]
  *     [--grid 1e-4,3e-4,1e-3,...] [--optimizers microadam,adamw,amsgrad]
  *     [--lr-microadam X --lr-adamw X --lr-amsgrad X] [--train-subset N]
- *     [--measure-optimizer] [--time-steps N]
+ *     [--variant key=value,...] [--measure-optimizer] [--time-steps N]
  *
  * - `tune`: every optimizer at every grid lr, seed 1, `--tune-epochs` epochs
  *   (default grid: the half-decade steps 1e-4 … 3e-2, and 2e-3 and 5e-3
@@ -18,6 +18,8 @@
  * - `ablate`: MicroAdam at its best lr with one setting changed at a time
  *   (bf16, density, window, both at the default's state size), seed 1; and
  *   MicroAdam and AdamW at twice the epochs.
+ * - `variant`: MicroAdam with the `--variant` settings (default
+ *   `window=5`, the best ablation) over every seed, a row of the final table.
  * - `time` (or `--measure-optimizer` with any phase): GPU timestamps of the
  *   model's forward+backward pass and the optimizer's step, median over
  *   `--time-steps` steps, per optimizer: the optimizer's share of a step.
@@ -91,6 +93,7 @@ const args = parseArgs({
     "train-subset": { type: "string", default: "0" },
     "measure-optimizer": { type: "boolean", default: false },
     "time-steps": { type: "string", default: "50" },
+    variant: { type: "string", default: "window=5" },
     data: { type: "string", default: "auto" },
   },
   strict: true,
@@ -106,12 +109,20 @@ const PHASES = v.phase === "all"
   ? ["tune", "final", "ablate"]
   : v.phase!.split(",");
 for (const p of PHASES) {
-  if (!["tune", "final", "ablate", "time"].includes(p)) {
+  if (!["tune", "final", "ablate", "variant", "time"].includes(p)) {
     throw new RangeError(
-      `--phase: expected tune, final, ablate, time or all, got "${p}"`,
+      `--phase: expected tune, final, ablate, variant, time or all, got "${p}"`,
     );
   }
 }
+
+/** `--variant key=value,…`: MicroAdam settings of the `variant` phase. */
+const VARIANT: Partial<TrainConfig> = Object.fromEntries(
+  v.variant!.split(",").filter((kv) => kv).map((kv) => {
+    const [k, x] = kv.split("=");
+    return [k, Number.isNaN(Number(x)) ? x : Number(x)];
+  }),
+);
 
 const BASE: TrainConfig = {
   ...defaultConfig(),
@@ -248,23 +259,37 @@ function finalTable(results: RunRecord[]): string {
     "| optimizer | lr | test accuracy (mean ± spread) | per seed | state bytes | B/param | samples/s |",
     "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
   ];
-  for (const opt of OPTS) {
-    const runs = results.filter((r) =>
+  const groups: [string, RunRecord[]][] = OPTS.map((opt) => [
+    OPTIMIZER_NAMES[opt],
+    results.filter((r) =>
       r.phase === "final" && r.settings.optimizer === opt &&
       r.settings.epochs === EPOCHS
-    );
+    ),
+  ]);
+  const variant = results.filter((r) =>
+    r.phase === "variant" && r.settings.epochs === EPOCHS
+  );
+  if (variant.length) {
+    const { optimizer: _o, lr: _l, epochs: _e, seed: _s, ...rest } =
+      variant[0].settings;
+    groups.push([
+      `MicroAdam, ${
+        Object.entries(rest).map(([k, x]) => `${k} ${x}`).join(", ")
+      }`,
+      variant,
+    ]);
+  }
+  for (const [name, runs] of groups) {
     if (!runs.length) continue;
     const acc = runs.map((r) => r.test_accuracy);
     const m = mean(acc);
     const spread = (Math.max(...acc) - Math.min(...acc)) / 2;
     rows.push(
-      `| ${OPTIMIZER_NAMES[opt]} | ${runs[0].settings.lr} | ${pct(m)} ± ${
-        pct(spread)
-      } | ${acc.map(pct).join(", ")} | ${
-        runs[0].state_bytes.toLocaleString("en-US")
-      } | ${(runs[0].state_bytes / runs[0].params).toFixed(3)} | ${
-        mean(runs.map((r) => r.samples_per_s)).toFixed(0)
-      } |`,
+      `| ${name} | ${runs[0].settings.lr} | ${pct(m)} ± ${pct(spread)} | ${
+        acc.map(pct).join(", ")
+      } | ${runs[0].state_bytes.toLocaleString("en-US")} | ${
+        (runs[0].state_bytes / runs[0].params).toFixed(3)
+      } | ${mean(runs.map((r) => r.samples_per_s)).toFixed(0)} |`,
     );
   }
   return rows.join("\n");
@@ -393,6 +418,7 @@ async function main(): Promise<void> {
         { window: 20 },
         { density: 0.05 },
         { window: 5 },
+        { window: 3 },
         { density: 0.005 },
         { window: 5, density: 0.02 }, // the default's state bytes, spent differently
         // More entries per coordinate make MicroAdam's steps larger (about
@@ -413,6 +439,25 @@ async function main(): Promise<void> {
       results,
     );
     console.log(`\n${ablationTable(results)}`);
+  }
+  if (PHASES.includes("variant")) {
+    const lrM = bestLr(results, "microadam");
+    if (lrM === undefined) {
+      throw new RangeError("variant needs MicroAdam's tuned lr");
+    }
+    console.log(
+      `\n== variant: MicroAdam ${v.variant} at lr ${lrM}, seeds ${
+        SEEDS.join(", ")
+      }, ${EPOCHS} epochs`,
+    );
+    for (const seed of SEEDS) {
+      await run(
+        "variant",
+        { optimizer: "microadam", lr: lrM, epochs: EPOCHS, seed, ...VARIANT },
+        results,
+      );
+    }
+    console.log(`\n${finalTable(results)}`);
   }
   if (PHASES.includes("time") || v["measure-optimizer"]) {
     await timePhase(results);
