@@ -409,6 +409,25 @@ async function main(): Promise<void> {
     }
     console.log(`\n${finalTable(results)}`);
   }
+  if (PHASES.includes("variant")) {
+    const lrM = bestLr(results, "microadam");
+    if (lrM === undefined) {
+      throw new RangeError("variant needs MicroAdam's tuned lr");
+    }
+    console.log(
+      `\n== variant: MicroAdam ${v.variant} at lr ${lrM}, seeds ${
+        SEEDS.join(", ")
+      }, ${EPOCHS} epochs`,
+    );
+    for (const seed of SEEDS) {
+      await run(
+        "variant",
+        { optimizer: "microadam", lr: lrM, epochs: EPOCHS, seed, ...VARIANT },
+        results,
+      );
+    }
+    console.log(`\n${finalTable(results)}`);
+  }
   if (PHASES.includes("ablate")) {
     const lrM = bestLr(results, "microadam");
     const lrA = bestLr(results, "adamw");
@@ -460,25 +479,6 @@ async function main(): Promise<void> {
       await run("ablate", { ...base, ...s }, results);
     }
     console.log(`\n${ablationTable(results)}`);
-  }
-  if (PHASES.includes("variant")) {
-    const lrM = bestLr(results, "microadam");
-    if (lrM === undefined) {
-      throw new RangeError("variant needs MicroAdam's tuned lr");
-    }
-    console.log(
-      `\n== variant: MicroAdam ${v.variant} at lr ${lrM}, seeds ${
-        SEEDS.join(", ")
-      }, ${EPOCHS} epochs`,
-    );
-    for (const seed of SEEDS) {
-      await run(
-        "variant",
-        { optimizer: "microadam", lr: lrM, epochs: EPOCHS, seed, ...VARIANT },
-        results,
-      );
-    }
-    console.log(`\n${finalTable(results)}`);
   }
   if (PHASES.includes("time") || v["measure-optimizer"]) {
     await timePhase(results);
