@@ -139,8 +139,11 @@ export {
 // Checkpoint codec and numerics.
 export {
   CHECKPOINT_VERSION,
+  type CheckpointExtras,
   decodeCheckpoint,
+  decodeCheckpointWithExtras,
   encodeCheckpoint,
+  type ParamData,
 } from "./src/checkpoint/format.ts";
 export { bf16Bits, bf16ToNumber, roundBf16 } from "./src/numeric/bf16.ts";
 export { fmaF32, powF32 } from "./src/numeric/f32.ts";

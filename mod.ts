@@ -76,9 +76,18 @@ export { fromBf16Array, toBf16Array } from "./src/numeric/bf16.ts";
 // Checkpoints.
 export { loadCheckpoint, saveCheckpoint } from "./src/checkpoint/file.ts";
 
+// Training: parameters and optimizer state together in one atomic file (issue 7).
+export {
+  type LoadedTrainingState,
+  loadTrainingState,
+  saveTrainingState,
+  type TrainingParts,
+} from "./src/train/training_state.ts";
+
 // Errors.
 export {
   CheckpointError,
+  DatasetError,
   DisposedError,
   GpuCommandError,
   GpuUnavailableError,

@@ -52,6 +52,12 @@ export class CheckpointError extends Error {
   override name = "CheckpointError";
 }
 
+/** A data file is missing, unreadable or not what it should be; the message names the file. */
+export class DatasetError extends Error {
+  /** Error name, for logs. */
+  override name = "DatasetError";
+}
+
 /**
  * The GPU rejected work this optimizer encoded or a readback it asked for (a
  * WebGPU validation or out-of-memory error: a tensor buffer destroyed or

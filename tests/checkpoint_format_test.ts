@@ -22,7 +22,8 @@ Deno.test("round trip is bit-exact, header fields included", () => {
   const bytes = encodeCheckpoint(state);
   assert.deepEqual([...bytes.subarray(0, 8)], [...CHECKPOINT_MAGIC]);
   assert.equal(new DataView(bytes.buffer).getUint32(8, true), 1);
-  assert.equal(CHECKPOINT_VERSION, 1);
+  // Without parameters or metadata a checkpoint is still written as version 1.
+  assert.equal(CHECKPOINT_VERSION, 2);
   const back = decodeCheckpoint(bytes);
   assert.deepEqual(back, state);
   assert.ok(Object.is(back.config.lr, 1e-3 / 3));
@@ -145,11 +146,11 @@ Deno.test("wrong magic is not a microadam checkpoint", () => {
 
 Deno.test("a future format version is rejected for its version, not its CRC", () => {
   const bytes = encodeCheckpoint(smallState());
-  new DataView(bytes.buffer).setUint32(8, 2, true);
+  new DataView(bytes.buffer).setUint32(8, 3, true);
   fixCrc(bytes);
   throwsCheckpoint(
     () => decodeCheckpoint(bytes),
-    /unsupported checkpoint format version 2: this build reads version 1 only/,
+    /unsupported checkpoint format version 3: this build reads versions 1 to 2/,
   );
   new DataView(bytes.buffer).setUint32(8, 0, true);
   throwsCheckpoint(() => decodeCheckpoint(fixCrc(bytes)), /version 0/);

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   CheckpointError,
+  DatasetError,
   describe,
   GpuUnavailableError,
   InvalidOptionError,
@@ -20,6 +21,7 @@ Deno.test("error classes: names, base classes and NonFiniteGradientError's field
     [new TensorMismatchError("x"), "TensorMismatchError", TypeError],
     [new GpuUnavailableError("x"), "GpuUnavailableError", Error],
     [new CheckpointError("x"), "CheckpointError", Error],
+    [new DatasetError("x"), "DatasetError", Error],
   ];
   for (const [e, name, base] of cases) {
     assert.equal(e.name, name);

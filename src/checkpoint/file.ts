@@ -8,7 +8,7 @@
 import { basename, dirname, join } from "node:path";
 import { CheckpointError, describe } from "../errors.ts";
 import type { OptimizerState } from "../core/state.ts";
-import { decodeCheckpoint, encodeCheckpoint } from "./format.ts";
+import { decodeCheckpointWithExtras, encodeCheckpoint } from "./format.ts";
 
 /** Marks a temp file of {@link writeFileAtomic}: `<path>.tmp-<pid>-<random>`. */
 const TEMP_MARK = ".tmp-";
@@ -184,7 +184,38 @@ export async function saveCheckpoint(
  * ```
  */
 export async function loadCheckpoint(path: string): Promise<OptimizerState> {
-  return decodeCheckpointAt(path, await readCheckpointFile(path));
+  return (await readCheckpointFile(path)).state;
+}
+
+/**
+ * Reads and decodes the checkpoint at `path` with its parameters and
+ * metadata (see {@link decodeCheckpointWithExtras}); errors as
+ * {@link loadCheckpoint}.
+ *
+ * @example
+ * ```ts
+ * import { readCheckpointFile, writeFileAtomic } from "./file.ts";
+ * import { encodeCheckpoint } from "./format.ts";
+ * const dir = await Deno.makeTempDir();
+ * const state = { optimizer: "Adam", config: {}, step: 0, calls: 0, skipped: 0, ring: 0, tensors: [] };
+ * await writeFileAtomic(`${dir}/a.ckpt`, encodeCheckpoint(state, { meta: { note: "hi" } }));
+ * console.log((await readCheckpointFile(`${dir}/a.ckpt`)).meta); // { note: "hi" }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function readCheckpointFile(
+  path: string,
+): Promise<ReturnType<typeof decodeCheckpointWithExtras>> {
+  const bytes = await readBytes(path);
+  try {
+    return decodeCheckpointWithExtras(bytes);
+  } catch (e) {
+    // Prefix the path so a failed resume says which file was bad.
+    if (e instanceof CheckpointError) {
+      throw new CheckpointError(`${path}: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
 }
 
 /**
@@ -192,7 +223,7 @@ export async function loadCheckpoint(path: string): Promise<OptimizerState> {
  * file (missing, a directory, a symlink loop, no permission) is a
  * {@link CheckpointError} naming the path and the cause.
  */
-export async function readCheckpointFile(path: string): Promise<Uint8Array> {
+async function readBytes(path: string): Promise<Uint8Array> {
   if (typeof path !== "string" || path === "") {
     throw new CheckpointError(
       `expected a checkpoint path (a non-empty string), got ${describe(path)}`,
@@ -217,17 +248,5 @@ export async function readCheckpointFile(path: string): Promise<Uint8Array> {
       `cannot read the checkpoint at ${path}: ${(e as Error).message}`,
       { cause: e },
     );
-  }
-}
-
-function decodeCheckpointAt(path: string, bytes: Uint8Array): OptimizerState {
-  try {
-    return decodeCheckpoint(bytes);
-  } catch (e) {
-    // Prefix the path so a failed resume says which file was bad.
-    if (e instanceof CheckpointError) {
-      throw new CheckpointError(`${path}: ${e.message}`, { cause: e });
-    }
-    throw e;
   }
 }

@@ -18,6 +18,13 @@
  * with buffer offsets relative to the start of the data section. `dataLength`
  * lets a reader tell a truncated file from a header that points past the data.
  *
+ * Version 2 adds two optional header fields, so that one file can hold a
+ * whole training state: `params: [{ name, length, dtype, offset, byteLength,
+ * crc32 }]`, model parameters whose bytes follow the optimizer's buffers in
+ * the data section, and `meta`, a JSON object of the caller's. A checkpoint
+ * without them is written as version 1, byte for byte what earlier builds
+ * wrote, so they still read it; both versions are read.
+ *
  * @module
  */
 
@@ -30,17 +37,40 @@ import type {
 } from "../core/state.ts";
 
 /**
- * Format version this module writes and the only one it reads (bumped when
- * the layout changes, so old readers refuse new files instead of misreading).
+ * The newest format version, which this module reads along with every older
+ * one (bumped when the layout changes, so old readers refuse new files
+ * instead of misreading them). Files with parameters or metadata are written
+ * as this version; files without, as version 1.
  *
  * @example
  * ```ts
  * import { CHECKPOINT_VERSION, encodeCheckpoint } from "./format.ts";
- * const bytes = encodeCheckpoint({ optimizer: "Adam", config: {}, step: 0, calls: 0, skipped: 0, ring: 0, tensors: [] });
- * console.log(new DataView(bytes.buffer).getUint32(8, true) === CHECKPOINT_VERSION); // true
+ * const state = { optimizer: "Adam", config: {}, step: 0, calls: 0, skipped: 0, ring: 0, tensors: [] };
+ * const version = (b: Uint8Array) => new DataView(b.buffer).getUint32(8, true);
+ * console.log(version(encodeCheckpoint(state)), version(encodeCheckpoint(state, { meta: { epoch: 1 } })) === CHECKPOINT_VERSION); // 1 true
  * ```
  */
-export const CHECKPOINT_VERSION: number = 1;
+export const CHECKPOINT_VERSION: number = 2;
+
+/** Model parameters stored beside an optimizer state (format version 2). */
+export interface ParamData {
+  /** Tensor name (or its index as a string). */
+  name: string;
+  /** Element count. */
+  length: number;
+  /** Element type of `bytes`: f32 (4 bytes each) or bf16 bits (2 bytes each). */
+  dtype: "f32" | "bf16";
+  /** The values, little-endian. */
+  bytes: Uint8Array;
+}
+
+/** What a version-2 checkpoint holds beside the optimizer state. */
+export interface CheckpointExtras {
+  /** Model parameters. @default {[]} */
+  params?: ParamData[];
+  /** A JSON object of the caller's (e.g. the epoch and data position). @default {undefined} */
+  meta?: Record<string, unknown>;
+}
 
 /**
  * The 8 bytes every checkpoint starts with: ASCII `"MICROADM"`.
@@ -76,6 +106,15 @@ interface TensorEntry {
   buffers: BufferEntry[];
 }
 
+interface ParamEntry {
+  name: string;
+  length: number;
+  dtype: "f32" | "bf16";
+  offset: number;
+  byteLength: number;
+  crc32: number;
+}
+
 interface Header {
   optimizer: string;
   config: Record<string, ConfigValue>;
@@ -85,6 +124,8 @@ interface Header {
   ring: number;
   dataLength: number;
   tensors: TensorEntry[];
+  params?: ParamEntry[];
+  meta?: Record<string, unknown>;
 }
 
 const align = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
@@ -95,11 +136,14 @@ const isCount = (v: unknown): v is number =>
 const hex = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`;
 
 /**
- * Encodes `state` as a self-checking binary checkpoint. The counters must be
- * integers in [0, 2^53) and config numbers finite: JSON could not carry
- * anything else back exactly, so it is refused here rather than at load.
+ * Encodes `state` as a self-checking binary checkpoint, with model
+ * parameters and metadata when `extras` has them (format version 2; version
+ * 1 otherwise). The counters must be integers in [0, 2^53) and config
+ * numbers finite: JSON could not carry anything else back exactly, so it is
+ * refused here rather than at load.
  *
- * @throws {CheckpointError} If a counter, length or config value cannot be stored exactly.
+ * @throws {CheckpointError} If a counter, length, config value, parameter or
+ * metadata cannot be stored exactly.
  *
  * @example
  * ```ts
@@ -112,6 +156,7 @@ const hex = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`;
  */
 export function encodeCheckpoint(
   state: OptimizerState,
+  extras: CheckpointExtras = {},
 ): Uint8Array<ArrayBuffer> {
   if (typeof state.optimizer !== "string") {
     throw new CheckpointError(
@@ -171,6 +216,35 @@ export function encodeCheckpoint(
       return { name: t.name, length: t.length, buffers };
     },
   );
+  const params = (extras.params ?? []).map((p, i): ParamEntry => {
+    const width = p.dtype === "bf16" ? 2 : p.dtype === "f32" ? 4 : 0;
+    if (
+      typeof p.name !== "string" || !isCount(p.length) || width === 0 ||
+      !(p.bytes instanceof Uint8Array) ||
+      p.bytes.byteLength !== width * p.length
+    ) {
+      throw new CheckpointError(
+        `param ${i} (${
+          describe(p.name)
+        }): expected a name, a length, dtype "f32" or "bf16" and length × 4 or × 2 bytes, got length ${
+          describe(p.length)
+        }, dtype ${describe(p.dtype)} and ${describe(p.bytes)}`,
+      );
+    }
+    const entry = {
+      name: p.name,
+      length: p.length,
+      dtype: p.dtype,
+      offset: dataLength,
+      byteLength: p.bytes.byteLength,
+      crc32: crc32(p.bytes),
+    };
+    parts.push(p.bytes);
+    dataLength += align(p.bytes.byteLength);
+    return entry;
+  });
+  const meta = extras.meta;
+  if (meta !== undefined) checkMeta(meta);
   const header: Header = {
     optimizer: state.optimizer,
     config: state.config,
@@ -181,6 +255,11 @@ export function encodeCheckpoint(
     dataLength,
     tensors,
   };
+  const version = extras.params !== undefined || meta !== undefined ? 2 : 1;
+  if (version === 2) {
+    header.params = params;
+    if (meta !== undefined) header.meta = meta;
+  }
   const json = new TextEncoder().encode(JSON.stringify(header));
   const dataStart = align(PREFIX + json.byteLength);
   const total = dataStart + dataLength + TRAILER;
@@ -188,13 +267,14 @@ export function encodeCheckpoint(
   const out = new Uint8Array(total); // zero-filled, so padding is zero
   const view = new DataView(out.buffer);
   out.set(CHECKPOINT_MAGIC, 0);
-  view.setUint32(8, CHECKPOINT_VERSION, true);
+  view.setUint32(8, version, true);
   view.setUint32(12, json.byteLength, true);
   out.set(json, PREFIX);
   let p = 0;
   for (const t of tensors) {
     for (const b of t.buffers) out.set(parts[p++], dataStart + b.offset);
   }
+  for (const e of params) out.set(parts[p++], dataStart + e.offset);
   view.setUint32(
     total - TRAILER,
     crc32(out.subarray(0, total - TRAILER)),
@@ -222,6 +302,32 @@ export function encodeCheckpoint(
  * ```
  */
 export function decodeCheckpoint(bytes: Uint8Array): OptimizerState {
+  return decodeCheckpointWithExtras(bytes).state;
+}
+
+/**
+ * Decodes a checkpoint with what version 2 adds: the model parameters (empty
+ * for version 1) and the metadata (undefined when none was stored).
+ *
+ * @throws {CheckpointError} As {@link decodeCheckpoint}, and when a
+ * parameter's checksum or range is wrong.
+ *
+ * @example
+ * ```ts
+ * import { decodeCheckpointWithExtras, encodeCheckpoint } from "./format.ts";
+ * const state = { optimizer: "Adam", config: {}, step: 0, calls: 0, skipped: 0, ring: 0, tensors: [] };
+ * const params = [{ name: "w", length: 1, dtype: "f32" as const, bytes: new Uint8Array(new Float32Array([2.5]).buffer) }];
+ * const back = decodeCheckpointWithExtras(encodeCheckpoint(state, { params, meta: { epoch: 3 } }));
+ * console.log(new Float32Array(back.params[0].bytes.buffer)[0], back.meta); // 2.5 { epoch: 3 }
+ * ```
+ */
+export function decodeCheckpointWithExtras(
+  bytes: Uint8Array,
+): {
+  state: OptimizerState;
+  params: ParamData[];
+  meta?: Record<string, unknown>;
+} {
   const size = bytes.byteLength;
   if (size < PREFIX + TRAILER) {
     throw new CheckpointError(
@@ -239,9 +345,9 @@ export function decodeCheckpoint(bytes: Uint8Array): OptimizerState {
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, size);
   const version = view.getUint32(8, true);
-  if (version !== CHECKPOINT_VERSION) {
+  if (version < 1 || version > CHECKPOINT_VERSION) {
     throw new CheckpointError(
-      `unsupported checkpoint format version ${version}: this build reads version ${CHECKPOINT_VERSION} only`,
+      `unsupported checkpoint format version ${version}: this build reads versions 1 to ${CHECKPOINT_VERSION}`,
     );
   }
   const headerLength = view.getUint32(12, true);
@@ -261,7 +367,10 @@ export function decodeCheckpoint(bytes: Uint8Array): OptimizerState {
   };
   let header: Header;
   try {
-    header = parseHeader(bytes.subarray(PREFIX, PREFIX + headerLength));
+    header = parseHeader(
+      bytes.subarray(PREFIX, PREFIX + headerLength),
+      version,
+    );
   } catch (e) {
     throw wholeFileCrcError() ?? e;
   }
@@ -283,30 +392,36 @@ export function decodeCheckpoint(bytes: Uint8Array): OptimizerState {
   const err = wholeFileCrcError();
   if (err) throw err;
 
+  // A checked copy of a range of the data section; `what` names it in errors.
+  const section = (
+    e: { offset: number; byteLength: number; crc32: number },
+    what: string,
+  ): Uint8Array => {
+    if (e.offset % ALIGN !== 0 || e.offset + e.byteLength > header.dataLength) {
+      throw new CheckpointError(
+        `${what} range [${e.offset}, ${
+          e.offset + e.byteLength
+        }) is out of bounds or misaligned for the ${header.dataLength}-byte data section`,
+      );
+    }
+    const start = dataStart + e.offset;
+    // slice() copies into a new ArrayBuffer: aligned and independent of `bytes`.
+    const copy = bytes.slice(start, start + e.byteLength);
+    const got = crc32(copy);
+    if (got !== e.crc32) {
+      throw new CheckpointError(
+        `checkpoint corrupt: ${what} checksum mismatch (expected ${
+          hex(e.crc32)
+        }, computed ${hex(got)})`,
+      );
+    }
+    return copy;
+  };
   const tensors = header.tensors.map((t, i): TensorState => {
-    const entries = t.buffers.map((b): [string, Uint8Array] => {
-      if (
-        b.offset % ALIGN !== 0 || b.offset + b.byteLength > header.dataLength
-      ) {
-        throw new CheckpointError(
-          `tensor ${i} ("${t.name}"): buffer "${b.name}" range [${b.offset}, ${
-            b.offset + b.byteLength
-          }) is out of bounds or misaligned for the ${header.dataLength}-byte data section`,
-        );
-      }
-      const start = dataStart + b.offset;
-      // slice() copies into a new ArrayBuffer: aligned and independent of `bytes`.
-      const copy = bytes.slice(start, start + b.byteLength);
-      const got = crc32(copy);
-      if (got !== b.crc32) {
-        throw new CheckpointError(
-          `checkpoint corrupt: tensor ${i} ("${t.name}") buffer "${b.name}" checksum mismatch (expected ${
-            hex(b.crc32)
-          }, computed ${hex(got)})`,
-        );
-      }
-      return [b.name, copy];
-    });
+    const entries = t.buffers.map((b): [string, Uint8Array] => [
+      b.name,
+      section(b, `tensor ${i} ("${t.name}") buffer "${b.name}"`),
+    ]);
     // fromEntries defines own properties, so a buffer named "__proto__" stays data.
     return {
       name: t.name,
@@ -314,7 +429,13 @@ export function decodeCheckpoint(bytes: Uint8Array): OptimizerState {
       buffers: Object.fromEntries(entries),
     };
   });
-  return {
+  const params = (header.params ?? []).map((p, i): ParamData => ({
+    name: p.name,
+    length: p.length,
+    dtype: p.dtype,
+    bytes: section(p, `param ${i} ("${p.name}")`),
+  }));
+  const state: OptimizerState = {
     optimizer: header.optimizer,
     config: header.config,
     step: header.step,
@@ -323,6 +444,42 @@ export function decodeCheckpoint(bytes: Uint8Array): OptimizerState {
     ring: header.ring,
     tensors,
   };
+  return header.meta === undefined
+    ? { state, params }
+    : { state, params, meta: header.meta };
+}
+
+/** Refuses metadata that JSON would not give back as it was. */
+function checkMeta(meta: unknown): void {
+  const bad = (path: string, v: unknown): never => {
+    throw new CheckpointError(
+      `meta${path}: expected JSON data (objects, arrays, strings, finite numbers, booleans, null), got ${
+        typeof v === "number" ? String(v) : typeof v
+      }`,
+    );
+  };
+  const walk = (v: unknown, path: string): void => {
+    if (v === null || typeof v === "string" || typeof v === "boolean") return;
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) bad(path, v);
+      return;
+    }
+    if (Array.isArray(v)) {
+      v.forEach((x, i) => walk(x, `${path}[${i}]`));
+      return;
+    }
+    if (
+      typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype
+    ) {
+      for (const [k, x] of Object.entries(v)) walk(x, `${path}.${k}`);
+      return;
+    }
+    bad(path, v);
+  };
+  if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
+    bad("", meta);
+  }
+  walk(meta, "");
 }
 
 function corrupt(stored: number, computed: number): CheckpointError {
@@ -334,7 +491,7 @@ function corrupt(stored: number, computed: number): CheckpointError {
 }
 
 /** Parses and type-checks the JSON header; throws CheckpointError naming the bad field. */
-function parseHeader(raw: Uint8Array): Header {
+function parseHeader(raw: Uint8Array, version: number): Header {
   let h: unknown;
   try {
     h = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
@@ -401,7 +558,7 @@ function parseHeader(raw: Uint8Array): Header {
     });
     return { name: t.name as string, length: t.length as number, buffers };
   });
-  return {
+  const header: Header = {
     optimizer: h.optimizer as string,
     config: Object.fromEntries(config),
     step: h.step as number,
@@ -411,4 +568,42 @@ function parseHeader(raw: Uint8Array): Header {
     dataLength: h.dataLength as number,
     tensors,
   };
+  if (version < 2) return header;
+  if (h.params !== undefined) {
+    if (!Array.isArray(h.params)) bad("params must be an array", h.params);
+    header.params = (h.params as unknown[]).map((p, i): ParamEntry => {
+      if (!isObj(p)) return bad(`param ${i} must be an object`, p);
+      if (typeof p.name !== "string") {
+        bad(`param ${i} name must be a string`, p.name);
+      }
+      if (p.dtype !== "f32" && p.dtype !== "bf16") {
+        bad(`param ${i} ("${p.name}") dtype must be "f32" or "bf16"`, p.dtype);
+      }
+      for (const k of ["length", "offset", "byteLength", "crc32"]) {
+        if (!isCount(p[k])) {
+          bad(`param ${i} ("${p.name}") ${k} must be an integer >= 0`, p[k]);
+        }
+      }
+      const width = p.dtype === "bf16" ? 2 : 4;
+      if (p.byteLength !== width * (p.length as number)) {
+        bad(
+          `param ${i} ("${p.name}") byteLength must be ${width} × length (${p.length})`,
+          p.byteLength,
+        );
+      }
+      return {
+        name: p.name as string,
+        length: p.length as number,
+        dtype: p.dtype as "f32" | "bf16",
+        offset: p.offset as number,
+        byteLength: p.byteLength as number,
+        crc32: p.crc32 as number,
+      };
+    });
+  }
+  if (h.meta !== undefined) {
+    if (!isObj(h.meta)) bad("meta must be an object", h.meta);
+    header.meta = h.meta as Record<string, unknown>;
+  }
+  return header;
 }

@@ -1,0 +1,16 @@
+// y = activate(x), elementwise (activation.wgsl).
+
+@group(0) @binding(0) var<uniform> dims: Length;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+  if (i >= dims.length) { return; }
+  y[i] = activate(x[i]);
+}
