@@ -124,8 +124,12 @@ const VARIANT: Partial<TrainConfig> = Object.fromEntries(
   }),
 );
 
+// A run's key holds only its settings beyond BASE, so BASE pins the
+// settings the recorded runs were made with (the paper's window of 10), not
+// whatever the trainer's defaults are now.
 const BASE: TrainConfig = {
   ...defaultConfig(),
+  window: 10,
   data: v.data!,
   train_subset: Number(v["train-subset"]),
   progress: false,
