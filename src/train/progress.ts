@@ -56,6 +56,8 @@ export class ProgressBar {
   readonly #total: number;
 
   /**
+   * Sets the bar up; nothing is drawn before {@link ProgressBar.start}.
+   *
    * @param options Total steps, epochs, label and output.
    * @throws {InvalidOptionError} `total` or `epochs` is not an integer >= 1,
    * or `notTtyEverySeconds` not a finite number > 0.
