@@ -5,7 +5,14 @@
  * @module
  */
 
-/** Appends JSON lines to a file. */
+import { describe, InvalidOptionError } from "../errors.ts";
+
+/**
+ * Appends JSON lines to a file: each record is `JSON.stringify` (its keys in
+ * insertion order; a non-finite number, which JSON cannot hold, becomes
+ * `null`) and a newline, in the file before {@link MetricsWriter.write}
+ * resolves: nothing waits in a buffer of the process.
+ */
 export class MetricsWriter {
   /** The file's path. */
   readonly path: string;
@@ -20,7 +27,11 @@ export class MetricsWriter {
   /**
    * Opens `path` for appending (creating it). With `truncateTo`, the file is
    * first cut to that many bytes: a resumed run drops the lines written
-   * after its checkpoint.
+   * after its checkpoint (a file already shorter stays as it is).
+   *
+   * @param path The file; its folder must exist.
+   * @param truncateTo A byte count from {@link MetricsWriter.size}.
+   * @throws {InvalidOptionError} `truncateTo` is not an integer >= 0.
    *
    * @example
    * ```ts
@@ -34,6 +45,16 @@ export class MetricsWriter {
    * ```
    */
   static async open(path: string, truncateTo?: number): Promise<MetricsWriter> {
+    if (
+      truncateTo !== undefined &&
+      !(Number.isSafeInteger(truncateTo) && truncateTo >= 0)
+    ) {
+      throw new InvalidOptionError(
+        `truncateTo: expected a byte count (an integer >= 0), got ${
+          describe(truncateTo)
+        }`,
+      );
+    }
     const file = await Deno.open(path, {
       create: true,
       write: true,
@@ -47,7 +68,11 @@ export class MetricsWriter {
     return new MetricsWriter(path, file);
   }
 
-  /** Appends one record as a line. */
+  /**
+   * Appends one record as a line.
+   *
+   * @param record The fields, written in their insertion order.
+   */
   async write(record: Record<string, unknown>): Promise<void> {
     const bytes = this.#encoder.encode(JSON.stringify(record) + "\n");
     for (let n = 0; n < bytes.length;) {
@@ -55,7 +80,7 @@ export class MetricsWriter {
     }
   }
 
-  /** The file's current size in bytes. */
+  /** The file's current size in bytes (what `open`'s `truncateTo` takes). */
   async size(): Promise<number> {
     return (await this.#file.stat()).size;
   }

@@ -12,6 +12,7 @@ import {
   constant,
   cosineDecay,
   type GpuTensor,
+  InvalidOptionError,
   linearWarmup,
   MicroAdam,
   type Schedule,
@@ -21,7 +22,7 @@ import type { TrainConfig } from "./config.ts";
 /** One of the WebGPU optimizers. */
 export type AnyOptimizer = MicroAdam | Adam | AdamW | AMSGrad;
 
-/** Display names of the optimizers. */
+/** Display names of the optimizers (each equals the optimizer's `kind`). */
 export const OPTIMIZER_NAMES: Record<TrainConfig["optimizer"], string> = {
   microadam: "MicroAdam",
   adamw: "AdamW",
@@ -31,8 +32,15 @@ export const OPTIMIZER_NAMES: Record<TrainConfig["optimizer"], string> = {
 
 /**
  * The learning-rate schedule of `config` over `totalSteps` steps: a linear
- * warm-up over `warmup_steps`, then constant or a cosine decay to 0 at the
- * last step.
+ * warm-up over `warmup_steps` (factor t/w at step t), then constant (1) or a
+ * cosine decay from 1 at the first step after the warm-up to 0 at the last
+ * step (`½(1 + cos(π (t − w − 1) / (totalSteps − w − 1)))`; with a single
+ * step after the warm-up, that step has factor 1).
+ *
+ * @param config The run's configuration (`schedule`, `warmup_steps`).
+ * @param totalSteps Optimizer steps in the whole run.
+ * @throws {InvalidOptionError} `totalSteps` is not an integer >= 1, or the
+ * warm-up is not shorter than the run.
  *
  * @example
  * ```ts
@@ -44,6 +52,16 @@ export const OPTIMIZER_NAMES: Record<TrainConfig["optimizer"], string> = {
  */
 export function scheduleOf(config: TrainConfig, totalSteps: number): Schedule {
   const warmupSteps = config.warmup_steps;
+  if (!(Number.isSafeInteger(totalSteps) && totalSteps >= 1)) {
+    throw new InvalidOptionError(
+      `totalSteps: expected an integer >= 1, got ${totalSteps}`,
+    );
+  }
+  if (warmupSteps >= totalSteps) {
+    throw new InvalidOptionError(
+      `warmup_steps must be less than the run's ${totalSteps} steps, got ${warmupSteps}`,
+    );
+  }
   if (config.schedule === "cosine") {
     return cosineDecay(totalSteps, { warmupSteps, minFactor: 0 });
   }
@@ -51,9 +69,31 @@ export function scheduleOf(config: TrainConfig, totalSteps: number): Schedule {
 }
 
 /**
- * Creates the optimizer `config` names over `tensors`, with the schedule of
- * {@link scheduleOf}. A `weight_decay` of null keeps the optimizer's own
- * default.
+ * Creates the optimizer `config` names over `tensors` (one param group),
+ * with `config.lr`, the schedule of {@link scheduleOf}, and for MicroAdam
+ * `window`, `density` and `dtype`. A `weight_decay` of null keeps the
+ * optimizer's own default (AdamW 0.01, the others 0).
+ *
+ * @param device The device owning the tensors.
+ * @param tensors The model's parameters and gradients.
+ * @param config The run's configuration.
+ * @param totalSteps Optimizer steps in the whole run (the cosine's length).
+ * @throws {InvalidOptionError} A value the optimizer or schedule rejects.
+ * @throws {TensorMismatchError} A tensor the optimizer cannot update (e.g.
+ * f32 tensors for `dtype: "bf16"`).
+ *
+ * @example
+ * ```ts
+ * import { createTensor, requestDevice } from "../../mod.ts";
+ * import { defaultConfig } from "./config.ts";
+ * import { createOptimizer } from "./optimizer.ts";
+ * const device = await requestDevice();
+ * const config = { ...defaultConfig(), optimizer: "adamw" as const, lr: 0.01 };
+ * const opt = createOptimizer(device, [createTensor(device, 8)], config, 100);
+ * console.log(opt.kind, opt.currentLr(), opt.paramGroups[0].weightDecay); // AdamW 0.01 0.01
+ * opt.dispose();
+ * device.destroy();
+ * ```
  */
 export function createOptimizer(
   device: GPUDevice,

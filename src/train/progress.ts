@@ -1,8 +1,9 @@
 /**
  * The training progress bar (`npm:cli-progress`): steps, epoch, the latest
  * loss and accuracy, throughput and the time left. On a terminal it redraws
- * in place; elsewhere (CI logs, a file) its no-TTY mode prints one plain
- * line every 10 seconds instead of control characters.
+ * in place; elsewhere (CI logs, a file) its no-TTY mode prints plain lines
+ * instead of control characters: one at `start`, one every 10 seconds (a
+ * timer; `update` only stores the figures) and the last at `stop`.
  *
  * @module
  */
@@ -10,6 +11,7 @@
 // @ts-types="@types/cli-progress"
 import cliProgress from "cli-progress";
 import process from "node:process";
+import { describe, InvalidOptionError } from "../errors.ts";
 
 /** What the bar shows besides the step count. */
 export interface ProgressFields {
@@ -33,7 +35,7 @@ export interface ProgressOptions {
   label?: string;
   /** Seconds between lines when the output is not a terminal. @default {10} */
   notTtyEverySeconds?: number;
-  /** Where to draw. @default {process.stderr} */
+  /** Where to draw; a stream whose `isTTY` is not true gets plain lines. @default {process.stderr} */
   stream?: NodeJS.WritableStream;
 }
 
@@ -53,23 +55,50 @@ export class ProgressBar {
   readonly #bar: cliProgress.SingleBar;
   readonly #total: number;
 
-  /** @param options Total steps, epochs, label and output. */
+  /**
+   * Sets the bar up; nothing is drawn before {@link ProgressBar.start}.
+   *
+   * @param options Total steps, epochs, label and output.
+   * @throws {InvalidOptionError} `total` or `epochs` is not an integer >= 1,
+   * or `notTtyEverySeconds` not a finite number > 0.
+   */
   constructor(options: ProgressOptions) {
+    for (const key of ["total", "epochs"] as const) {
+      const v = options[key];
+      if (!(Number.isSafeInteger(v) && v >= 1)) {
+        throw new InvalidOptionError(
+          `${key}: expected an integer >= 1, got ${describe(v)}`,
+        );
+      }
+    }
+    const every = options.notTtyEverySeconds ?? 10;
+    if (!(Number.isFinite(every) && every > 0)) {
+      throw new InvalidOptionError(
+        `notTtyEverySeconds: expected a finite number > 0, got ${
+          describe(every)
+        }`,
+      );
+    }
     this.#total = options.total;
     const label = options.label ?? "train";
+    const stream = options.stream ?? process.stderr;
+    const tty = (stream as { isTTY?: boolean }).isTTY === true;
     this.#bar = new cliProgress.SingleBar({
       format:
         `${label} {bar} {percentage}% | step {value}/{total} | epoch {epoch}/${options.epochs} | loss {loss} | acc {acc} | {rate} samples/s | ETA {eta_formatted}`,
       barsize: 24,
       hideCursor: false,
       noTTYOutput: true,
-      notTTYSchedule: (options.notTtyEverySeconds ?? 10) * 1000,
-      stream: options.stream ?? process.stderr,
+      notTTYSchedule: every * 1000,
+      // Off a terminal the last line already ends in a newline; the library
+      // would add an empty line at stop, and clearing there is a no-op.
+      clearOnComplete: !tty,
+      stream,
       etaBuffer: 50,
     }, cliProgress.Presets.shades_classic);
   }
 
-  /** Starts at step `value`. */
+  /** Starts at step `value` (a resumed run's step), drawing the first line. */
   start(value: number): void {
     this.#bar.start(this.#total, value, {
       epoch: "-",
@@ -79,7 +108,10 @@ export class ProgressBar {
     });
   }
 
-  /** Moves to step `value` with the latest figures. */
+  /**
+   * Moves to step `value` with the latest figures: loss to 4 decimals,
+   * accuracy as a percentage to 1 decimal, samples per second rounded.
+   */
   update(value: number, f: ProgressFields): void {
     this.#bar.update(value, {
       epoch: f.epoch,

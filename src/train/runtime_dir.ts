@@ -9,7 +9,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 
 function privateDir(path: string): boolean {
   try {
@@ -23,12 +23,16 @@ function privateDir(path: string): boolean {
 }
 
 /**
- * Sets `XDG_RUNTIME_DIR` when it is unset or not a folder: to
+ * Sets `XDG_RUNTIME_DIR` when it is unset, relative (the XDG spec and
+ * Wayland's client library take only an absolute path) or not a folder: to
  * `$TMPDIR/microadam-runtime-<uid>` (created with mode 0700, and reused by
  * later runs when it is still this user's and private), or else to a new
  * private temporary folder. Returns the folder in use. Call it before the
  * first `requestDevice()`: Mesa reads the variable when WebGPU starts, and
- * again at exit (so the folder is left in place).
+ * again at exit (so the folder is left in place). A folder the user chose
+ * is kept whatever its mode.
+ *
+ * @returns The absolute path `XDG_RUNTIME_DIR` now holds.
  *
  * @example
  * ```ts
@@ -39,20 +43,20 @@ function privateDir(path: string): boolean {
  */
 export function ensureRuntimeDir(): string {
   const current = Deno.env.get("XDG_RUNTIME_DIR");
-  if (current) {
+  if (current && isAbsolute(current)) {
     try {
       if (Deno.statSync(current).isDirectory) return current;
     } catch { /* not there: set one */ }
   }
   const tmp = Deno.env.get("TMPDIR") || "/tmp";
-  let dir = join(tmp, `microadam-runtime-${Deno.uid() ?? "user"}`);
+  let dir = resolve(tmp, `microadam-runtime-${Deno.uid() ?? "user"}`);
   try {
     Deno.mkdirSync(dir, { mode: 0o700 });
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists)) dir = "";
   }
   if (!dir || !privateDir(dir)) {
-    dir = Deno.makeTempDirSync({ prefix: "microadam-runtime-" });
+    dir = resolve(Deno.makeTempDirSync({ prefix: "microadam-runtime-" }));
     Deno.chmodSync(dir, 0o700);
   }
   Deno.env.set("XDG_RUNTIME_DIR", dir);
