@@ -2,9 +2,9 @@
  * Demo: MicroAdam, AdamW and AMSGrad train the same MLP (784-256-128-10) on
  * Fashion-MNIST on WebGPU, from the same initial weights on the same data,
  * and the demo prints each one's test accuracy and optimizer memory. A short
- * version of the README's comparison (`bench/train_compare.ts`): a few
- * hundred steps instead of 10 epochs, about a minute on a 2-core machine
- * without a GPU (WebGPU on Mesa's llvmpipe).
+ * version of the README's comparison (`bench/train_compare.ts`): one epoch
+ * (469 steps of 128 images) instead of 10, about half a minute to a minute on
+ * a 2-core machine without a GPU (WebGPU on Mesa's llvmpipe).
  *
  *   deno task demo [--steps N] [--batch N] [--optimizers a,b] [--seed N]
  *                  [--data auto|synthetic|FOLDER] [--help]
@@ -34,7 +34,7 @@ Trains the MLP 784-256-128-10 on Fashion-MNIST with MicroAdam, AdamW and
 AMSGrad (each at its tuned learning rate, cosine decay) and prints each
 one's test accuracy and optimizer state.
 
-  --steps N          training steps per optimizer (default 200)
+  --steps N          training steps per optimizer (default 469: one epoch)
   --batch N          images per step (default 128)
   --optimizers LIST  any of microadam,adamw,amsgrad,adam (default microadam,adamw,amsgrad)
   --seed N           initial weights and data order (default 1)
@@ -74,7 +74,8 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const steps = positiveInt("steps", v.steps, 200);
+  // One epoch: 469 batches of 128 cover the 60,000 training images.
+  const steps = positiveInt("steps", v.steps, 469);
   const batch = positiveInt("batch", v.batch, 128);
   const seed = Number(v.seed ?? 1);
   if (!Number.isInteger(seed) || seed < 0) {

@@ -5,8 +5,11 @@
  * seeds' range as a band. Written with `plotSvg` (src/plot/svg.ts) as two
  * standalone SVG files.
  *
- *   deno run -A bench/plot_training.ts [--in bench/training] [--phase final]
- *     [--out docs/training]
+ *   deno run -A bench/plot_training.ts [--in bench/training]
+ *     [--phase final,variant] [--out docs/training]
+ *
+ * MicroAdam's lines are named with their window (`m`): the `variant`
+ * phase's window is a line of its own.
  *
  * writes `<out>_loss.svg` and `<out>_accuracy.svg`.
  *
@@ -26,6 +29,8 @@ interface Line {
   epoch: number;
   optimizer: OptimizerName;
   seed: number;
+  /** MicroAdam's window, where the run set one. */
+  window?: number;
   loss?: number;
   test_accuracy?: number;
   train_loss?: number;
@@ -43,16 +48,20 @@ const { values: v } = parseArgs({
   args: Deno.args,
   options: {
     in: { type: "string", default: "bench/training" },
-    phase: { type: "string", default: "final" },
+    phase: { type: "string", default: "final,variant" },
     out: { type: "string", default: "docs/training" },
   },
   strict: true,
 });
 
 const dir = join(v.in!, "metrics");
+const phases = v.phase!.split(",");
 const lines: Line[] = [];
 for await (const e of Deno.readDir(dir)) {
-  if (!e.name.startsWith(`${v.phase}_`) || !e.name.endsWith(".jsonl")) continue;
+  if (
+    !phases.some((p) => e.name.startsWith(`${p}_`)) ||
+    !e.name.endsWith(".jsonl")
+  ) continue;
   const text = await Deno.readTextFile(join(dir, e.name));
   for (const l of text.split("\n")) if (l.trim()) lines.push(JSON.parse(l));
 }
@@ -73,9 +82,12 @@ function aggregate(
     { optimizer: string; x: number; ys: number[] }
   >();
   for (const l of rows) {
-    const key = `${l.optimizer}:${x(l)}`;
-    const g = groups.get(key) ??
-      { optimizer: OPTIMIZER_NAMES[l.optimizer], x: x(l), ys: [] };
+    // MicroAdam's runs without a window setting used the comparison's base,
+    // the paper's 10 (BASE in bench/train_compare.ts).
+    const name = OPTIMIZER_NAMES[l.optimizer] +
+      (l.optimizer === "microadam" ? ` m=${l.window ?? 10}` : "");
+    const key = `${name}:${x(l)}`;
+    const g = groups.get(key) ?? { optimizer: name, x: x(l), ys: [] };
     g.ys.push(value(l));
     groups.set(key, g);
   }
@@ -130,7 +142,7 @@ function chart(points: Point[], y: string, logY: boolean): string {
   return plotSvg({
     width: 640,
     height: 340,
-    marginRight: 90,
+    marginRight: 115,
     x: { label: "epoch", grid: true },
     y: { label: y, grid: true, type: logY ? "log" : "linear" },
     color: { scheme: "tableau10" },

@@ -159,6 +159,17 @@ let device: GPUDevice;
 let data: ImageData;
 let adapterName = "";
 
+/** The metrics file (JSON lines) of a run. */
+function metricsFile(phase: string, settings: Partial<TrainConfig>): string {
+  return join(
+    OUT,
+    "metrics",
+    `${phase}_${
+      Object.entries(settings).map(([k, x]) => `${k}-${x}`).join("_")
+    }.jsonl`,
+  );
+}
+
 async function run(
   phase: string,
   settings: Partial<TrainConfig>,
@@ -172,8 +183,12 @@ async function run(
   const same = done.find((r) =>
     r.device === adapterName && r.key.split(":")[1] === key.split(":")[1]
   );
+  const file = metricsFile(phase, settings);
   if (same) {
     const record = { ...same, phase, key };
+    // Its curves too, under this phase's name (for the plot).
+    await Deno.copyFile(metricsFile(same.phase, same.settings), file)
+      .catch(() => {});
     await Deno.writeTextFile(RESULTS, JSON.stringify(record) + "\n", {
       append: true,
     });
@@ -186,13 +201,6 @@ async function run(
   );
   const trainer = new Trainer(device, config, data);
   await Deno.mkdir(join(OUT, "metrics"), { recursive: true });
-  const file = join(
-    OUT,
-    "metrics",
-    `${phase}_${
-      Object.entries(settings).map(([k, x]) => `${k}-${x}`).join("_")
-    }.jsonl`,
-  );
   await Deno.remove(file).catch(() => {});
   const metrics = await MetricsWriter.open(file);
   const t0 = performance.now();
