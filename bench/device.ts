@@ -4,10 +4,13 @@
  * reference on both MicroAdam paths), the copy bandwidth, then the time of
  * one optimizer step for every optimizer on one tensor of each size and on
  * the LLaMA-2 7B and 13B tensor shapes, next to PyTorch's fused AdamW and
- * TensorFlow.js's Adam on the same GPU. Ends with one table.
+ * TensorFlow.js's Adam on the same GPU; last, the optimizer's share of a
+ * training step (the README's MLP on Fashion-MNIST-shaped data). Ends with
+ * one table.
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
  *       [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
+ *       [--skip-training]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
  * How a step is timed (bench/RESULTS.md): N ≥ 50 steps are submitted back to
@@ -33,6 +36,11 @@ import type { GpuOptimizer } from "../extend.ts";
 import { dispatchSize } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
+import { defaultConfig } from "../src/train/config.ts";
+import { OPTIMIZER_NAMES } from "../src/train/optimizer.ts";
+import { Trainer } from "../src/train/trainer.ts";
+import { TUNED_LR } from "../src/train/tuned.ts";
+import { syntheticImageData } from "../src/data/synthetic.ts";
 import fillWgsl from "./fill.wgsl" with { type: "text" };
 import copyWgsl from "./copy.wgsl" with { type: "text" };
 
@@ -45,6 +53,7 @@ const { values } = parseArgs({
     "skip-torch": { type: "boolean", default: false },
     "skip-tfjs": { type: "boolean", default: false },
     "skip-checks": { type: "boolean", default: false },
+    "skip-training": { type: "boolean", default: false },
     "tfjs-sizes": { type: "string", default: "20,24,26,28" },
     impl: { type: "string", default: "../mod.ts" },
     label: { type: "string", default: "this project" },
@@ -113,6 +122,15 @@ const LLAMA: Record<string, number[][]> = {
   "7b": llama(4096, 11008, 32),
   "13b": llama(5120, 13824, 40),
 };
+for (const name of llamaNames) {
+  if (!(name in LLAMA)) {
+    throw new RangeError(
+      `--llama: expected names from ${
+        Object.keys(LLAMA).join(", ")
+      } (or "" for none), got "${name}"`,
+    );
+  }
+}
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 // ---- Data on the GPU ---------------------------------------------------------
@@ -637,6 +655,41 @@ for (const name of llamaNames) {
     );
   }
 }
+// ---- A training step: the model against the optimizer ---------------------------------------
+
+/** GPU medians of a training step's two passes, per optimizer. */
+interface TrainingRow {
+  optimizer: string;
+  modelMs: number;
+  optimizerMs: number;
+}
+const trainingRows: TrainingRow[] = [];
+if (!values["skip-training"]) {
+  // The README's comparison model (MLP 784-256-128-10, batch 128) on
+  // synthetic images of Fashion-MNIST's shape: a step's cost does not depend
+  // on the pixels, and the GPU machine has no copy of the data set.
+  const data = syntheticImageData({ train: 60000, test: 1000, seed: 0 });
+  for (const opt of ["microadam", "adamw", "amsgrad"] as const) {
+    const config = {
+      ...defaultConfig(),
+      optimizer: opt,
+      lr: TUNED_LR[opt],
+      epochs: 1,
+      progress: false,
+    };
+    const trainer = new Trainer(device, config, data);
+    await trainer.timeSteps(10);
+    const t = await trainer.timeSteps(200);
+    trainer.dispose();
+    trainingRows.push({ optimizer: OPTIMIZER_NAMES[opt], ...t });
+    say(
+      `training step | ${OPTIMIZER_NAMES[opt]} | model ${
+        t.modelMs.toFixed(3)
+      } ms, optimizer ${t.optimizerMs.toFixed(3)} ms (medians of 200)`,
+    );
+  }
+}
+
 device.destroy();
 
 // ---- PyTorch fused AdamW and the copy bandwidth -------------------------------------------
@@ -810,6 +863,21 @@ for (const r of tfjsRows) {
     } | ${ours ? `our AdamW ${fmt(r.ms! / ours, 1)}× faster` : "—"} |`,
   );
 }
+if (trainingRows.length) {
+  lines.push(
+    "",
+    "Training step, MLP 784-256-128-10, batch 128 (GPU medians of 200 steps):",
+    "| optimizer | forward + backward ms | optimizer ms | optimizer share |",
+    "| --- | ---: | ---: | ---: |",
+  );
+  for (const r of trainingRows) {
+    lines.push(
+      `| ${r.optimizer} | ${fmt(r.modelMs)} | ${fmt(r.optimizerMs)} | ${
+        (100 * r.optimizerMs / (r.modelMs + r.optimizerMs)).toFixed(1)
+      } % |`,
+    );
+  }
+}
 if (checks.length) {
   lines.push("");
   for (const c of checks) {
@@ -827,7 +895,7 @@ if (values.out) {
   await Deno.writeTextFile(
     `${values.out}/device_${tag}.json`,
     JSON.stringify(
-      { copy, torchCopy, checks, rows, torchRows, tfjsRows },
+      { copy, torchCopy, checks, rows, torchRows, tfjsRows, trainingRows },
       null,
       1,
     ),

@@ -129,6 +129,41 @@ const NUMERIC = new Set<KernelName>([
 
 const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
+/**
+ * The pipeline cached for `device` under `key`, made by `make` on first use.
+ * The one pipeline cache of the project: the optimizers' kernels and the
+ * model kernels (src/nn) both compile through it, so a pipeline is compiled
+ * once per device and dropped with the device.
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { cachedPipeline } from "./kernels.ts";
+ * const device = await requestDevice();
+ * let made = 0;
+ * const make = () => {
+ *   made++;
+ *   const code = "@compute @workgroup_size(1) fn main() {}";
+ *   const module = device.createShaderModule({ code });
+ *   return device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
+ * };
+ * const p = cachedPipeline(device, "empty", make);
+ * console.log(p === cachedPipeline(device, "empty", make), made); // true 1
+ * device.destroy();
+ * ```
+ */
+export function cachedPipeline(
+  device: GPUDevice,
+  key: string,
+  make: () => GPUComputePipeline,
+): GPUComputePipeline {
+  let perDevice = cache.get(device);
+  if (!perDevice) cache.set(device, perDevice = new Map());
+  let p = perDevice.get(key);
+  if (!p) perDevice.set(key, p = make());
+  return p;
+}
+
 // Kernels whose bind group has a binding with a dynamic offset (chosen at
 // encode time), which an "auto" layout cannot express.
 const COMPUTE = 4; // GPUShaderStage.COMPUTE
@@ -172,17 +207,13 @@ export function pipeline(
     constants = { ...constants, EXACT_FMA: hasExactFma(device) ? 1 : 0 };
   }
   const subgroups = hasSubgroups(device);
-  let perDevice = cache.get(device);
-  if (!perDevice) cache.set(device, perDevice = new Map());
-  const key = `${name}:${JSON.stringify(constants)}`;
-  let p = perDevice.get(key);
-  if (!p) {
+  return cachedPipeline(device, `${name}:${JSON.stringify(constants)}`, () => {
     const module = device.createShaderModule({
       label: name,
       code: kernelSource(name, { subgroups }),
     });
     const entries = EXPLICIT_LAYOUTS[name];
-    p = device.createComputePipeline({
+    return device.createComputePipeline({
       label: name,
       layout: entries
         ? device.createPipelineLayout({
@@ -194,9 +225,7 @@ export function pipeline(
         : "auto",
       compute: { module, entryPoint: "main", constants },
     });
-    perDevice.set(key, p);
-  }
-  return p;
+  });
 }
 
 /**

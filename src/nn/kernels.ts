@@ -40,6 +40,7 @@ import bf16Widen from "../../kernels/nn/bf16_widen.wgsl" with {
 };
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
 import { InvalidOptionError } from "../errors.ts";
+import { cachedPipeline } from "../gpu/kernels.ts";
 
 /** Field types a uniform struct may hold (each 4 bytes). */
 export type FieldType = "u32" | "f32";
@@ -214,8 +215,6 @@ export function nnKernelSource(name: NnKernel): string {
   );
 }
 
-const cache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
-
 /**
  * The compute pipeline of `name` with these override constants, compiled
  * once per device (entry point `main`).
@@ -235,21 +234,21 @@ export function nnPipeline(
   name: NnKernel,
   constants: Record<string, number> = {},
 ): GPUComputePipeline {
-  let perDevice = cache.get(device);
-  if (!perDevice) cache.set(device, perDevice = new Map());
-  const key = `${name}:${JSON.stringify(constants)}`;
-  let p = perDevice.get(key);
-  if (!p) {
-    const module = device.createShaderModule({
-      label: name,
-      code: nnKernelSource(name),
-    });
-    p = device.createComputePipeline({
-      label: name,
-      layout: "auto",
-      compute: { module, entryPoint: "main", constants },
-    });
-    perDevice.set(key, p);
-  }
-  return p;
+  return cachedPipeline(
+    device,
+    `nn/${name}:${JSON.stringify(constants)}`,
+    () =>
+      device.createComputePipeline({
+        label: name,
+        layout: "auto",
+        compute: {
+          module: device.createShaderModule({
+            label: name,
+            code: nnKernelSource(name),
+          }),
+          entryPoint: "main",
+          constants,
+        },
+      }),
+  );
 }
