@@ -381,6 +381,12 @@ export const FAST_WINDOW = 16;
 export const FAST_WINDOW_ENTRIES = 512;
 /** See {@link FAST_BLOCK}. */
 export const FAST_K = 256;
+/**
+ * Workgroups the one-pass kernels are dispatched with, at most: each walks
+ * every FAST_GRID-th block, so a workgroup's start-up cost (its workgroup
+ * memory zeroed, its first loads) is paid once per workgroup, not per block.
+ */
+export const FAST_GRID = 4096;
 
 /**
  * Distinct call identities the prologue can check a step's hyperparameter
