@@ -55,9 +55,9 @@ fn block_info(w: u32) -> FastBlock {
 }
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
-// workgroups), loading the next block's gradient, codes and statistics
-// before it works on the current one, so that those loads are in flight
-// while it computes.
+// workgroups): what a workgroup costs to start (its workgroup memory is
+// zeroed, its first loads wait on the segment table) is paid once per
+// workgroup, not once per block.
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -67,44 +67,40 @@ fn main(
   wg_init(tid);
   set_code_halves(call_before_prologue());
   let grid = nwg.x * nwg.y;
-  var w = linear_workgroup(wid, nwg);
-  var cur = load_block(w, tid);
-  loop {
-    if (w >= table.total_blocks) { break; }
-    let next = load_block(w + grid, tid);
-    select_block(w, tid, cur);
-    cur = next;
-    w += grid;
+  for (var w = linear_workgroup(wid, nwg); w < table.total_blocks; w += grid) {
+    select_block(w, tid);
   }
 }
 
-// What a thread reads of block w: its 16 gradients (f32: one per word;
-// bf16: two per word), its two code words, the block's EF statistics.
-struct Loaded {
-  g: array<u32, VPT>,
-  cw0: u32,
-  cw1: u32,
-  st: u32,
-}
-
-fn load_block(w: u32, tid: u32) -> Loaded {
-  var ld: Loaded;
+// Steps 1-5 for block w. Every workgroup variable a block writes was last
+// read, in the previous block, before a barrier that all threads passed.
+fn select_block(w: u32, tid: u32) {
   let blk = block_info(w);
-  if (blk.n == 0u) { return ld; }
+  if (blk.n == 0u) { return; }
   let s = table.segs[blk.seg];
-  ld.st = stats[blk.q];
+  if (tid < 16u) {
+    let st = stats[blk.q];
+    let mn = bf16_value(st);
+    etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
+  }
+  atomicStore(&hist[tid], 0u);
+  if (tid == 0u) { atomicStore(&bin_min, 0xffffffffu); }
+  workgroupBarrier();
+
+  // ---- Load: 16 consecutive gradients and codes per thread ----------------
   let j0 = tid * VPT;
   let nv = select(0u, min(VPT, blk.n - j0), j0 < blk.n); // valid elements
+  var gw: array<u32, VPT>; // f32: one gradient per word; bf16: two per word
   if (BF16) {
     let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
     if ((first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4)) {
       let v0 = grads4[first >> 2u];
       let v1 = grads4[(first >> 2u) + 1u];
-      ld.g[0] = v0.x; ld.g[1] = v0.y; ld.g[2] = v0.z; ld.g[3] = v0.w;
-      ld.g[4] = v1.x; ld.g[5] = v1.y; ld.g[6] = v1.z; ld.g[7] = v1.w;
+      gw[0] = v0.x; gw[1] = v0.y; gw[2] = v0.z; gw[3] = v0.w;
+      gw[4] = v1.x; gw[5] = v1.y; gw[6] = v1.z; gw[7] = v1.w;
     } else {
       for (var i = 0u; i < 8u; i++) {
-        if (2u * i < nv) { ld.g[i] = grads[first + i]; }
+        if (2u * i < nv) { gw[i] = grads[first + i]; }
       }
     }
   } else {
@@ -112,43 +108,21 @@ fn load_block(w: u32, tid: u32) -> Loaded {
     if ((first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4)) {
       for (var q = 0u; q < 4u; q++) {
         let v = grads4[(first >> 2u) + q];
-        ld.g[4u * q] = v.x; ld.g[4u * q + 1u] = v.y;
-        ld.g[4u * q + 2u] = v.z; ld.g[4u * q + 3u] = v.w;
+        gw[4u * q] = v.x; gw[4u * q + 1u] = v.y;
+        gw[4u * q + 2u] = v.z; gw[4u * q + 3u] = v.w;
       }
     } else {
       for (var i = 0u; i < VPT; i++) {
-        if (i < nv) { ld.g[i] = grads[first + i]; }
+        if (i < nv) { gw[i] = grads[first + i]; }
       }
     }
   }
   // Code words: the block starts on a word boundary (see MicroAdam).
   let cw_first = s.codes_off + (blk.start + j0) / 8u;
-  if (nv > 0u) { ld.cw0 = codes[codes_in_base + cw_first]; }
-  if (nv > 8u) { ld.cw1 = codes[codes_in_base + cw_first + 1u]; }
-  return ld;
-}
-
-// Steps 1-5 for block w from what load_block read. Every workgroup variable
-// a block writes was last read, in the previous block, before a barrier
-// that all threads passed.
-fn select_block(w: u32, tid: u32, ld: Loaded) {
-  let blk = block_info(w);
-  if (blk.n == 0u) { return; }
-  let s = table.segs[blk.seg];
-  if (tid < 16u) {
-    let mn = bf16_value(ld.st);
-    etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(ld.st >> 16u)));
-  }
-  atomicStore(&hist[tid], 0u);
-  if (tid == 0u) { atomicStore(&bin_min, 0xffffffffu); }
-  workgroupBarrier();
-
-  let j0 = tid * VPT;
-  let nv = select(0u, min(VPT, blk.n - j0), j0 < blk.n); // valid elements
-  var gw = ld.g;
-  let cw0 = ld.cw0;
-  let cw1 = ld.cw1;
-  let cw_first = s.codes_off + (blk.start + j0) / 8u;
+  var cw0 = 0u;
+  var cw1 = 0u;
+  if (nv > 0u) { cw0 = codes[codes_in_base + cw_first]; }
+  if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
 
   // a[i]; keys are recomputed from it (two instructions) to save registers.
   var a: array<f32, VPT>;

@@ -82,40 +82,16 @@ fn main(
     decay1[tid] = pow_f32(cfg.beta1, age);
     decay2[tid] = pow_f32(cfg.beta2, age);
   }
-  // The next block's parameters are loaded before the current block is
-  // worked on, so that they are in flight meanwhile.
   let grid = nwg.x * nwg.y;
-  var w = linear_workgroup(wid, nwg);
-  var cur = load_params(w, tid);
-  loop {
-    if (w >= table.total_blocks) { break; }
-    let next = load_params(w + grid, tid);
-    update_block(w, tid, cur);
-    cur = next;
-    w += grid;
+  for (var w = linear_workgroup(wid, nwg); w < table.total_blocks; w += grid) {
+    update_block(w, tid);
   }
-}
-
-// The thread's parameter words of block w (f32: coordinates 256·i + tid;
-// bf16: words); which of them the window touches is only known later.
-fn load_params(w: u32, tid: u32) -> array<u32, VPT> {
-  var pw: array<u32, VPT>;
-  let blk = block_info(w);
-  if (blk.n == 0u || step.skip != 0u) { return pw; }
-  let s = table.segs[blk.seg];
-  let items = select(VPT, VPT / 2u, BF16);
-  let item_coords = select(1u, 2u, BF16);
-  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
-  for (var i = 0u; i < items; i++) {
-    if ((i * WG_SIZE + tid) * item_coords < blk.n) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
-  }
-  return pw;
 }
 
 // Steps 6-9 for block w. `owned` is cleared first; the barrier after that
 // also orders every other workgroup write of this block after the previous
 // block's last reads.
-fn update_block(w: u32, tid: u32, pw_in: array<u32, VPT>) {
+fn update_block(w: u32, tid: u32) {
   let blk = block_info(w);
   if (blk.n == 0u) { return; }
   let s = table.segs[blk.seg];
@@ -132,11 +108,17 @@ fn update_block(w: u32, tid: u32, pw_in: array<u32, VPT>) {
     return;
   }
 
+  // The thread's parameter words (f32: coordinates 256·i + tid; bf16: words),
+  // loaded first so that they arrive while the window is read and sorted;
+  // which of them the window touches is only known after that.
   let h = step.param_groups[s.param_group];
   let items = select(VPT, VPT / 2u, BF16);
   let item_coords = select(1u, 2u, BF16);
   let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
-  var pw = pw_in;
+  var pw: array<u32, VPT>;
+  for (var i = 0u; i < items; i++) {
+    if ((i * WG_SIZE + tid) * item_coords < blk.n) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
+  }
 
   let rows = min(step.t, cfg.window);
   atomicStore(&owned[tid], 0u);

@@ -386,7 +386,7 @@ export const FAST_K = 256;
  * every FAST_GRID-th block, so a workgroup's start-up cost (its workgroup
  * memory zeroed, its first loads) is paid once per workgroup, not per block.
  */
-export const FAST_GRID = 16384;
+export const FAST_GRID = 4096;
 
 /**
  * Distinct call identities the prologue can check a step's hyperparameter
