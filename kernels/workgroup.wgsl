@@ -52,8 +52,7 @@ fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
 }
 
 // Exclusive prefix sum of x in thread order: (this thread's prefix, total).
-// Neither is uniform for the analysis; two calls must be separated by a
-// barrier.
+// The total is uniform; the prefix is per thread.
 fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
   wg_red[tid] = x;
   workgroupBarrier();
@@ -67,7 +66,11 @@ fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
   var before = 0u;
   for (var j = 0u; j < chunk; j++) { before += wg_part[j].x; }
   for (var j = 16u * chunk; j < tid; j++) { before += wg_red[j]; }
-  var total = 0u;
-  for (var j = 0u; j < 16u; j++) { total += wg_part[j].x; }
+  if (tid == 0u) {
+    var s = 0u;
+    for (var j = 0u; j < 16u; j++) { s += wg_part[j].x; }
+    wg_out.x = s;
+  }
+  let total = workgroupUniformLoad(&wg_out).x;
   return vec2<u32>(before, total);
 }

@@ -44,20 +44,17 @@ fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
 }
 
 // Exclusive prefix sum of x in thread order: (this thread's prefix, total).
-// Every thread adds up the subgroup totals itself (no second barrier), so
-// the total is not uniform for the analysis, and two calls must be
-// separated by a barrier.
 fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
   let incl = subgroupInclusiveAdd(x);
   if (tid == sg_first + sg_size - 1u) { wg_sg[sg_first / sg_size] = incl; }
   workgroupBarrier();
-  let mine = sg_first / sg_size;
   var before = incl - x;
-  var total = 0u;
-  for (var j = 0u; j < WG_SIZE / sg_size; j++) {
-    let t = wg_sg[j];
-    total += t;
-    before += select(0u, t, j < mine);
+  for (var j = 0u; j < sg_first / sg_size; j++) { before += wg_sg[j]; }
+  if (tid == 0u) {
+    var t = 0u;
+    for (var j = 0u; j < WG_SIZE / sg_size; j++) { t += wg_sg[j]; }
+    wg_out.x = t;
   }
+  let total = workgroupUniformLoad(&wg_out).x;
   return vec2<u32>(before, total);
 }
