@@ -55,8 +55,8 @@ fn block_info(w: u32) -> FastBlock {
 }
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
-// workgroups): what a workgroup costs to start (its workgroup memory is
-// zeroed, its first loads wait on the segment table) is paid once per
+// workgroups): what a workgroup costs to start (the segment lookup before
+// its first loads, the workgroup memory WGSL zeroes) is paid once per
 // workgroup, not once per block.
 @compute @workgroup_size(256)
 fn main(
