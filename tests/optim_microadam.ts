@@ -15,10 +15,10 @@
 
 import assert from "node:assert/strict";
 import { MicroAdam } from "../src/optim/microadam.ts";
-import { Adam } from "../src/optim/adam.ts";
+import type { Adam } from "../src/optim/adam.ts";
 import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { DType, MicroAdamOptions } from "../src/core/options.ts";
-import { type Schedule } from "../src/core/schedule.ts";
+import type { Schedule } from "../src/core/schedule.ts";
 import { MicroAdamCpu } from "../src/reference/microadam.ts";
 import type { CpuTensor } from "../src/reference/cpu_optimizer.ts";
 import type { GpuTensor } from "../src/gpu/tensors.ts";

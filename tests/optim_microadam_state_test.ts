@@ -26,7 +26,7 @@ import {
   testSeed,
   writeTo,
 } from "./gpu_util.ts";
-import { Arr, device, Twin } from "./optim_microadam.ts";
+import { type Arr, device, Twin } from "./optim_microadam.ts";
 
 // ---- 8. Memory -----------------------------------------------------------
 

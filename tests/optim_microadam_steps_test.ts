@@ -17,7 +17,7 @@ import {
   testSeed,
   writeTo,
 } from "./gpu_util.ts";
-import { Arr, device, Twin } from "./optim_microadam.ts";
+import { type Arr, device, Twin } from "./optim_microadam.ts";
 
 // ---- 5. Param groups and schedules ---------------------------------------
 

@@ -4,11 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { fastPath, MicroAdam } from "../src/optim/microadam.ts";
+import { fastPath, type MicroAdam } from "../src/optim/microadam.ts";
 import { microAdamGeometry } from "../src/core/geometry.ts";
 import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { MicroAdamOptions } from "../src/core/options.ts";
-import { MicroAdamCpu } from "../src/reference/microadam.ts";
 import { hasSubgroups } from "../src/gpu/capabilities.ts";
 import { testSeed } from "./gpu_util.ts";
 import {
