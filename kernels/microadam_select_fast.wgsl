@@ -54,6 +54,10 @@ fn block_info(w: u32) -> FastBlock {
   return bi;
 }
 
+// A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
+// workgroups): what a workgroup costs to start (the segment lookup before
+// its first loads, the workgroup memory WGSL zeroes) is paid once per
+// workgroup, not once per block.
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -61,10 +65,19 @@ fn main(
   @builtin(local_invocation_index) tid: u32,
 ) {
   wg_init(tid);
-  let blk = block_info(linear_workgroup(wid, nwg));
+  set_code_halves(call_before_prologue());
+  let grid = nwg.x * nwg.y;
+  for (var w = linear_workgroup(wid, nwg); w < table.total_blocks; w += grid) {
+    select_block(w, tid);
+  }
+}
+
+// Steps 1-5 for block w. Every workgroup variable a block writes was last
+// read, in the previous block, before a barrier that all threads passed.
+fn select_block(w: u32, tid: u32) {
+  let blk = block_info(w);
   if (blk.n == 0u) { return; }
   let s = table.segs[blk.seg];
-  set_code_halves(call_before_prologue());
   if (tid < 16u) {
     let st = stats[blk.q];
     let mn = bf16_value(st);

@@ -68,6 +68,7 @@ fn block_info(w: u32) -> FastBlock {
   return bi;
 }
 
+// A workgroup walks blocks w, w + grid, ... (see microadam_select_fast).
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -75,7 +76,23 @@ fn main(
   @builtin(local_invocation_index) tid: u32,
 ) {
   wg_init(tid);
-  let blk = block_info(linear_workgroup(wid, nwg));
+  let rows = min(step.t, cfg.window);
+  if (step.skip == 0u && tid < rows) {
+    let age = (step.t - 1u - tid) % cfg.window;
+    decay1[tid] = pow_f32(cfg.beta1, age);
+    decay2[tid] = pow_f32(cfg.beta2, age);
+  }
+  let grid = nwg.x * nwg.y;
+  for (var w = linear_workgroup(wid, nwg); w < table.total_blocks; w += grid) {
+    update_block(w, tid);
+  }
+}
+
+// Steps 6-9 for block w. `owned` is cleared first; the barrier after that
+// also orders every other workgroup write of this block after the previous
+// block's last reads.
+fn update_block(w: u32, tid: u32) {
+  let blk = block_info(w);
   if (blk.n == 0u) { return; }
   let s = table.segs[blk.seg];
   let half = arrayLength(&codes) / 2u;
@@ -104,11 +121,7 @@ fn main(
   }
 
   let rows = min(step.t, cfg.window);
-  if (tid < rows) {
-    let age = (step.t - 1u - tid) % cfg.window;
-    decay1[tid] = pow_f32(cfg.beta1, age);
-    decay2[tid] = pow_f32(cfg.beta2, age);
-  }
+  atomicStore(&owned[tid], 0u);
   // Commit the staged row into this step's slot.
   for (var e = tid; e < blk.k; e += WG_SIZE) {
     window[blk.base + step.slot * blk.k + e] = work[blk.row + e];
@@ -120,6 +133,7 @@ fn main(
   let shift = select(0u, 1u, BF16);
   let total = rows * blk.k;
   var ent: array<u32, ENTRIES_PER_THREAD>;
+  workgroupBarrier();
   for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
     let j = tid + r * WG_SIZE;
     if (j < total) {

@@ -33,6 +33,7 @@ import { createFilled } from "../gpu/buffers.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   FAST_BLOCK,
+  FAST_GRID,
   FAST_K,
   FAST_WINDOW,
   FAST_WINDOW_ENTRIES,
@@ -471,7 +472,7 @@ export class MicroAdam extends GpuOptimizer {
         this.dispatch(
           fast,
           b.fast.select,
-          b.fast.blocks,
+          Math.min(b.fast.blocks, FAST_GRID),
           "microadam_select_fast",
         );
       }
@@ -496,7 +497,7 @@ export class MicroAdam extends GpuOptimizer {
         this.dispatch(
           fast,
           b.fast.update,
-          b.fast.blocks,
+          Math.min(b.fast.blocks, FAST_GRID),
           "microadam_update_fast",
         );
       }
