@@ -9,6 +9,7 @@ import { microAdamGeometry } from "../src/core/geometry.ts";
 import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { MicroAdamOptions } from "../src/core/options.ts";
 import { hasSubgroups } from "../src/gpu/capabilities.ts";
+import { FAST_GRID } from "../src/gpu/layout.ts";
 import { testSeed } from "./gpu_util.ts";
 import {
   device,
@@ -173,6 +174,16 @@ const EDGES: {
     sizes: [8192, 4096, 100],
     options: { window: 8, density: 64 / 4096 },
     check: (opt) => assert.ok(opt.geometry.every(fastPath)),
+  },
+  {
+    label:
+      "more blocks than FAST_GRID: one-pass workgroups walk several blocks each",
+    sizes: [FAST_GRID * 16 + 300 * 16 + 5, 40],
+    options: { topkBlockSize: 16, efBlockSize: 16, density: 2 / 16 },
+    check: (opt) => {
+      assert.ok(opt.geometry.every(fastPath));
+      assert.ok(opt.geometry[0].blocks > FAST_GRID);
+    },
   },
   {
     label: "D = 3, Q = 2, density 0.5, m = 2 on tiny tensors",
