@@ -207,6 +207,15 @@ if (import.meta.main) {
   try {
     Deno.exit(await main());
   } catch (e) {
+    // node:util's parseArgs: an unknown flag or a flag without its value.
+    if (String((e as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+      console.error(
+        `demo: ${
+          (e as Error).message
+        } (deno task demo --help lists the options)`,
+      );
+      Deno.exit(2);
+    }
     if (
       e instanceof GpuUnavailableError || e instanceof RangeError ||
       e instanceof DatasetError
