@@ -1,15 +1,13 @@
 // MicroAdam spec steps 1-5 for one top-k block that is also one EF block
 // (Q = D, the default, or a tensor no larger than either), in one pass: each
 // of 256 threads loads 16 consecutive elements of the gradient and their EF
-// codes once, into registers (the gradients through a small staging buffer,
-// so that each load instruction reads consecutive addresses). Then, without
-// touching memory again: the non-finite check, a = g + e, the exact k-th
-// largest |a| (octave counts relative to the block maximum, then 8-bit
-// digits, stopping as soon as a bin holds exactly the entries still to
-// place), this step's window row (staged: the update kernel commits it once
-// the step is known to apply), the residual's min/max, and the residual
-// quantized with the new statistics into the other codes half. Runs before
-// the prologue.
+// codes once, into registers. Then, without touching memory again: the
+// non-finite check, a = g + e, the exact k-th largest |a| (octave counts
+// relative to the block maximum, then 8-bit digits, stopping as soon as a
+// bin holds exactly the entries still to place), this step's window row
+// (staged: the update kernel commits it once the step is known to apply),
+// the residual's min/max, and the residual quantized with the new
+// statistics into the other codes half. Runs before the prologue.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -38,8 +36,6 @@ var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> pick: vec4<u32>; // digit, count above it, count in it
 var<workgroup> bin_min: atomic<u32>;
-// One run of 256 vec4 of the block's gradients on its way to their owners.
-var<workgroup> stage: array<vec4<u32>, 256>;
 
 // Workgroup w's block. Every thread computes it: it depends on uniform
 // values only (read-only table, workgroup id), so no barrier is needed.
@@ -95,45 +91,30 @@ fn select_block(w: u32, tid: u32) {
   let j0 = tid * VPT;
   let nv = select(0u, min(VPT, blk.n - j0), j0 < blk.n); // valid elements
   var gw: array<u32, VPT>; // f32: one gradient per word; bf16: two per word
-  let word_shift = select(0u, 1u, BF16); // log2 of gradients per word
-  let w_first = (s.grad_off + blk.start) >> word_shift; // bf16: even, see MicroAdam
-  let words = (blk.n + (1u << word_shift) - 1u) >> word_shift;
-  let nvec = arrayLength(&grads4);
-  if ((w_first & 3u) == 0u && w_first + words <= 4u * nvec) {
-    // Coalesced: in round r thread t loads vec4 t of the block's r-th run of
-    // 256 (all rounds' loads in flight at once), and `stage` hands each run
-    // to the threads that own it: 64 (f32, 4 vec4 each) or 128 (bf16, 2).
-    let rounds = 4u >> word_shift;
-    let per_thread = rounds;
-    let owners = WG_SIZE / per_thread;
-    var ld: array<vec4<u32>, 4>;
-    for (var r = 0u; r < 4u; r++) {
-      let v = (w_first >> 2u) + r * WG_SIZE + tid;
-      if (r < rounds && v < nvec) { ld[r] = grads4[v]; }
-    }
-    for (var r = 0u; r < 4u; r++) {
-      if (r < rounds) {
-        stage[tid] = ld[r];
-        workgroupBarrier();
-        if (tid / owners == r) {
-          let o = (tid - r * owners) * per_thread;
-          for (var q = 0u; q < 4u; q++) {
-            if (q < per_thread) {
-              let v = stage[o + q];
-              gw[4u * q] = v.x; gw[4u * q + 1u] = v.y;
-              gw[4u * q + 2u] = v.z; gw[4u * q + 3u] = v.w;
-            }
-          }
-        }
-        workgroupBarrier();
+  if (BF16) {
+    let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
+    if ((first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4)) {
+      let v0 = grads4[first >> 2u];
+      let v1 = grads4[(first >> 2u) + 1u];
+      gw[0] = v0.x; gw[1] = v0.y; gw[2] = v0.z; gw[3] = v0.w;
+      gw[4] = v1.x; gw[5] = v1.y; gw[6] = v1.z; gw[7] = v1.w;
+    } else {
+      for (var i = 0u; i < 8u; i++) {
+        if (2u * i < nv) { gw[i] = grads[first + i]; }
       }
     }
   } else {
-    // An unaligned block, or the end of a buffer that 16-byte loads cannot
-    // reach: one word at a time.
-    let first = w_first + (j0 >> word_shift);
-    for (var i = 0u; i < (VPT >> word_shift); i++) {
-      if ((i << word_shift) < nv) { gw[i] = grads[first + i]; }
+    let first = s.grad_off + blk.start + j0;
+    if ((first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4)) {
+      for (var q = 0u; q < 4u; q++) {
+        let v = grads4[(first >> 2u) + q];
+        gw[4u * q] = v.x; gw[4u * q + 1u] = v.y;
+        gw[4u * q + 2u] = v.z; gw[4u * q + 3u] = v.w;
+      }
+    } else {
+      for (var i = 0u; i < VPT; i++) {
+        if (i < nv) { gw[i] = grads[first + i]; }
+      }
     }
   }
   // Code words: the block starts on a word boundary (see MicroAdam).
