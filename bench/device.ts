@@ -10,7 +10,7 @@
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
  *       [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
- *       [--skip-training]
+ *       [--skip-training] [--profile-all]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
  * How a step is timed (bench/RESULTS.md): N ≥ 50 steps are submitted back to
@@ -54,6 +54,8 @@ const { values } = parseArgs({
     "skip-tfjs": { type: "boolean", default: false },
     "skip-checks": { type: "boolean", default: false },
     "skip-training": { type: "boolean", default: false },
+    // Per-kernel times for every one-tensor row, not only MicroAdam's largest.
+    "profile-all": { type: "boolean", default: false },
     "tfjs-sizes": { type: "string", default: "20,24,26,28" },
     impl: { type: "string", default: "../mod.ts" },
     label: { type: "string", default: "this project" },
@@ -636,7 +638,8 @@ for (const log2 of sizes) {
       `2^${log2}`,
       [[n]],
       n <= 2 ** 24 ? 4 : 1,
-      kind.startsWith("MicroAdam") && log2 === Math.max(...sizes),
+      values["profile-all"] ||
+        (kind.startsWith("MicroAdam") && log2 === Math.max(...sizes)),
     );
   }
 }
