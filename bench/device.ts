@@ -695,6 +695,12 @@ if (!values["skip-training"]) {
 
 device.destroy();
 
+/** The last lines of a peer benchmark's stderr, for a failed run's row. */
+function stderrTail(r: Deno.CommandOutput): string {
+  return new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3)
+    .join(" | ");
+}
+
 // ---- PyTorch fused AdamW and the copy bandwidth -------------------------------------------
 
 interface PeerRow {
@@ -739,15 +745,7 @@ if (!values["skip-torch"]) {
         );
       }
     }
-    if (!r.success) {
-      say(
-        `torch: ${
-          new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(
-            " | ",
-          )
-        }`,
-      );
-    }
+    if (!r.success) say(`torch: ${stderrTail(r)}`);
   } catch (e) {
     say(`torch unavailable: ${(e as Error).message}`);
   }
@@ -790,15 +788,7 @@ if (!values["skip-tfjs"]) {
         } ms/step (host, ${steps} steps, one readback)`,
       );
     }
-    if (!r.success) {
-      say(
-        `tfjs: ${
-          new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(
-            " | ",
-          )
-        }`,
-      );
-    }
+    if (!r.success) say(`tfjs: ${stderrTail(r)}`);
   } catch (e) {
     say(`tfjs unavailable: ${(e as Error).message}`);
   }

@@ -461,16 +461,7 @@ export abstract class GpuOptimizer {
       const table = this.own(
         createFilled(this.device, words, GPUBufferUsage.STORAGE, "segments"),
       );
-      const params = {
-        buffer: b.params.buffer,
-        offset: b.params.offset,
-        size: b.params.size,
-      };
-      const grads = {
-        buffer: b.grads.buffer,
-        offset: b.grads.offset,
-        size: b.grads.size,
-      };
+      const { params, grads } = b;
       this.#checkBatches.push({
         pipe: check,
         tiles,

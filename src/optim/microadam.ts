@@ -252,16 +252,7 @@ export class MicroAdam extends GpuOptimizer {
             GPUBufferUsage.COPY_DST,
         }));
         codesStateBytes += codesAt;
-        const params = {
-          buffer: b.params.buffer,
-          offset: b.params.offset,
-          size: b.params.size,
-        };
-        const grads = {
-          buffer: b.grads.buffer,
-          offset: b.grads.offset,
-          size: b.grads.size,
-        };
+        const { params, grads } = b;
         const grads4 = grads.size >= 16 ? grads : {
           buffer: tiny ??= this.own(device.createBuffer({
             label: "microadam unused vec4 view",
