@@ -14,9 +14,6 @@ import efQuant from "../../kernels/ef_quant.wgsl" with { type: "text" };
 import microCommon from "../../kernels/microadam_common.wgsl" with {
   type: "text",
 };
-import microBlock from "../../kernels/microadam_block.wgsl" with {
-  type: "text",
-};
 import checkFinite from "../../kernels/check_finite.wgsl" with {
   type: "text",
 };
@@ -67,15 +64,7 @@ const SOURCES: Record<KernelName, string[]> = {
   prologue: [numeric, grid, prologue],
   adam: [SCALAR, grid, segments, adam],
   adam4: [VEC4, grid, segments, adam],
-  microadamSelect: [
-    numeric,
-    grid,
-    segments,
-    efQuant,
-    microCommon,
-    microBlock,
-    select,
-  ],
+  microadamSelect: [numeric, grid, segments, efQuant, microCommon, select],
   microadamUpdate: [numeric, grid, segments, efQuant, microCommon, update],
   microadamSelectFast: [
     numeric,
@@ -84,7 +73,6 @@ const SOURCES: Record<KernelName, string[]> = {
     workgroup,
     efQuant,
     microCommon,
-    microBlock,
     selectFast,
   ],
   microadamUpdateFast: [
@@ -92,7 +80,6 @@ const SOURCES: Record<KernelName, string[]> = {
     grid,
     segments,
     workgroup,
-    microBlock,
     updateFast,
   ],
   microadamCommit: [numeric, grid, efQuant, commit],
