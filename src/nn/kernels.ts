@@ -39,7 +39,6 @@ import bf16Widen from "../../kernels/nn/bf16_widen.wgsl" with {
   type: "text",
 };
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
-import grid from "../../kernels/grid.wgsl" with { type: "text" };
 import { InvalidOptionError } from "../errors.ts";
 import { cachedPipeline } from "../gpu/kernels.ts";
 
@@ -211,10 +210,9 @@ const SOURCES: Record<NnKernel, (string | Struct<string>)[]> = {
  * ```
  */
 export function nnKernelSource(name: NnKernel): string {
-  // grid.wgsl: the workgroup index of a dispatch folded past 65535, shared
-  // with the optimizers' kernels.
-  return [grid, ...SOURCES[name]].map((s) => typeof s === "string" ? s : s.wgsl)
-    .join("\n");
+  return SOURCES[name].map((s) => typeof s === "string" ? s : s.wgsl).join(
+    "\n",
+  );
 }
 
 /**
