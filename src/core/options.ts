@@ -249,11 +249,10 @@ function checkCommon(o: Record<string, unknown>, defaultWd: number) {
  */
 export function resolveAdamOptions(
   options: AdamOptions = {},
-  defaults: {
-    weightDecay?: number;
-    decoupledWeightDecay?: boolean;
-    amsgrad?: boolean;
-  } = {},
+  defaults: Pick<
+    AdamOptions,
+    "weightDecay" | "decoupledWeightDecay" | "amsgrad"
+  > = {},
   keys: readonly string[] = ADAM_KEYS,
   what = "Adam options",
 ): ResolvedAdamOptions {

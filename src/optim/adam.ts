@@ -72,11 +72,10 @@ export class Adam extends GpuOptimizer {
     params: readonly (GpuTensor | ParamGroupSpec<GpuTensor>)[],
     options: AdamOptions & PlacementOptions = {},
     kind = "Adam",
-    defaults: {
-      weightDecay?: number;
-      decoupledWeightDecay?: boolean;
-      amsgrad?: boolean;
-    } = {},
+    defaults: Pick<
+      AdamOptions,
+      "weightDecay" | "decoupledWeightDecay" | "amsgrad"
+    > = {},
     keys: readonly string[] = ADAM_KEYS,
   ) {
     const o = resolveAdamOptions(

@@ -29,6 +29,7 @@ import {
   type Plan,
   planDispatch,
   type PlanOptions,
+  type Segment,
   vec4Aligned,
 } from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
@@ -430,6 +431,24 @@ export abstract class GpuOptimizer {
   }
 
   /**
+   * The fields of a segment's table entry that every optimizer fills: where
+   * the segment lies in its tensor and in the bindings, its tensor and param
+   * group. Subclasses add their own (see {@link SegmentFields}).
+   */
+  protected segmentFields(s: Segment): SegmentFields {
+    const t = this.tensors[s.tensor];
+    return {
+      coordStart: s.coordStart,
+      len: s.len,
+      d: t.length,
+      paramOff: s.paramOff,
+      gradOff: s.gradOff,
+      paramGroup: t.group,
+      tensor: t.index,
+    };
+  }
+
+  /**
    * Builds each batch's segment table (fields from `extra`) and the
    * non-finite check for its gradients. Call once from the subclass constructor.
    */
@@ -444,19 +463,10 @@ export abstract class GpuOptimizer {
         bf16,
       );
       const { words, blocks, tiles } = segmentTable(
-        b.segments.map((s, si) => {
-          const t = this.tensors[s.tensor];
-          return {
-            coordStart: s.coordStart,
-            len: s.len,
-            d: t.length,
-            paramOff: s.paramOff,
-            gradOff: s.gradOff,
-            paramGroup: t.group,
-            tensor: t.index,
-            ...extra(bi, si),
-          };
-        }),
+        b.segments.map((s, si) => ({
+          ...this.segmentFields(s),
+          ...extra(bi, si),
+        })),
       );
       const table = this.own(
         createFilled(this.device, words, GPUBufferUsage.STORAGE, "segments"),

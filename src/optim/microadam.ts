@@ -262,17 +262,10 @@ export class MicroAdam extends GpuOptimizer {
         };
         const segs = b.segments.map(
           (s, si): SegmentFields & { fast: boolean } => {
-            const t = this.tensors[s.tensor];
             const geom = this.geometry[s.tensor];
             return {
               fast: fastPath(geom),
-              coordStart: s.coordStart,
-              len: s.len,
-              d: t.length,
-              paramOff: s.paramOff,
-              gradOff: s.gradOff,
-              paramGroup: t.group,
-              tensor: t.index,
+              ...this.segmentFields(s),
               codesOff: offsets[si].codes / 4,
               windowOff: offsets[si].window / 4,
               statsOff: this.#statsOffset[s.tensor],
