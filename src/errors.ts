@@ -52,7 +52,22 @@ export class CheckpointError extends Error {
   override name = "CheckpointError";
 }
 
-/** A data file is missing, unreadable or not what it should be; the message names the file. */
+/**
+ * A data file is missing, unreadable or not what it should be; the message
+ * names the file.
+ *
+ * @example
+ * ```ts
+ * import { DatasetError } from "./errors.ts";
+ * import { parseIdx } from "./data/idx.ts";
+ * try {
+ *   parseIdx(new Uint8Array([1, 2, 3, 4]), "labels.idx");
+ * } catch (e) {
+ *   console.log(e instanceof DatasetError); // true
+ *   console.log((e as Error).message); // labels.idx: not an IDX file: magic number 0x01020304 …
+ * }
+ * ```
+ */
 export class DatasetError extends Error {
   /** Error name, for logs. */
   override name = "DatasetError";
@@ -69,7 +84,23 @@ export class GpuCommandError extends Error {
   override name = "GpuCommandError";
 }
 
-/** The optimizer was used after `dispose()` (or disposed while a call was pending). */
+/**
+ * The optimizer was used after `dispose()` (or disposed while a call was
+ * pending).
+ *
+ * @example
+ * ```ts
+ * import { DisposedError } from "./errors.ts";
+ * import { AdamCpu } from "./reference/adam.ts";
+ * const opt = new AdamCpu([{ param: new Float32Array(4), grad: new Float32Array(4) }]);
+ * opt.dispose();
+ * try {
+ *   opt.step();
+ * } catch (e) {
+ *   console.log(e instanceof DisposedError); // true
+ * }
+ * ```
+ */
 export class DisposedError extends Error {
   /** Error name, for logs. */
   override name = "DisposedError";
