@@ -59,13 +59,9 @@ export class CheckpointError extends Error {
  * @example
  * ```ts
  * import { DatasetError } from "./errors.ts";
- * import { parseIdx } from "./data/idx.ts";
- * try {
- *   parseIdx(new Uint8Array([1, 2, 3, 4]), "labels.idx");
- * } catch (e) {
- *   console.log(e instanceof DatasetError); // true
- *   console.log((e as Error).message); // labels.idx: not an IDX file: magic number 0x01020304 …
- * }
+ * // What loadFashionMnist throws for a truncated label file, for example:
+ * const e = new DatasetError("train-labels-idx1-ubyte.gz: 59999 labels, expected 60000");
+ * console.log(e.name, e instanceof Error); // DatasetError true
  * ```
  */
 export class DatasetError extends Error {
@@ -91,14 +87,9 @@ export class GpuCommandError extends Error {
  * @example
  * ```ts
  * import { DisposedError } from "./errors.ts";
- * import { AdamCpu } from "./reference/adam.ts";
- * const opt = new AdamCpu([{ param: new Float32Array(4), grad: new Float32Array(4) }]);
- * opt.dispose();
- * try {
- *   opt.step();
- * } catch (e) {
- *   console.log(e instanceof DisposedError); // true
- * }
+ * // What opt.step(), status() or a pending save throws once opt.dispose() ran:
+ * const e = new DisposedError("AdamCpu: this optimizer has been disposed; create a new one");
+ * console.log(e.name, e instanceof Error); // DisposedError true
  * ```
  */
 export class DisposedError extends Error {
