@@ -10,7 +10,7 @@
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
  *       [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
- *       [--skip-training] [--profile-all]
+ *       [--skip-training] [--profile-all] [--residency]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
  * How a step is timed (bench/RESULTS.md): N ≥ 50 steps are submitted back to
@@ -56,6 +56,8 @@ const { values } = parseArgs({
     "skip-training": { type: "boolean", default: false },
     // Per-kernel times for every one-tensor row, not only MicroAdam's largest.
     "profile-all": { type: "boolean", default: false },
+    // Resident workgroups per kernel and copy-kernel variants (bench/residency.ts).
+    residency: { type: "boolean", default: false },
     "tfjs-sizes": { type: "string", default: "20,24,26,28" },
     impl: { type: "string", default: "../mod.ts" },
     label: { type: "string", default: "this project" },
@@ -352,11 +354,15 @@ if (!values["skip-checks"]) {
 
 // ---- Copy bandwidth (WGSL) ----------------------------------------------------------
 
-async function wgslCopy(n: number): Promise<{ ms: number; tbps: number }> {
+async function wgslCopy(
+  n: number,
+  code = copyWgsl,
+  itemsPerThread = 4,
+): Promise<{ ms: number; tbps: number }> {
   const pipe = device.createComputePipeline({
     layout: "auto",
     compute: {
-      module: device.createShaderModule({ code: copyWgsl }),
+      module: device.createShaderModule({ code }),
       entryPoint: "main",
     },
   });
@@ -374,7 +380,7 @@ async function wgslCopy(n: number): Promise<{ ms: number; tbps: number }> {
   const qs = device.createQuerySet({ type: "timestamp", count: 2 });
   const enc = device.createCommandEncoder();
   const [x, y] = dispatchSize(
-    Math.ceil(n / 4 / 1024),
+    Math.ceil(n / 4 / 256 / itemsPerThread),
     device.limits.maxComputeWorkgroupsPerDimension,
   );
   for (let r = 0; r < reps + 3; r++) {
@@ -415,6 +421,87 @@ say(
     copy.tbps.toFixed(2)
   } TB/s`,
 );
+
+// ---- Residency and streaming diagnostics (--residency) --------------------------------------
+
+if (values.residency) {
+  // The kernels of the build being timed (--impl).
+  const { kernelSource } = (await import(
+    new URL(
+      values.impl!.replace(/mod\.ts$/, "src/gpu/kernels.ts"),
+      import.meta.url,
+    ).href
+  )) as typeof import("../src/gpu/kernels.ts");
+  const { residency, copyKernel } = await import("./residency.ts");
+  const subgroups = ext.hasSubgroups?.(device) ?? false;
+  const exact = ext.hasExactFma(device) ? 1 : 0;
+  const kernels: [string, string, Record<string, number>][] = [
+    ["copy.wgsl", copyWgsl, {}],
+    ["adam4", kernelSource("adam4"), {}],
+    ["checkFinite4", kernelSource("checkFinite4"), {}],
+  ];
+  for (const bf16 of [0, 1]) {
+    for (
+      const name of ["microadamSelectFast", "microadamUpdateFast"] as const
+    ) {
+      kernels.push([
+        `${name} ${bf16 ? "bf16" : "f32"}`,
+        kernelSource(name, { subgroups }),
+        { BF16: bf16, EXACT_FMA: exact },
+      ]);
+    }
+    kernels.push([
+      `microadamSelectFast ${bf16 ? "bf16" : "f32"} (no subgroups)`,
+      kernelSource("microadamSelectFast"),
+      { BF16: bf16, EXACT_FMA: exact },
+    ]);
+  }
+  for (const [name, code, constants] of kernels) {
+    try {
+      const peak = await residency(device, code, constants);
+      say(
+        `residency | ${name} | ${peak} workgroups at once (${
+          (peak / 132).toFixed(2)
+        } per SM if 132 SMs)`,
+      );
+    } catch (e) {
+      say(`residency | ${name} | failed: ${(e as Error).message}`);
+    }
+  }
+  const { pressureKernel } = await import("./residency.ts");
+  for (const kb of [0, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48]) {
+    const peak = await residency(device, pressureKernel(kb, 4));
+    say(
+      `residency | ${kb} KiB workgroup memory | ${
+        (peak / 132).toFixed(2)
+      } per SM`,
+    );
+  }
+  for (const live of [8, 16, 24, 32, 40, 48, 64, 96]) {
+    const peak = await residency(device, pressureKernel(0, live));
+    say(
+      `residency | ${live} values live per thread | ${
+        (peak / 132).toFixed(2)
+      } per SM`,
+    );
+  }
+  for (const items of [1, 4, 8, 12, 16]) {
+    for (const style of ["loop, a check per item", "loop", "unrolled"]) {
+      const code = copyKernel(
+        items,
+        style.includes("check"),
+        style === "unrolled",
+      );
+      const r = await wgslCopy(2 ** copyLog2, code, items);
+      const peak = await residency(device, code);
+      say(
+        `streaming | copy, ${items} vec4 per thread, ${style} | ${
+          r.tbps.toFixed(2)
+        } TB/s, ${(peak / 132).toFixed(2)} workgroups per SM`,
+      );
+    }
+  }
+}
 
 // ---- Timing -----------------------------------------------------------------------------
 

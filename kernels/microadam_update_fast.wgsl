@@ -108,18 +108,10 @@ fn update_block(w: u32, tid: u32) {
     return;
   }
 
-  // The thread's parameter words (f32: coordinates 256·i + tid; bf16: words),
-  // loaded first so that they arrive while the window is read and sorted;
-  // which of them the window touches is only known after that.
   let h = step.param_groups[s.param_group];
   let items = select(VPT, VPT / 2u, BF16);
-  let item_coords = select(1u, 2u, BF16);
+  let item_coords = item_coords();
   let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
-  var pw: array<u32, VPT>;
-  for (var i = 0u; i < items; i++) {
-    if ((i * WG_SIZE + tid) * item_coords < blk.n) { pw[i] = params[word0 + i * WG_SIZE + tid]; }
-  }
-
   let rows = min(step.t, cfg.window);
   atomicStore(&owned[tid], 0u);
   // Commit the staged row into this step's slot.
@@ -194,49 +186,89 @@ fn update_block(w: u32, tid: u32) {
     }
   }
 
-  // Step 9 (and weight decay) per item: the coordinates the window touches
-  // take their u in coordinate order; elsewhere u = 0 and p + (-lr)·0 = p.
-  let decay = h.wd > 0.0;
-  let item_mask = (1u << item_coords) - 1u;
-  var live = 0u;
-  for (var i = 0u; i < items; i++) {
-    if ((i * WG_SIZE + tid) * item_coords < blk.n &&
-        (decay || ((touched >> (i * item_coords)) & item_mask) != 0u)) {
-      live |= 1u << i;
-    }
+  // Step 9 (and weight decay) per item, four items at a time: their words
+  // are loaded together, then updated and stored. The coordinates the
+  // window touches take their u in coordinate order; elsewhere u = 0 and
+  // p + (-lr)·0 = p, so without weight decay an untouched word is neither
+  // read nor written. No private array holds the words: the compiler may
+  // place one in memory.
+  var walk: ItemWalk;
+  walk.next = first;
+  walk.touched = touched;
+  walk.n = blk.n;
+  walk.decay = h.wd > 0.0;
+  walk.factor = h.decay;
+  walk.neg_lr = h.neg_lr;
+  for (var i = 0u; i < items; i += 4u) {
+    let live = vec4<bool>(
+      item_live(&walk, i, tid),
+      item_live(&walk, i + 1u, tid),
+      item_live(&walk, i + 2u, tid),
+      item_live(&walk, i + 3u, tid),
+    );
+    let at = word0 + i * WG_SIZE + tid;
+    var w = vec4<u32>(0u);
+    if (live.x) { w.x = params[at]; }
+    if (live.y) { w.y = params[at + WG_SIZE]; }
+    if (live.z) { w.z = params[at + 2u * WG_SIZE]; }
+    if (live.w) { w.w = params[at + 3u * WG_SIZE]; }
+    if (live.x) { params[at] = apply_item(&walk, w.x, i, tid); }
+    if (live.y) { params[at + WG_SIZE] = apply_item(&walk, w.y, i + 1u, tid); }
+    if (live.z) { params[at + 2u * WG_SIZE] = apply_item(&walk, w.z, i + 2u, tid); }
+    if (live.w) { params[at + 3u * WG_SIZE] = apply_item(&walk, w.w, i + 3u, tid); }
   }
-  var next = first;
-  for (var i = 0u; i < items; i++) {
-    if (((live >> i) & 1u) == 0u) { continue; }
-    var word = pw[i];
-    for (var half = 0u; half < item_coords; half++) {
-      let c = (i * WG_SIZE + tid) * item_coords + half;
-      if (c >= blk.n) { break; }
-      let bits = half * 16u;
-      var p: f32;
-      if (BF16) { p = bf16_value(word >> bits); } else { p = bitcast<f32>(word); }
-      if (decay) {
-        p = p * h.decay;
-        if (BF16) { p = bf16_round(p); }
-      }
-      if (((touched >> (i * item_coords + half)) & 1u) == 1u) {
-        let u = bitcast<f32>(sorted[next]);
-        next++;
-        if (BF16) {
-          // The authors' kernel fuses this multiply-add; u is a bf16, so the
-          // exact fma_short applies.
-          p = fma_short(h.neg_lr, bf16_round(u), p);
-        } else {
-          p = fma(h.neg_lr, u, p);
-        }
-      }
+}
+
+// A thread's walk over its items in coordinate order for step 9.
+struct ItemWalk {
+  next: u32,    // `sorted` index of the next touched coordinate's u
+  touched: u32, // bit l: the thread's l-th coordinate is in the window
+  n: u32,       // elements in the block
+  decay: bool,
+  factor: f32,  // 1 - lr·wd
+  neg_lr: f32,
+}
+
+// Coordinates per item: one f32, or a bf16 pair in a word.
+fn item_coords() -> u32 { return select(1u, 2u, BF16); }
+
+// Whether item i of thread tid is in the block and changes this step.
+fn item_live(walk: ptr<function, ItemWalk>, i: u32, tid: u32) -> bool {
+  let mask = (1u << item_coords()) - 1u;
+  return (i * WG_SIZE + tid) * item_coords() < (*walk).n &&
+    ((*walk).decay || (((*walk).touched >> (i * item_coords())) & mask) != 0u);
+}
+
+// Steps 6 and 9 for the coordinates of item i (one f32, or a bf16 pair).
+fn apply_item(walk: ptr<function, ItemWalk>, word_in: u32, i: u32, tid: u32) -> u32 {
+  var word = word_in;
+  for (var half = 0u; half < item_coords(); half++) {
+    let c = (i * WG_SIZE + tid) * item_coords() + half;
+    if (c >= (*walk).n) { break; }
+    let bits = half * 16u;
+    var p: f32;
+    if (BF16) { p = bf16_value(word >> bits); } else { p = bitcast<f32>(word); }
+    if ((*walk).decay) {
+      p = p * (*walk).factor;
+      if (BF16) { p = bf16_round(p); }
+    }
+    if ((((*walk).touched >> (i * item_coords() + half)) & 1u) == 1u) {
+      let u = bitcast<f32>(sorted[(*walk).next]);
+      (*walk).next += 1u;
       if (BF16) {
-        let pb = bitcast<u32>(bf16_round(p)) >> 16u;
-        word = (word & ~(0xffffu << bits)) | (pb << bits);
+        // The authors' kernel fuses this multiply-add; u is a bf16, so the
+        // exact fma_short applies.
+        p = fma_short((*walk).neg_lr, bf16_round(u), p);
       } else {
-        word = bitcast<u32>(p);
+        p = fma((*walk).neg_lr, u, p);
       }
     }
-    params[word0 + i * WG_SIZE + tid] = word;
+    if (BF16) {
+      let pb = bitcast<u32>(bf16_round(p)) >> 16u;
+      word = (word & ~(0xffffu << bits)) | (pb << bits);
+    } else {
+      word = bitcast<u32>(p);
+    }
   }
+  return word;
 }
