@@ -74,13 +74,13 @@ fn main(
     var bi: BlockInfo;
     bi.skip = select(0u, 1u, w >= table.total_blocks);
     if (bi.skip == 0u) {
-      bi.seg = find_segment(w, false);
-      let s = table.segs[bi.seg];
-      let b = w - s.first_block;
-      bi.start = b * s.block;
-      bi.n = min(s.block, s.len - bi.start);
-      bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
-      bi.row = s.stage_off + b * s.k_block;
+      let b = topk_block(w);
+      bi.seg = b.seg;
+      bi.start = b.start;
+      bi.n = b.n;
+      bi.k = b.k;
+      bi.row = b.row;
+      let s = table.segs[b.seg];
       bi.q_first = ef_block(s, bi.start);
       bi.q_count = ef_block(s, bi.start + bi.n - 1u) - bi.q_first + 1u;
     }

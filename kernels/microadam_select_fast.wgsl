@@ -23,36 +23,10 @@
 
 const VPT: u32 = FAST_BLOCK / 256u; // elements per thread (16)
 
-struct FastBlock {
-  n: u32,     // elements in the block (0: no block for this workgroup)
-  seg: u32,
-  start: u32, // segment-local coordinate of the block's first element
-  k: u32,     // entries to keep
-  row: u32,   // word of the block's staged row in `work`
-  q: u32,     // the block's EF block
-}
-
 var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> pick: vec4<u32>; // digit, count above it, count in it
 var<workgroup> bin_min: atomic<u32>;
-
-// Workgroup w's block. Every thread computes it: it depends on uniform
-// values only (read-only table, workgroup id), so no barrier is needed.
-fn block_info(w: u32) -> FastBlock {
-  var bi: FastBlock;
-  if (w < table.total_blocks) {
-    bi.seg = find_segment(w, false);
-    let s = table.segs[bi.seg];
-    let b = w - s.first_block;
-    bi.start = b * s.block;
-    bi.n = min(s.block, s.len - bi.start);
-    bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
-    bi.row = s.stage_off + b * s.k_block;
-    bi.q = ef_block(s, bi.start);
-  }
-  return bi;
-}
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the segment lookup before
@@ -75,11 +49,11 @@ fn main(
 // Steps 1-5 for block w. Every workgroup variable a block writes was last
 // read, in the previous block, before a barrier that all threads passed.
 fn select_block(w: u32, tid: u32) {
-  let blk = block_info(w);
-  if (blk.n == 0u) { return; }
+  let blk = topk_block(w);
   let s = table.segs[blk.seg];
+  let q = ef_block(s, blk.start); // the block is one EF block
   if (tid < 16u) {
-    let st = stats[blk.q];
+    let st = stats[q];
     let mn = bf16_value(st);
     etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
   }
@@ -276,8 +250,8 @@ fn select_block(w: u32, tid: u32) {
   // ---- EF statistics of the residual, then its codes -------------------------
   let keys = wg_max4(tid, vec4<u32>(rmin, rmax, 0u, 0u));
   if (tid == 0u) {
-    atomicStore(&work[2u * blk.q], keys.x);
-    atomicStore(&work[2u * blk.q + 1u], keys.y);
+    atomicStore(&work[2u * q], keys.x);
+    atomicStore(&work[2u * q + 1u], keys.y);
   }
   let st = stats_from_scratch(keys.x, keys.y);
   let mn = bf16_value(st);

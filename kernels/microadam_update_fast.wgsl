@@ -21,15 +21,6 @@ const VPT: u32 = FAST_BLOCK / 256u; // coordinates (f32) or words (bf16) per thr
 // Window entries of a block per thread (2).
 const ENTRIES_PER_THREAD: u32 = (FAST_WINDOW_ENTRIES + WG_SIZE - 1u) / WG_SIZE;
 
-struct FastBlock {
-  n: u32,
-  seg: u32,
-  start: u32,
-  k: u32,
-  row: u32,  // staged row in `work`
-  base: u32, // the block's first window entry
-}
-
 var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, FAST_WINDOW>;
 // Entries per owner thread, then where the next one goes.
@@ -39,33 +30,16 @@ var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
 
 // Entry j of the block's window rows in slot order (this step's row from the
 // staged copy), as coordinate << 20 | slot << 16 | bf16 value.
-fn fast_entry(blk: FastBlock, j: u32) -> u32 {
+fn fast_entry(blk: TopkBlock, base: u32, j: u32) -> u32 {
   let i = j / blk.k;
   let e = j - i * blk.k;
   var entry: u32;
   if (i == step.slot) {
     entry = work[blk.row + e];
   } else {
-    entry = window[blk.base + i * blk.k + e];
+    entry = window[base + i * blk.k + e];
   }
   return ((entry & 0xffffu) << 20u) | (i << 16u) | (entry >> 16u);
-}
-
-// Workgroup w's block. Every thread computes it: it depends on uniform
-// values only (read-only table, workgroup id), so no barrier is needed.
-fn block_info(w: u32) -> FastBlock {
-  var bi: FastBlock;
-  if (w < table.total_blocks) {
-    bi.seg = find_segment(w, false);
-    let s = table.segs[bi.seg];
-    let b = w - s.first_block;
-    bi.start = b * s.block;
-    bi.n = min(s.block, s.len - bi.start);
-    bi.k = select(s.k_tail, s.k_block, bi.n == s.block);
-    bi.row = s.stage_off + b * s.k_block;
-    bi.base = s.window_off + b * cfg.window * s.k_block;
-  }
-  return bi;
 }
 
 // A workgroup walks blocks w, w + grid, ... (see microadam_select_fast).
@@ -92,9 +66,9 @@ fn main(
 // also orders every other workgroup write of this block after the previous
 // block's last reads.
 fn update_block(w: u32, tid: u32) {
-  let blk = block_info(w);
-  if (blk.n == 0u) { return; }
+  let blk = topk_block(w);
   let s = table.segs[blk.seg];
+  let base = s.window_off + blk.index * cfg.window * s.k_block; // first window entry
   let half = arrayLength(&codes) / 2u;
   // The GPU's count of this call (the prologue has counted it): see
   // microadam_common.wgsl on the two halves.
@@ -116,7 +90,7 @@ fn update_block(w: u32, tid: u32) {
   atomicStore(&owned[tid], 0u);
   // Commit the staged row into this step's slot.
   for (var e = tid; e < blk.k; e += WG_SIZE) {
-    window[blk.base + step.slot * blk.k + e] = work[blk.row + e];
+    window[base + step.slot * blk.k + e] = work[blk.row + e];
   }
   // Count the entries of every row per owner: f32 coordinate c belongs to
   // thread c mod 256, bf16 coordinate c to the thread of word c / 2.
@@ -129,7 +103,7 @@ fn update_block(w: u32, tid: u32) {
   for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
     let j = tid + r * WG_SIZE;
     if (j < total) {
-      ent[r] = fast_entry(blk, j);
+      ent[r] = fast_entry(blk, base, j);
       atomicAdd(&owned[((ent[r] >> 20u) >> shift) & 255u], 1u);
     }
   }

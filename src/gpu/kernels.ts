@@ -14,6 +14,9 @@ import efQuant from "../../kernels/ef_quant.wgsl" with { type: "text" };
 import microCommon from "../../kernels/microadam_common.wgsl" with {
   type: "text",
 };
+import microBlock from "../../kernels/microadam_block.wgsl" with {
+  type: "text",
+};
 import checkFinite from "../../kernels/check_finite.wgsl" with {
   type: "text",
 };
@@ -64,7 +67,15 @@ const SOURCES: Record<KernelName, string[]> = {
   prologue: [numeric, grid, prologue],
   adam: [SCALAR, grid, segments, adam],
   adam4: [VEC4, grid, segments, adam],
-  microadamSelect: [numeric, grid, segments, efQuant, microCommon, select],
+  microadamSelect: [
+    numeric,
+    grid,
+    segments,
+    efQuant,
+    microCommon,
+    microBlock,
+    select,
+  ],
   microadamUpdate: [numeric, grid, segments, efQuant, microCommon, update],
   microadamSelectFast: [
     numeric,
@@ -73,6 +84,7 @@ const SOURCES: Record<KernelName, string[]> = {
     workgroup,
     efQuant,
     microCommon,
+    microBlock,
     selectFast,
   ],
   microadamUpdateFast: [
@@ -80,6 +92,7 @@ const SOURCES: Record<KernelName, string[]> = {
     grid,
     segments,
     workgroup,
+    microBlock,
     updateFast,
   ],
   microadamCommit: [numeric, grid, efQuant, commit],
