@@ -13,7 +13,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let w = (wid.x + wid.y * nwg.x) * 256u + lid;
+  let w = linear_workgroup(wid, nwg) * 256u + lid;
   let i = 2u * w;
   if (i >= dims.length) { return; }
   let lo = bitcast<u32>(bf16_round(x[i])) >> 16u;

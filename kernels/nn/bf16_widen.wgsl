@@ -11,7 +11,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+  let i = linear_workgroup(wid, nwg) * 256u + lid;
   if (i >= dims.length) { return; }
   x[i] = bitcast<f32>(((bits[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu) << 16u);
 }

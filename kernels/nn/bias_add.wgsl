@@ -12,7 +12,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+  let i = linear_workgroup(wid, nwg) * 256u + lid;
   if (i >= dims.rows * dims.cols) { return; }
   y[i] += bias[i % dims.cols];
 }

@@ -25,7 +25,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let r = wid.x + wid.y * nwg.x;
+  let r = linear_workgroup(wid, nwg);
   if (r >= dims.rows) { return; } // uniform per workgroup
   let base = r * dims.cols;
   let in_batch = r < batch.valid;

@@ -39,6 +39,7 @@ import bf16Widen from "../../kernels/nn/bf16_widen.wgsl" with {
   type: "text",
 };
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
+import grid from "../../kernels/grid.wgsl" with { type: "text" };
 import { InvalidOptionError } from "../errors.ts";
 import { cachedPipeline } from "../gpu/kernels.ts";
 
@@ -210,9 +211,10 @@ const SOURCES: Record<NnKernel, (string | Struct<string>)[]> = {
  * ```
  */
 export function nnKernelSource(name: NnKernel): string {
-  return SOURCES[name].map((s) => typeof s === "string" ? s : s.wgsl).join(
-    "\n",
-  );
+  // grid.wgsl: the workgroup index of a dispatch folded past 65535, shared
+  // with the optimizers' kernels.
+  return [grid, ...SOURCES[name]].map((s) => typeof s === "string" ? s : s.wgsl)
+    .join("\n");
 }
 
 /**
