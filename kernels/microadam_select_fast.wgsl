@@ -1,13 +1,19 @@
 // MicroAdam spec steps 1-5 for one top-k block that is also one EF block
 // (Q = D, the default, or a tensor no larger than either), in one pass: each
 // of 256 threads loads 16 consecutive elements of the gradient and their EF
-// codes once, into registers. Then, without touching memory again: the
-// non-finite check, a = g + e, the exact k-th largest |a| (octave counts
-// relative to the block maximum, then 8-bit digits, stopping as soon as a
-// bin holds exactly the entries still to place), this step's window row
-// (staged: the update kernel commits it once the step is known to apply),
-// the residual's min/max, and the residual quantized with the new
-// statistics into the other codes half. Runs before the prologue.
+// codes once, into private arrays. Then, without reading the gradient or
+// the codes again: the non-finite check, a = g + e, the exact k-th largest
+// |a| (octave counts relative to the block maximum, then 8-bit digits,
+// stopping as soon as a bin holds exactly the entries still to place), this
+// step's window row (staged: the update kernel commits it once the step is
+// known to apply), the residual's min/max, and the residual quantized with
+// the new statistics into the other codes half. Runs before the prologue.
+//
+// 16 values per thread fit in 32 registers only if the compiler keeps the
+// arrays in (cached) memory, and on the H200 it must: the kernel runs 8
+// workgroups per multiprocessor (bench/residency.ts). Every layout that held
+// the block in registers or workgroup memory was slower there, through lost
+// residency (bench/RESULTS.md, round 5).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;

@@ -1,0 +1,85 @@
+/**
+ * bench/residency.ts: the probe's insertion, the peak it reports on this
+ * device (llvmpipe runs a workgroup per CPU thread), and the diagnostic
+ * kernels it compiles (the copies copy, item by item or in a loop).
+ */
+
+import assert from "node:assert/strict";
+import {
+  copyKernel,
+  pressureKernel,
+  residency,
+  withProbe,
+} from "../bench/residency.ts";
+import { kernelSource } from "../src/gpu/kernels.ts";
+import { readBuffer } from "../src/gpu/buffers.ts";
+import { TENSOR_USAGE, testDevice } from "./gpu_util.ts";
+
+Deno.test("withProbe: the probe goes first in main, before the kernel's own code, and a kernel without main or a local index is refused", () => {
+  const code = withProbe(
+    "@compute @workgroup_size(64)\nfn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) i: u32) {\n  let x = 1u;\n}",
+  );
+  const body = code.slice(code.indexOf("{") + 1);
+  assert.ok(body.trimStart().startsWith("if (i == 0u) { probe_enter(); }"));
+  assert.ok(body.indexOf("probe_enter()") < body.indexOf("let x = 1u;"));
+  assert.ok(code.includes("fn probe_enter()"));
+  assert.throws(() => withProbe("fn other() {}"), /no `fn main/);
+  assert.throws(
+    () => withProbe("@compute @workgroup_size(1) fn main() {}"),
+    /local_invocation_index/,
+  );
+});
+
+Deno.test("residency: at least one workgroup, and fewer than were dispatched (workgroups count themselves out), for a library kernel and a diagnostic kernel", async () => {
+  const device = await testDevice();
+  for (const code of [kernelSource("adam4"), pressureKernel(4, 8)]) {
+    // 256 workgroups: far more than llvmpipe runs at once (one per CPU thread).
+    const peak = await residency(device, code, {}, 256);
+    assert.ok(peak >= 1 && peak < 256, `peak ${peak}`);
+  }
+});
+
+Deno.test("copyKernel: every variant copies its source exactly", async () => {
+  const device = await testDevice();
+  for (
+    const [items, checkEach, unrolled] of [
+      [1, true, false],
+      [4, false, false],
+      [8, false, true],
+    ] as const
+  ) {
+    const n = 4 * 256 * items * 3; // three workgroups' worth of u32
+    const src = new Uint32Array(n).map((_, i) => (i * 2654435761) >>> 0);
+    const a = device.createBuffer({ size: 4 * n, usage: TENSOR_USAGE });
+    const b = device.createBuffer({ size: 4 * n, usage: TENSOR_USAGE });
+    device.queue.writeBuffer(a, 0, src);
+    const pipe = device.createComputePipeline({
+      layout: "auto",
+      compute: {
+        module: device.createShaderModule({
+          code: copyKernel(items, checkEach, unrolled),
+        }),
+        entryPoint: "main",
+      },
+    });
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipe);
+    pass.setBindGroup(
+      0,
+      device.createBindGroup({
+        layout: pipe.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: a } },
+          { binding: 1, resource: { buffer: b } },
+        ],
+      }),
+    );
+    pass.dispatchWorkgroups(3);
+    pass.end();
+    device.queue.submit([enc.finish()]);
+    assert.deepEqual(new Uint32Array(await readBuffer(device, b)), src);
+    a.destroy();
+    b.destroy();
+  }
+});
