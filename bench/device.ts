@@ -42,7 +42,7 @@ import { Trainer } from "../src/train/trainer.ts";
 import { TUNED_LR } from "../src/train/tuned.ts";
 import { syntheticImageData } from "../src/data/synthetic.ts";
 import fillWgsl from "./fill.wgsl" with { type: "text" };
-import copyWgsl from "./copy.wgsl" with { type: "text" };
+import { copyKernel } from "./residency.ts";
 
 const { values } = parseArgs({
   options: {
@@ -356,7 +356,7 @@ if (!values["skip-checks"]) {
 
 async function wgslCopy(
   n: number,
-  code = copyWgsl,
+  code = copyKernel(4, true),
   itemsPerThread = 4,
 ): Promise<{ ms: number; tbps: number }> {
   const pipe = device.createComputePipeline({
@@ -432,11 +432,11 @@ if (values.residency) {
       import.meta.url,
     ).href
   )) as typeof import("../src/gpu/kernels.ts");
-  const { residency, copyKernel } = await import("./residency.ts");
+  const { residency } = await import("./residency.ts");
   const subgroups = ext.hasSubgroups?.(device) ?? false;
   const exact = ext.hasExactFma(device) ? 1 : 0;
   const kernels: [string, string, Record<string, number>][] = [
-    ["copy.wgsl", copyWgsl, {}],
+    ["copy (4 vec4 per thread)", copyKernel(4, true), {}],
     ["adam4", kernelSource("adam4"), {}],
     ["checkFinite4", kernelSource("checkFinite4"), {}],
   ];

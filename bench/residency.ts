@@ -18,6 +18,8 @@
  * @module
  */
 
+import { readBuffer } from "../src/gpu/buffers.ts";
+
 /** The probe's workgroup counters: live now, peak, the spin word, a sink. */
 const PROBE = `
 @group(1) @binding(0) var<storage, read_write> probe_counts: array<atomic<u32>, 4>;
@@ -97,11 +99,7 @@ export async function residency(
     size: 16,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
   });
-  const read = device.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  buffers.push(counts, read);
+  buffers.push(counts);
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   pass.setPipeline(pipe);
@@ -118,11 +116,8 @@ export async function residency(
   );
   pass.dispatchWorkgroups(groups);
   pass.end();
-  enc.copyBufferToBuffer(counts, 0, read, 0, 16);
   device.queue.submit([enc.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const peak = new Uint32Array(read.getMappedRange())[1];
-  read.unmap();
+  const peak = new Uint32Array(await readBuffer(device, counts))[1];
   for (const b of buffers) b.destroy();
   return peak;
 }

@@ -13,7 +13,7 @@ import {
 } from "../bench/residency.ts";
 import { kernelSource } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
-import { TENSOR_USAGE, testDevice } from "./gpu_util.ts";
+import { dispatchWith, TENSOR_USAGE, testDevice } from "./gpu_util.ts";
 
 Deno.test("withProbe: the probe goes first in main, before the kernel's own code, and a kernel without main or a local index is refused", () => {
   const code = withProbe(
@@ -62,22 +62,7 @@ Deno.test("copyKernel: every variant copies its source exactly", async () => {
         entryPoint: "main",
       },
     });
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipe);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: pipe.getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: { buffer: a } },
-          { binding: 1, resource: { buffer: b } },
-        ],
-      }),
-    );
-    pass.dispatchWorkgroups(3);
-    pass.end();
-    device.queue.submit([enc.finish()]);
+    dispatchWith(device, pipe, [a, b], 3);
     assert.deepEqual(new Uint32Array(await readBuffer(device, b)), src);
     a.destroy();
     b.destroy();

@@ -15,7 +15,7 @@ import {
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { requestDevice } from "../src/gpu/device.ts";
 import grid from "../kernels/grid.wgsl" with { type: "text" };
-import { testDevice } from "./gpu_util.ts";
+import { dispatchWith, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 
@@ -229,19 +229,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       size: 4 * (count + 1),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
     });
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(p);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: p.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer: hits } }],
-      }),
-    );
-    pass.dispatchWorkgroups(x, y);
-    pass.end();
-    device.queue.submit([enc.finish()]);
+    dispatchWith(device, p, [hits], x, y);
     const got = new Uint32Array(await readBuffer(device, hits));
     hits.destroy();
     let wrong = 0;

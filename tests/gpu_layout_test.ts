@@ -21,7 +21,7 @@ import {
 } from "../src/gpu/layout.ts";
 import { kernelSource } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
-import { testDevice } from "./gpu_util.ts";
+import { dispatchWith, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 
@@ -85,22 +85,7 @@ ${exprs.map((e, i) => `  out[${i}] = ${e};`).join("\n")}
     size: 4 * exprs.length,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
   });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipe);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: pipe.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: inBuf } },
-        { binding: 1, resource: { buffer: outBuf } },
-      ],
-    }),
-  );
-  pass.dispatchWorkgroups(1);
-  pass.end();
-  device.queue.submit([enc.finish()]);
+  dispatchWith(device, pipe, [inBuf, outBuf], 1);
   const err = await device.popErrorScope();
   assert.equal(err, null, err?.message);
   const got = [...new Uint32Array(await readBuffer(device, outBuf))];

@@ -28,6 +28,35 @@ export function testDevice(): Promise<GPUDevice> {
 export const TENSOR_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
 
+/**
+ * Runs `pipeline` once: bind group 0 gets `buffers[i]` at binding i, then
+ * one dispatch of `x` × `y` workgroups in a pass of its own, submitted.
+ */
+export function dispatchWith(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  buffers: GPUBuffer[],
+  x: number,
+  y = 1,
+): void {
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({
+        binding,
+        resource: { buffer },
+      })),
+    }),
+  );
+  pass.dispatchWorkgroups(x, y);
+  pass.end();
+  device.queue.submit([enc.finish()]);
+}
+
 /** A buffer holding `data` (size rounded up to 4 bytes). */
 export function bufferFrom(
   device: GPUDevice,

@@ -14,7 +14,7 @@ import efQuant from "../kernels/ef_quant.wgsl" with { type: "text" };
 import { bf16ToNumber } from "../src/numeric/bf16.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { hasExactFma } from "../src/gpu/capabilities.ts";
-import { rng, testDevice } from "./gpu_util.ts";
+import { dispatchWith, rng, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 const WG = 64;
@@ -121,23 +121,14 @@ Deno.test("quantize == the CPU reference's code near every rounding boundary, at
   const inp = device.createBuffer({ size: input.byteLength, usage });
   const out = device.createBuffer({ size: 4 * all.length, usage });
   device.queue.writeBuffer(inp, 0, input);
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(p);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: p.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: inp } },
-        { binding: 1, resource: { buffer: out } },
-      ],
-    }),
-  );
   const groups = Math.ceil(all.length / WG);
-  pass.dispatchWorkgroups(Math.min(groups, 65535), Math.ceil(groups / 65535));
-  pass.end();
-  device.queue.submit([enc.finish()]);
+  dispatchWith(
+    device,
+    p,
+    [inp, out],
+    Math.min(groups, 65535),
+    Math.ceil(groups / 65535),
+  );
   const got = new Uint32Array(await readBuffer(device, out));
   inp.destroy();
   out.destroy();
