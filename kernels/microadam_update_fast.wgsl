@@ -173,6 +173,7 @@ fn update_block(w: u32, tid: u32) {
   walk.decay = h.wd > 0.0;
   walk.factor = h.decay;
   walk.neg_lr = h.neg_lr;
+  // items is 16 (f32) or 8 (bf16 words): whole groups of four.
   for (var i = 0u; i < items; i += 4u) {
     let live = vec4<bool>(
       item_live(&walk, i, tid),
