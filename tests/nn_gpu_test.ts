@@ -57,13 +57,18 @@ function upload(v: Value, data: Float32Array<ArrayBuffer>): void {
   device.queue.writeBuffer(v.data, 0, data);
 }
 
-/** Runs a finished graph once. */
-function run(g: Graph): void {
+/** Encodes one compute pass and submits it. */
+function submitPass(encode: (pass: GPUComputePassEncoder) => void): void {
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
-  g.encode(pass);
+  encode(pass);
   pass.end();
   device.queue.submit([enc.finish()]);
+}
+
+/** Runs a finished graph once. */
+function run(g: Graph): void {
+  submitPass((pass) => g.encode(pass));
 }
 
 /** Max |gpu − cpu| / (max |cpu| over the array), a scale-aware error. */
@@ -178,21 +183,19 @@ Deno.test("activations on the GPU: forward and backward (overwriting and accumul
       const dx = g.buffer(4 * n, "dx");
       device.queue.writeBuffer(dy, 0, DY);
       device.queue.writeBuffer(dx, 0, new Float32Array(n).fill(0.25));
-      const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      encodeDispatch(pass, {
-        label: "bwd",
-        pipeline: pipe,
-        bindGroup: g.bindGroup(pipe, [
-          g.uniform(LENGTH, { length: n }),
-          x.data,
-          dy,
-          dx,
-        ]),
-        workgroups: g.grid(n),
-      });
-      pass.end();
-      device.queue.submit([enc.finish()]);
+      submitPass((pass) =>
+        encodeDispatch(pass, {
+          label: "bwd",
+          pipeline: pipe,
+          bindGroup: g.bindGroup(pipe, [
+            g.uniform(LENGTH, { length: n }),
+            x.data,
+            dy,
+            dx,
+          ]),
+          workgroups: g.grid(n),
+        })
+      );
       const want = Float64Array.from(
         X,
         (v, i) => DY[i] * activateGrad(v, kind) + (accumulate ? 0.25 : 0),
@@ -257,20 +260,18 @@ Deno.test("bf16 casts: narrowing rounds like toBf16Array (odd length), widening 
   // Narrowing: a training graph's epilogue rounds the f32 gradient into the tensor.
   const pipe = nnPipeline(device, "bf16Narrow");
   device.queue.writeBuffer(p.grad, 0, X);
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  encodeDispatch(pass, {
-    label: "narrow",
-    pipeline: pipe,
-    bindGroup: g.bindGroup(pipe, [
-      g.uniform(LENGTH, { length: n }),
-      p.grad,
-      p.tensor.grad,
-    ]),
-    workgroups: g.grid(Math.ceil(n / 2)),
-  });
-  pass.end();
-  device.queue.submit([enc.finish()]);
+  submitPass((pass) =>
+    encodeDispatch(pass, {
+      label: "narrow",
+      pipeline: pipe,
+      bindGroup: g.bindGroup(pipe, [
+        g.uniform(LENGTH, { length: n }),
+        p.grad,
+        p.tensor.grad,
+      ]),
+      workgroups: g.grid(Math.ceil(n / 2)),
+    })
+  );
   const bits = new Uint16Array(
     await readBuffer(device, p.tensor.grad),
     0,
