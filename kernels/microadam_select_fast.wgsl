@@ -9,11 +9,17 @@
 // known to apply), the residual's min/max, and the residual quantized with
 // the new statistics into the other codes half. Runs before the prologue.
 //
+// The private arrays cost a pass each time they are walked, so after the
+// digits one walk does all that needs every element (the entries in the
+// final bin or above it, T, the residual's min/max of the others), and the
+// row is written by walking only those entries (k of 4096 by default).
+//
 // 16 values per thread fit in 32 registers only if the compiler keeps the
 // arrays in (cached) memory, and on the H200 it must: the kernel runs 8
 // workgroups per multiprocessor (bench/residency.ts). Every layout that held
-// the block in registers or workgroup memory was slower there, through lost
-// residency (bench/RESULTS.md, round 5).
+// the block in registers or workgroup memory, and every one that read the
+// block again instead of holding it, was slower there (bench/RESULTS.md,
+// rounds 5 and 6).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -31,8 +37,7 @@ const VPT: u32 = FAST_BLOCK / 256u; // elements per thread (16)
 
 var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
 var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> pick: vec4<u32>; // digit, count above it, count in it
-var<workgroup> bin_min: atomic<u32>;
+var<workgroup> pick: vec3<u32>; // digit, count above it, count in it
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the segment lookup before
@@ -64,7 +69,6 @@ fn select_block(w: u32, tid: u32) {
     etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
   }
   atomicStore(&hist[tid], 0u);
-  if (tid == 0u) { atomicStore(&bin_min, 0xffffffffu); }
   workgroupBarrier();
 
   // ---- Load: 16 consecutive gradients and codes per thread ----------------
@@ -193,64 +197,70 @@ fn select_block(w: u32, tid: u32) {
     // Thread t holds digit 255 - t: its exclusive prefix counts larger digits.
     let h = atomicLoad(&hist[255u - tid]);
     let sc = wg_scan(tid, h);
-    if (sc.x < rem && sc.x + h >= rem) { pick = vec4<u32>(255u - tid, sc.x, h, 0u); }
+    if (sc.x < rem && sc.x + h >= rem) { pick = vec3<u32>(255u - tid, sc.x, h); }
     atomicStore(&hist[255u - tid], 0u);
     let chosen = workgroupUniformLoad(&pick);
     prefix |= chosen.x << shift;
     rem -= chosen.y;
     in_bin = chosen.z;
   }
-  var threshold = prefix;
-  if (shift > 0u) {
-    var m = 0xffffffffu;
-    for (var i = 0u; i < VPT; i++) {
-      let key = topk_key(a[i]);
-      if (i < nv && (key >> shift) == (prefix >> shift)) { m = min(m, key); }
-    }
-    if (m != 0xffffffffu) { atomicMin(&bin_min, m); }
-    workgroupBarrier();
-    if (tid == 0u) { pick.w = atomicLoad(&bin_min); }
-    threshold = workgroupUniformLoad(&pick).w;
-  }
-
-  // ---- This step's row: entries above T by index, then ties by index -------
-  var counts = 0u; // above | ties << 16
+  // ---- T and this step's row -------------------------------------------------
+  // One pass over the block: a mask of the entries in the bin or above it
+  // (the top-k, and at shift 0 also the ties beyond it), T = the smallest
+  // key in the bin, and the residual's min/max over the other entries (never
+  // kept).
+  var at_or_above = 0u; // bit i: a[i] is in the bin or above it
+  var bin_low = 0xffffffffu;
+  var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
+  var rmax = 0u;
   for (var i = 0u; i < VPT; i++) {
     let key = topk_key(a[i]);
     if (i < nv) {
-      counts += select(0u, 1u, key > threshold) + select(0u, 0x10000u, key == threshold);
+      if ((key >> shift) >= (prefix >> shift)) {
+        at_or_above |= 1u << i;
+        bin_low = min(bin_low, key); // the entries above the bin are larger
+      } else {
+        let o = ordered_enc(a[i]);
+        rmin = max(rmin, ~o);
+        rmax = max(rmax, o);
+      }
     }
+  }
+  var threshold = prefix; // every bit decided (bf16 keys mostly end here)
+  if (shift > 0u) { threshold = ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x; }
+  var counts = 0u; // above T | at T << 16, of the masked entries
+  var m = at_or_above;
+  while (m != 0u) {
+    let i = firstTrailingBit(m);
+    m &= m - 1u;
+    counts += select(0x10000u, 1u, topk_key(a[i]) > threshold);
   }
   let sc = wg_scan(tid, counts);
   let greater = sc.y & 0xffffu;
   let ties = blk.k - greater;
   var next_g = sc.x & 0xffffu;
   var next_t = sc.x >> 16u;
-  var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
-  var rmax = 0u;
-  // a[i] becomes the residual: kept entries are zeroed.
-  for (var i = 0u; i < VPT; i++) {
-    if (i < nv) {
-      let key = topk_key(a[i]);
-      var keep = false;
-      var pos = 0u;
-      if (key > threshold) {
-        keep = true;
-        pos = next_g;
-        next_g++;
-      } else if (key == threshold) {
-        keep = next_t < ties;
-        pos = greater + next_t;
-        next_t++;
-      }
-      if (keep) {
-        atomicStore(&work[blk.row + pos], window_entry(j0 + i, a[i]));
-        a[i] = 0.0;
-      }
-      let o = ordered_enc(a[i]);
-      rmin = max(rmin, ~o);
-      rmax = max(rmax, o);
+  // Only the masked entries, in index order: a[i] becomes the residual, kept
+  // entries are zeroed.
+  while (at_or_above != 0u) {
+    let i = firstTrailingBit(at_or_above);
+    at_or_above &= at_or_above - 1u;
+    var keep = true;
+    var pos = next_g;
+    if (topk_key(a[i]) > threshold) {
+      next_g++;
+    } else {
+      keep = next_t < ties;
+      pos = greater + next_t;
+      next_t++;
     }
+    if (keep) {
+      atomicStore(&work[blk.row + pos], window_entry(j0 + i, a[i]));
+      a[i] = 0.0;
+    }
+    let o = ordered_enc(a[i]);
+    rmin = max(rmin, ~o);
+    rmax = max(rmax, o);
   }
 
   // ---- EF statistics of the residual, then its codes -------------------------

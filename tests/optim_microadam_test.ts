@@ -10,6 +10,7 @@ import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { MicroAdamOptions } from "../src/core/options.ts";
 import { hasSubgroups } from "../src/gpu/capabilities.ts";
 import { FAST_GRID } from "../src/gpu/layout.ts";
+import { bf16Bits } from "../src/numeric/bf16.ts";
 import { testSeed } from "./gpu_util.ts";
 import {
   device,
@@ -215,6 +216,74 @@ for (const dtype of ["f32", "bf16"] as const) {
       }
     }
   });
+}
+
+// ---- The one-pass selection on data that random values rarely produce ------
+
+/**
+ * Gradients that drive `microadam_select_fast` through each of its ways to
+ * the k-th largest |a| (3 full blocks and a tail; k = 41 per block): the
+ * octave of the k-th largest holding few elements (the common case) or all
+ * of them (digits down to the last bit), more equal keys at the threshold
+ * than entries left to place (only the first by index are kept, and they lie
+ * in both halves of the block), and a maximum far above the rest (the octave
+ * search walks down many windows of 8).
+ */
+const HARD_SELECTIONS: {
+  label: string;
+  value: (j: number, r: () => number) => number;
+}[] = [
+  { label: "every gradient 0.5 (4096 ties per block)", value: () => 0.5 },
+  {
+    label: "magnitudes uniform in one octave [1, 2), random signs",
+    value: (_, r) => (r() < 0.5 ? -1 : 1) * (1 + r()),
+  },
+  {
+    label: "zero but every 200th element (T = 0, tied zeros kept by index)",
+    value: (j, r) => (j % 200 === 7 ? 1 + r() : 0),
+  },
+  {
+    label: "four magnitudes, 1, 1.5, 2 and 3 (ties at the threshold)",
+    value: (_, r) => [1, 1.5, 2, 3][Math.floor(4 * r())] * (r() < 0.5 ? -1 : 1),
+  },
+  {
+    label: "2000 ties at the threshold, 8 of them in the block's first half",
+    value: (j, r) => {
+      const b = j % 4096;
+      if (b % 400 === 3) return 1;
+      return b < 2040 ? 1e-3 * (1 + r()) : 0.5;
+    },
+  },
+  {
+    label: "three 1e10 outliers per block over values near 1e-30",
+    value: (j, r) => (j % 4096 < 3 ? 1e10 : 1e-30 * (1 + r())),
+  },
+];
+
+for (const dtype of ["f32", "bf16"] as const) {
+  Deno.test(`one-pass selection on hard data, ${dtype}: == CPU`, async () => {
+    const n = 3 * 4096 + 1000;
+    for (const h of HARD_SELECTIONS) {
+      const seed = testSeed(`hard ${dtype} ${h.label}`);
+      const twin = new Twin({ dtype, sizes: [n], seed, options: { lr: 1e-2 } });
+      try {
+        assert.ok(twin.gpu.geometry.every(fastPath));
+        for (let s = 1; s <= 3; s++) {
+          const g = new Float32Array(n);
+          for (let j = 0; j < n; j++) g[j] = h.value(j, twin.r);
+          twin.step([dtype === "f32" ? g : toBf16(g)]);
+          await twin.compare(`${h.label}: seed ${seed}, step ${s}`);
+        }
+      } finally {
+        twin.dispose();
+      }
+    }
+  });
+}
+
+/** bf16 bits of f32 values, nearest-even. */
+function toBf16(f: Float32Array): Uint16Array {
+  return Uint16Array.from(f, (x) => bf16Bits(x));
 }
 
 Deno.test("fastPath: the one-pass kernels take exactly the tensors whose blocks are one EF block and fit their limits", () => {
