@@ -37,7 +37,7 @@ const VPT: u32 = FAST_BLOCK / 256u; // elements per thread (16)
 
 var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
 var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> pick: vec3<u32>; // digit, count above it, count in it
+var<workgroup> pick: vec4<u32>; // digit, count above it, count in it
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the segment lookup before
@@ -197,7 +197,7 @@ fn select_block(w: u32, tid: u32) {
     // Thread t holds digit 255 - t: its exclusive prefix counts larger digits.
     let h = atomicLoad(&hist[255u - tid]);
     let sc = wg_scan(tid, h);
-    if (sc.x < rem && sc.x + h >= rem) { pick = vec3<u32>(255u - tid, sc.x, h); }
+    if (sc.x < rem && sc.x + h >= rem) { pick = vec4<u32>(255u - tid, sc.x, h, 0u); }
     atomicStore(&hist[255u - tid], 0u);
     let chosen = workgroupUniformLoad(&pick);
     prefix |= chosen.x << shift;
@@ -226,8 +226,7 @@ fn select_block(w: u32, tid: u32) {
       }
     }
   }
-  var threshold = prefix; // every bit decided (bf16 keys mostly end here)
-  if (shift > 0u) { threshold = ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x; }
+  let threshold = ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x;
   var counts = 0u; // above T | at T << 16, of the masked entries
   var m = at_or_above;
   while (m != 0u) {

@@ -226,7 +226,8 @@ for (const dtype of ["f32", "bf16"] as const) {
  * octave of the k-th largest holding few elements (the common case) or all
  * of them (digits down to the last bit), more equal keys at the threshold
  * than entries left to place (only the first by index are kept, and they lie
- * in both halves of the block), and a maximum far above the rest (the octave
+ * in both halves of the block), the k-th largest a few octaves below maxima
+ * that their threads meet last, and a maximum far above the rest (the octave
  * search walks down many windows of 8).
  */
 const HARD_SELECTIONS: {
@@ -254,6 +255,22 @@ const HARD_SELECTIONS: {
       return b < 2040 ? 1e-3 * (1 + r()) : 0.5;
     },
   },
+  ...[5, 3].map((jump) => ({
+    // Threads 12, 25, ... of a block read 15 values below 2^-jump + 1 (one at
+    // that octave first when jump = 3), and then one near 1: the octave
+    // counts the kernel keeps while loading move `jump` octaves down, across
+    // its two counter words.
+    label: `the k-th largest ${
+      jump + 1
+    } octaves below maxima that their threads meet last`,
+    value: (j: number, r: () => number) => {
+      const b = j % 4096;
+      if (b % 208 === 207) return 1 + r();
+      if (Math.floor(b / 16) % 13 !== 12) return 2 ** -20 * (1 + r());
+      const octave = jump === 3 && b % 16 !== 0 ? jump + 1 : jump;
+      return 2 ** -octave * (1 + r());
+    },
+  })),
   {
     label: "three 1e10 outliers per block over values near 1e-30",
     value: (j, r) => (j % 4096 < 3 ? 1e10 : 1e-30 * (1 + r())),
