@@ -226,9 +226,9 @@ for (const dtype of ["f32", "bf16"] as const) {
  * octave of the k-th largest holding few elements (the common case) or all
  * of them (digits down to the last bit), more equal keys at the threshold
  * than entries left to place (only the first by index are kept, and they lie
- * in both halves of the block), the k-th largest a few octaves below maxima
- * that their threads meet last, and a maximum far above the rest (the octave
- * search walks down many windows of 8).
+ * in both halves of the block), the k-th largest 4 or 5 octaves below the
+ * block maximum, and a maximum far above the rest (the octave search walks
+ * down many windows of 8).
  */
 const HARD_SELECTIONS: {
   label: string;
@@ -256,13 +256,11 @@ const HARD_SELECTIONS: {
     },
   },
   ...[5, 3].map((jump) => ({
-    // Threads 12, 25, ... of a block read 15 values below 2^-jump + 1 (one at
-    // that octave first when jump = 3), and then one near 1: the octave
-    // counts the kernel keeps while loading move `jump` octaves down, across
-    // its two counter words.
-    label: `the k-th largest ${
-      jump + 1
-    } octaves below maxima that their threads meet last`,
+    // Threads 12, 25, ... of a block read 15 values near 2^-jump (or one
+    // there and 14 an octave lower, for jump 3), then one near 1; all other
+    // values are tiny. The k-th largest lies 5 or 4 octaves below the block
+    // maximum: in the second word of the kernel's packed octave counters.
+    label: `the k-th largest ${jump === 5 ? 5 : 4} octaves below the maximum`,
     value: (j: number, r: () => number) => {
       const b = j % 4096;
       if (b % 208 === 207) return 1 + r();
