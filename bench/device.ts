@@ -752,14 +752,6 @@ if (!values["skip-training"]) {
   }
 }
 
-device.destroy();
-
-/** The last lines of a peer benchmark's stderr, for a failed run's row. */
-function stderrTail(r: Deno.CommandOutput): string {
-  return new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3)
-    .join(" | ");
-}
-
 // ---- The correctness checks, after the timings ---------------------------------------------
 // They run last: run first, they left the process slow for the next seconds
 // (the copy read 1.53 instead of 4.2 TB/s and 2^24 rows 2-3x their time in a
@@ -790,6 +782,14 @@ if (!values["skip-checks"]) {
   for (const c of checks) {
     say(`check: ${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.result}`);
   }
+}
+
+device.destroy();
+
+/** The last lines of a peer benchmark's stderr, for a failed run's row. */
+function stderrTail(r: Deno.CommandOutput): string {
+  return new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3)
+    .join(" | ");
 }
 
 // ---- PyTorch fused AdamW and the copy bandwidth -------------------------------------------
