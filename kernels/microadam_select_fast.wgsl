@@ -37,7 +37,10 @@ const VPT: u32 = FAST_BLOCK / 256u; // elements per thread (16)
 
 var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
 var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> pick: vec4<u32>; // digit, count above it, count in it
+// The digit, the count above it, the count in it. w is unused, but a vec3
+// here (with one other edit) cost two resident workgroups per SM on the H200
+// (bench/RESULTS.md, round 6).
+var<workgroup> pick: vec4<u32>;
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the segment lookup before
