@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { fromBf16Array, toBf16Array } from "../src/numeric/bf16.ts";
 import { readTensor, writeTensor } from "../src/gpu/tensor_io.ts";
-import { encodeDispatch, Graph, type Value } from "../src/nn/graph.ts";
+import { Graph, type Value } from "../src/nn/graph.ts";
 import {
   BATCH,
   LENGTH,
@@ -37,7 +37,7 @@ import {
 import { GpuDataset } from "../src/data/gpu_dataset.ts";
 import { syntheticImageData } from "../src/data/synthetic.ts";
 import { pixelStats } from "../src/data/images.ts";
-import { rng, testDevice } from "./gpu_util.ts";
+import { dispatchWith, rng, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 
@@ -57,18 +57,13 @@ function upload(v: Value, data: Float32Array<ArrayBuffer>): void {
   device.queue.writeBuffer(v.data, 0, data);
 }
 
-/** Encodes one compute pass and submits it. */
-function submitPass(encode: (pass: GPUComputePassEncoder) => void): void {
+/** Runs a finished graph once, in a pass of its own. */
+function run(g: Graph): void {
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
-  encode(pass);
+  g.encode(pass);
   pass.end();
   device.queue.submit([enc.finish()]);
-}
-
-/** Runs a finished graph once. */
-function run(g: Graph): void {
-  submitPass((pass) => g.encode(pass));
 }
 
 /** Max |gpu − cpu| / (max |cpu| over the array), a scale-aware error. */
@@ -183,18 +178,13 @@ Deno.test("activations on the GPU: forward and backward (overwriting and accumul
       const dx = g.buffer(4 * n, "dx");
       device.queue.writeBuffer(dy, 0, DY);
       device.queue.writeBuffer(dx, 0, new Float32Array(n).fill(0.25));
-      submitPass((pass) =>
-        encodeDispatch(pass, {
-          label: "bwd",
-          pipeline: pipe,
-          bindGroup: g.bindGroup(pipe, [
-            g.uniform(LENGTH, { length: n }),
-            x.data,
-            dy,
-            dx,
-          ]),
-          workgroups: g.grid(n),
-        })
+      const [wx, wy] = g.grid(n);
+      dispatchWith(
+        device,
+        pipe,
+        [g.uniform(LENGTH, { length: n }), x.data, dy, dx],
+        wx,
+        wy,
       );
       const want = Float64Array.from(
         X,
@@ -260,17 +250,13 @@ Deno.test("bf16 casts: narrowing rounds like toBf16Array (odd length), widening 
   // Narrowing: a training graph's epilogue rounds the f32 gradient into the tensor.
   const pipe = nnPipeline(device, "bf16Narrow");
   device.queue.writeBuffer(p.grad, 0, X);
-  submitPass((pass) =>
-    encodeDispatch(pass, {
-      label: "narrow",
-      pipeline: pipe,
-      bindGroup: g.bindGroup(pipe, [
-        g.uniform(LENGTH, { length: n }),
-        p.grad,
-        p.tensor.grad,
-      ]),
-      workgroups: g.grid(Math.ceil(n / 2)),
-    })
+  const [wx, wy] = g.grid(Math.ceil(n / 2));
+  dispatchWith(
+    device,
+    pipe,
+    [g.uniform(LENGTH, { length: n }), p.grad, p.tensor.grad],
+    wx,
+    wy,
   );
   const bits = new Uint16Array(
     await readBuffer(device, p.tensor.grad),
