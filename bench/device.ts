@@ -36,6 +36,7 @@ import type { GpuOptimizer } from "../extend.ts";
 import { dispatchSize } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
+import { dispatchWith } from "../tests/gpu_util.ts";
 import { defaultConfig } from "../src/train/config.ts";
 import { OPTIMIZER_NAMES } from "../src/train/optimizer.ts";
 import { Trainer } from "../src/train/trainer.ts";
@@ -162,26 +163,11 @@ function fill(
     0,
     new Uint32Array([words, seed, kind, bf16 ? 1 : 0, 12, 0, 0, 0]),
   );
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(fillPipe);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: fillPipe.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer } }, {
-        binding: 1,
-        resource: { buffer: u },
-      }],
-    }),
-  );
   const [x, y] = dispatchSize(
     Math.ceil(words / 256),
     device.limits.maxComputeWorkgroupsPerDimension,
   );
-  pass.dispatchWorkgroups(x, y);
-  pass.end();
-  device.queue.submit([enc.finish()]);
+  dispatchWith(device, fillPipe, [buffer, u], x, y);
   u.destroy();
 }
 
