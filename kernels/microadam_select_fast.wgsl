@@ -60,6 +60,45 @@ fn main(
   }
 }
 
+// What the load phase gathers besides a: a non-finite or too large gradient,
+// the largest key.
+struct LoadAcc {
+  bad: bool,
+  kmax: u32,
+}
+
+// a = g + e for element i of the thread (gradient bits, code `sub` of code
+// word cw); valid elements (i < nv) count in acc.
+fn take(acc: ptr<function, LoadAcc>, bits: u32, cw: u32, sub: u32, i: u32, nv: u32) -> f32 {
+  var g: f32;
+  if (BF16) { g = bitcast<f32>(bits << 16u); } else { g = bitcast<f32>(bits); }
+  let a = add_error(g, etab[(cw >> (sub * 4u)) & 15u]);
+  if (i < nv) {
+    (*acc).bad = (*acc).bad || select(f32_bits_too_large(bits), bf16_bits_too_large(bits), BF16);
+    (*acc).kmax = max((*acc).kmax, topk_key(a));
+  }
+  return a;
+}
+
+// Element i of a thread's a (see select_block).
+fn a_at(a: ptr<function, array<u32, VPT>>, i: u32) -> f32 {
+  if (BF16) { return bitcast<f32>(((*a)[i >> 1u] << (16u * (1u - (i & 1u)))) & 0xffff0000u); }
+  return bitcast<f32>((*a)[i]);
+}
+
+// Stores element i of a; bf16 elements are stored in index order, an even
+// one first (it sets the whole word), then the odd one.
+fn a_put(a: ptr<function, array<u32, VPT>>, i: u32, x: f32) {
+  let bits = bitcast<u32>(x);
+  if (!BF16) {
+    (*a)[i] = bits;
+  } else if ((i & 1u) == 0u) {
+    (*a)[i >> 1u] = bits >> 16u;
+  } else {
+    (*a)[i >> 1u] |= bits & 0xffff0000u;
+  }
+}
+
 // Steps 1-5 for block w. Every workgroup variable a block writes was last
 // read, in the previous block, before a barrier that all threads passed.
 fn select_block(w: u32, tid: u32) {
@@ -77,62 +116,59 @@ fn select_block(w: u32, tid: u32) {
   // ---- Load: 16 consecutive gradients and codes per thread ----------------
   let j0 = tid * VPT;
   let nv = select(0u, min(VPT, blk.n - j0), j0 < blk.n); // valid elements
-  var gw: array<u32, VPT>; // f32: one gradient per word; bf16: two per word
-  if (BF16) {
-    let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
-    if ((first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4)) {
-      let v0 = grads4[first >> 2u];
-      let v1 = grads4[(first >> 2u) + 1u];
-      gw[0] = v0.x; gw[1] = v0.y; gw[2] = v0.z; gw[3] = v0.w;
-      gw[4] = v1.x; gw[5] = v1.y; gw[6] = v1.z; gw[7] = v1.w;
-    } else {
-      for (var i = 0u; i < 8u; i++) {
-        if (2u * i < nv) { gw[i] = grads[first + i]; }
-      }
-    }
-  } else {
-    let first = s.grad_off + blk.start + j0;
-    if ((first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4)) {
-      for (var q = 0u; q < 4u; q++) {
-        let v = grads4[(first >> 2u) + q];
-        gw[4u * q] = v.x; gw[4u * q + 1u] = v.y;
-        gw[4u * q + 2u] = v.z; gw[4u * q + 3u] = v.w;
-      }
-    } else {
-      for (var i = 0u; i < VPT; i++) {
-        if (i < nv) { gw[i] = grads[first + i]; }
-      }
-    }
-  }
-  // Code words: the block starts on a word boundary (see MicroAdam).
-  let cw_first = s.codes_off + (blk.start + j0) / 8u;
+  // a = g + e straight from the loaded words: the gradient words are not
+  // kept (a private array of them went to memory beside a).
+  let cw_first = s.codes_off + (blk.start + j0) / 8u; // see MicroAdam: word-aligned
   var cw0 = 0u;
   var cw1 = 0u;
   if (nv > 0u) { cw0 = codes[codes_in_base + cw_first]; }
   if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
-
-  // a[i]; keys are recomputed from it (two instructions) to save registers.
-  var a: array<f32, VPT>;
-  var bad = false;
-  var kmax = 0u;
-  for (var i = 0u; i < VPT; i++) {
-    var bits: u32;
-    var g: f32;
-    if (BF16) {
-      bits = (gw[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu;
-      g = bitcast<f32>(bits << 16u);
-    } else {
-      bits = gw[i];
-      g = bitcast<f32>(bits);
+  var a: array<u32, VPT>; // a's bits: f32 one per word, bf16 two per word (a is exact there)
+  var acc = LoadAcc(false, 0u);
+  if (BF16) {
+    let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
+    let aligned = (first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4);
+    for (var q = 0u; q < 2u; q++) {
+      var v = vec4<u32>(0u);
+      if (aligned) {
+        v = grads4[(first >> 2u) + q];
+      } else {
+        for (var c = 0u; c < 4u; c++) {
+          if (8u * q + 2u * c < nv) { v[c] = grads[first + 4u * q + c]; }
+        }
+      }
+      let cw = select(cw1, cw0, q == 0u);
+      a_put(&a, 8u * q, take(&acc, v.x & 0xffffu, cw, 0u, 8u * q, nv));
+      a_put(&a, 8u * q + 1u, take(&acc, v.x >> 16u, cw, 1u, 8u * q + 1u, nv));
+      a_put(&a, 8u * q + 2u, take(&acc, v.y & 0xffffu, cw, 2u, 8u * q + 2u, nv));
+      a_put(&a, 8u * q + 3u, take(&acc, v.y >> 16u, cw, 3u, 8u * q + 3u, nv));
+      a_put(&a, 8u * q + 4u, take(&acc, v.z & 0xffffu, cw, 4u, 8u * q + 4u, nv));
+      a_put(&a, 8u * q + 5u, take(&acc, v.z >> 16u, cw, 5u, 8u * q + 5u, nv));
+      a_put(&a, 8u * q + 6u, take(&acc, v.w & 0xffffu, cw, 6u, 8u * q + 6u, nv));
+      a_put(&a, 8u * q + 7u, take(&acc, v.w >> 16u, cw, 7u, 8u * q + 7u, nv));
     }
-    let cw = select(cw1, cw0, i < 8u);
-    let code = (cw >> ((i & 7u) * 4u)) & 15u;
-    a[i] = add_error(g, etab[code]);
-    if (i < nv) {
-      bad = bad || select(f32_bits_too_large(bits), bf16_bits_too_large(bits), BF16);
-      kmax = max(kmax, topk_key(a[i]));
+  } else {
+    let first = s.grad_off + blk.start + j0;
+    let aligned = (first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4);
+    for (var q = 0u; q < 4u; q++) {
+      var v = vec4<u32>(0u);
+      if (aligned) {
+        v = grads4[(first >> 2u) + q];
+      } else {
+        for (var c = 0u; c < 4u; c++) {
+          if (4u * q + c < nv) { v[c] = grads[first + 4u * q + c]; }
+        }
+      }
+      let cw = select(cw1, cw0, q < 2u);
+      let sub = 4u * (q & 1u);
+      a_put(&a, 4u * q, take(&acc, v.x, cw, sub, 4u * q, nv));
+      a_put(&a, 4u * q + 1u, take(&acc, v.y, cw, sub + 1u, 4u * q + 1u, nv));
+      a_put(&a, 4u * q + 2u, take(&acc, v.z, cw, sub + 2u, 4u * q + 2u, nv));
+      a_put(&a, 4u * q + 3u, take(&acc, v.w, cw, sub + 3u, 4u * q + 3u, nv));
     }
   }
+  let bad = acc.bad;
+  let kmax = acc.kmax;
   if (bad) { atomicMin(&flags[0], s.tensor); }
 
   // ---- The k-th largest key T -----------------------------------------------
@@ -149,7 +185,7 @@ fn select_block(w: u32, tid: u32) {
     var lo = 0u;
     var hi = 0u;
     for (var i = 0u; i < VPT; i++) {
-      let e = topk_key(a[i]) >> exp_shift;
+      let e = topk_key(a_at(&a, i)) >> exp_shift;
       if (i < nv && e <= eb && eb - e < 8u) {
         let d = eb - e;
         let inc = 1u << ((d & 3u) * 8u);
@@ -191,7 +227,7 @@ fn select_block(w: u32, tid: u32) {
     shift -= width;
     let hi_shift = shift + width;
     for (var i = 0u; i < VPT; i++) {
-      let key = topk_key(a[i]);
+      let key = topk_key(a_at(&a, i));
       if (i < nv && (key >> hi_shift) == (prefix >> hi_shift)) {
         atomicAdd(&hist[(key >> shift) & 255u], 1u);
       }
@@ -217,39 +253,40 @@ fn select_block(w: u32, tid: u32) {
   var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
   var rmax = 0u;
   for (var i = 0u; i < VPT; i++) {
-    let key = topk_key(a[i]);
+    let key = topk_key(a_at(&a, i));
     if (i < nv) {
       if ((key >> shift) >= (prefix >> shift)) {
         at_or_above |= 1u << i;
         bin_low = min(bin_low, key); // the entries above the bin are larger
       } else {
-        let o = ordered_enc(a[i]);
+        let o = ordered_enc(a_at(&a, i));
         rmin = max(rmin, ~o);
         rmax = max(rmax, o);
       }
     }
   }
   let threshold = ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x;
+  var kept = 0u; // bit i: element i went into the row (its residual is 0)
   var counts = 0u; // above T | at T << 16, of the masked entries
   var m = at_or_above;
   while (m != 0u) {
     let i = firstTrailingBit(m);
     m &= m - 1u;
-    counts += select(0x10000u, 1u, topk_key(a[i]) > threshold);
+    counts += select(0x10000u, 1u, topk_key(a_at(&a, i)) > threshold);
   }
   let sc = wg_scan(tid, counts);
   let greater = sc.y & 0xffffu;
   let ties = blk.k - greater;
   var next_g = sc.x & 0xffffu;
   var next_t = sc.x >> 16u;
-  // Only the masked entries, in index order: a[i] becomes the residual, kept
-  // entries are zeroed.
+  // Only the masked entries, in index order; a kept entry's residual is 0
+  // (its bit in `kept`).
   while (at_or_above != 0u) {
     let i = firstTrailingBit(at_or_above);
     at_or_above &= at_or_above - 1u;
     var keep = true;
     var pos = next_g;
-    if (topk_key(a[i]) > threshold) {
+    if (topk_key(a_at(&a, i)) > threshold) {
       next_g++;
     } else {
       keep = next_t < ties;
@@ -257,10 +294,10 @@ fn select_block(w: u32, tid: u32) {
       next_t++;
     }
     if (keep) {
-      atomicStore(&work[blk.row + pos], window_entry(j0 + i, a[i]));
-      a[i] = 0.0;
+      atomicStore(&work[blk.row + pos], window_entry(j0 + i, a_at(&a, i)));
+      kept |= 1u << i;
     }
-    let o = ordered_enc(a[i]);
+    let o = ordered_enc(select(a_at(&a, i), 0.0, keep));
     rmin = max(rmin, ~o);
     rmax = max(rmax, o);
   }
@@ -279,7 +316,7 @@ fn select_block(w: u32, tid: u32) {
   var out1 = 0u;
   for (var i = 0u; i < VPT; i++) {
     if (i < nv) {
-      let code = quantize(a[i], mn, u, inv) << ((i & 7u) * 4u);
+      let code = quantize(select(a_at(&a, i), 0.0, ((kept >> i) & 1u) == 1u), mn, u, inv) << ((i & 7u) * 4u);
       if (i < 8u) { out0 |= code; } else { out1 |= code; }
     }
   }
