@@ -60,6 +60,18 @@ fn main(
   }
 }
 
+// Gradient words first .. first + 3, the first `count` of them (the rest 0):
+// the path for blocks that 16-byte loads cannot reach. Components are set
+// one by one (a run-time index would put the vector in memory).
+fn load_words(first: u32, count: u32) -> vec4<u32> {
+  var v = vec4<u32>(0u);
+  if (count > 0u) { v.x = grads[first]; }
+  if (count > 1u) { v.y = grads[first + 1u]; }
+  if (count > 2u) { v.z = grads[first + 2u]; }
+  if (count > 3u) { v.w = grads[first + 3u]; }
+  return v;
+}
+
 // What the load phase gathers besides a: a non-finite or too large gradient,
 // the largest key.
 struct LoadAcc {
@@ -78,25 +90,6 @@ fn take(acc: ptr<function, LoadAcc>, bits: u32, cw: u32, sub: u32, i: u32, nv: u
     (*acc).kmax = max((*acc).kmax, topk_key(a));
   }
   return a;
-}
-
-// Element i of a thread's a (see select_block).
-fn a_at(a: ptr<function, array<u32, VPT>>, i: u32) -> f32 {
-  if (BF16) { return bitcast<f32>(((*a)[i >> 1u] << (16u * (1u - (i & 1u)))) & 0xffff0000u); }
-  return bitcast<f32>((*a)[i]);
-}
-
-// Stores element i of a; bf16 elements are stored in index order, an even
-// one first (it sets the whole word), then the odd one.
-fn a_put(a: ptr<function, array<u32, VPT>>, i: u32, x: f32) {
-  let bits = bitcast<u32>(x);
-  if (!BF16) {
-    (*a)[i] = bits;
-  } else if ((i & 1u) == 0u) {
-    (*a)[i >> 1u] = bits >> 16u;
-  } else {
-    (*a)[i >> 1u] |= bits & 0xffff0000u;
-  }
 }
 
 // Steps 1-5 for block w. Every workgroup variable a block writes was last
@@ -123,7 +116,7 @@ fn select_block(w: u32, tid: u32) {
   var cw1 = 0u;
   if (nv > 0u) { cw0 = codes[codes_in_base + cw_first]; }
   if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
-  var a: array<u32, VPT>; // a's bits: f32 one per word, bf16 two per word (a is exact there)
+  var a: array<f32, VPT>;
   var acc = LoadAcc(false, 0u);
   if (BF16) {
     let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
@@ -133,19 +126,17 @@ fn select_block(w: u32, tid: u32) {
       if (aligned) {
         v = grads4[(first >> 2u) + q];
       } else {
-        for (var c = 0u; c < 4u; c++) {
-          if (8u * q + 2u * c < nv) { v[c] = grads[first + 4u * q + c]; }
-        }
+        v = load_words(first + 4u * q, (nv + 1u) / 2u - min(4u * q, (nv + 1u) / 2u));
       }
       let cw = select(cw1, cw0, q == 0u);
-      a_put(&a, 8u * q, take(&acc, v.x & 0xffffu, cw, 0u, 8u * q, nv));
-      a_put(&a, 8u * q + 1u, take(&acc, v.x >> 16u, cw, 1u, 8u * q + 1u, nv));
-      a_put(&a, 8u * q + 2u, take(&acc, v.y & 0xffffu, cw, 2u, 8u * q + 2u, nv));
-      a_put(&a, 8u * q + 3u, take(&acc, v.y >> 16u, cw, 3u, 8u * q + 3u, nv));
-      a_put(&a, 8u * q + 4u, take(&acc, v.z & 0xffffu, cw, 4u, 8u * q + 4u, nv));
-      a_put(&a, 8u * q + 5u, take(&acc, v.z >> 16u, cw, 5u, 8u * q + 5u, nv));
-      a_put(&a, 8u * q + 6u, take(&acc, v.w & 0xffffu, cw, 6u, 8u * q + 6u, nv));
-      a_put(&a, 8u * q + 7u, take(&acc, v.w >> 16u, cw, 7u, 8u * q + 7u, nv));
+      a[8u * q] = take(&acc, v.x & 0xffffu, cw, 0u, 8u * q, nv);
+      a[8u * q + 1u] = take(&acc, v.x >> 16u, cw, 1u, 8u * q + 1u, nv);
+      a[8u * q + 2u] = take(&acc, v.y & 0xffffu, cw, 2u, 8u * q + 2u, nv);
+      a[8u * q + 3u] = take(&acc, v.y >> 16u, cw, 3u, 8u * q + 3u, nv);
+      a[8u * q + 4u] = take(&acc, v.z & 0xffffu, cw, 4u, 8u * q + 4u, nv);
+      a[8u * q + 5u] = take(&acc, v.z >> 16u, cw, 5u, 8u * q + 5u, nv);
+      a[8u * q + 6u] = take(&acc, v.w & 0xffffu, cw, 6u, 8u * q + 6u, nv);
+      a[8u * q + 7u] = take(&acc, v.w >> 16u, cw, 7u, 8u * q + 7u, nv);
     }
   } else {
     let first = s.grad_off + blk.start + j0;
@@ -155,16 +146,14 @@ fn select_block(w: u32, tid: u32) {
       if (aligned) {
         v = grads4[(first >> 2u) + q];
       } else {
-        for (var c = 0u; c < 4u; c++) {
-          if (4u * q + c < nv) { v[c] = grads[first + 4u * q + c]; }
-        }
+        v = load_words(first + 4u * q, nv - min(4u * q, nv));
       }
       let cw = select(cw1, cw0, q < 2u);
       let sub = 4u * (q & 1u);
-      a_put(&a, 4u * q, take(&acc, v.x, cw, sub, 4u * q, nv));
-      a_put(&a, 4u * q + 1u, take(&acc, v.y, cw, sub + 1u, 4u * q + 1u, nv));
-      a_put(&a, 4u * q + 2u, take(&acc, v.z, cw, sub + 2u, 4u * q + 2u, nv));
-      a_put(&a, 4u * q + 3u, take(&acc, v.w, cw, sub + 3u, 4u * q + 3u, nv));
+      a[4u * q] = take(&acc, v.x, cw, sub, 4u * q, nv);
+      a[4u * q + 1u] = take(&acc, v.y, cw, sub + 1u, 4u * q + 1u, nv);
+      a[4u * q + 2u] = take(&acc, v.z, cw, sub + 2u, 4u * q + 2u, nv);
+      a[4u * q + 3u] = take(&acc, v.w, cw, sub + 3u, 4u * q + 3u, nv);
     }
   }
   let bad = acc.bad;
@@ -185,7 +174,7 @@ fn select_block(w: u32, tid: u32) {
     var lo = 0u;
     var hi = 0u;
     for (var i = 0u; i < VPT; i++) {
-      let e = topk_key(a_at(&a, i)) >> exp_shift;
+      let e = topk_key(a[i]) >> exp_shift;
       if (i < nv && e <= eb && eb - e < 8u) {
         let d = eb - e;
         let inc = 1u << ((d & 3u) * 8u);
@@ -227,7 +216,7 @@ fn select_block(w: u32, tid: u32) {
     shift -= width;
     let hi_shift = shift + width;
     for (var i = 0u; i < VPT; i++) {
-      let key = topk_key(a_at(&a, i));
+      let key = topk_key(a[i]);
       if (i < nv && (key >> hi_shift) == (prefix >> hi_shift)) {
         atomicAdd(&hist[(key >> shift) & 255u], 1u);
       }
@@ -253,40 +242,39 @@ fn select_block(w: u32, tid: u32) {
   var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
   var rmax = 0u;
   for (var i = 0u; i < VPT; i++) {
-    let key = topk_key(a_at(&a, i));
+    let key = topk_key(a[i]);
     if (i < nv) {
       if ((key >> shift) >= (prefix >> shift)) {
         at_or_above |= 1u << i;
         bin_low = min(bin_low, key); // the entries above the bin are larger
       } else {
-        let o = ordered_enc(a_at(&a, i));
+        let o = ordered_enc(a[i]);
         rmin = max(rmin, ~o);
         rmax = max(rmax, o);
       }
     }
   }
   let threshold = ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x;
-  var kept = 0u; // bit i: element i went into the row (its residual is 0)
   var counts = 0u; // above T | at T << 16, of the masked entries
   var m = at_or_above;
   while (m != 0u) {
     let i = firstTrailingBit(m);
     m &= m - 1u;
-    counts += select(0x10000u, 1u, topk_key(a_at(&a, i)) > threshold);
+    counts += select(0x10000u, 1u, topk_key(a[i]) > threshold);
   }
   let sc = wg_scan(tid, counts);
   let greater = sc.y & 0xffffu;
   let ties = blk.k - greater;
   var next_g = sc.x & 0xffffu;
   var next_t = sc.x >> 16u;
-  // Only the masked entries, in index order; a kept entry's residual is 0
-  // (its bit in `kept`).
+  // Only the masked entries, in index order: a[i] becomes the residual, kept
+  // entries are zeroed.
   while (at_or_above != 0u) {
     let i = firstTrailingBit(at_or_above);
     at_or_above &= at_or_above - 1u;
     var keep = true;
     var pos = next_g;
-    if (topk_key(a_at(&a, i)) > threshold) {
+    if (topk_key(a[i]) > threshold) {
       next_g++;
     } else {
       keep = next_t < ties;
@@ -294,10 +282,10 @@ fn select_block(w: u32, tid: u32) {
       next_t++;
     }
     if (keep) {
-      atomicStore(&work[blk.row + pos], window_entry(j0 + i, a_at(&a, i)));
-      kept |= 1u << i;
+      atomicStore(&work[blk.row + pos], window_entry(j0 + i, a[i]));
+      a[i] = 0.0;
     }
-    let o = ordered_enc(select(a_at(&a, i), 0.0, keep));
+    let o = ordered_enc(a[i]);
     rmin = max(rmin, ~o);
     rmax = max(rmax, o);
   }
@@ -316,7 +304,7 @@ fn select_block(w: u32, tid: u32) {
   var out1 = 0u;
   for (var i = 0u; i < VPT; i++) {
     if (i < nv) {
-      let code = quantize(select(a_at(&a, i), 0.0, ((kept >> i) & 1u) == 1u), mn, u, inv) << ((i & 7u) * 4u);
+      let code = quantize(a[i], mn, u, inv) << ((i & 7u) * 4u);
       if (i < 8u) { out0 |= code; } else { out1 |= code; }
     }
   }
