@@ -162,7 +162,27 @@ fn select_block(w: u32, tid: u32) {
 
   // ---- The k-th largest key T -----------------------------------------------
   let exp_shift = select(23u, 7u, BF16);
-  let top = wg_max4(tid, vec4<u32>(kmax, 0u, 0u, 0u)).x;
+  // top = the block's largest key; floor = a key that at least blk.k keys
+  // reach (so T >= floor): only keys at or above it are candidates, and the
+  // walks below visit only those (a few dozen of 4096 on typical data).
+  let tops = wg_max4(tid, vec4<u32>(kmax, ~wg_kth_bound_part(tid, kmax, blk.k), 0u, 0u));
+  let top = tops.x;
+  let floor_key = ~tops.y;
+  var cand = 0u; // bit i: a[i] is a candidate (valid, key >= floor_key)
+  // The residual's min/max; the keys below floor_key are never kept.
+  var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
+  var rmax = 0u;
+  for (var i = 0u; i < VPT; i++) {
+    if (i < nv) {
+      if (topk_key(a[i]) >= floor_key) {
+        cand |= 1u << i;
+      } else {
+        let o = ordered_enc(a[i]);
+        rmin = max(rmin, ~o);
+        rmax = max(rmax, o);
+      }
+    }
+  }
   var rem = blk.k;       // entries still to place at or below the current bin
   var eb = top >> exp_shift; // highest exponent of the current window of 8
   var prefix = 0u;       // the bin: keys whose bits above `shift` equal prefix's
@@ -173,9 +193,12 @@ fn select_block(w: u32, tid: u32) {
   loop {
     var lo = 0u;
     var hi = 0u;
-    for (var i = 0u; i < VPT; i++) {
+    var cm = cand;
+    while (cm != 0u) {
+      let i = firstTrailingBit(cm);
+      cm &= cm - 1u;
       let e = topk_key(a[i]) >> exp_shift;
-      if (i < nv && e <= eb && eb - e < 8u) {
+      if (e <= eb && eb - e < 8u) {
         let d = eb - e;
         let inc = 1u << ((d & 3u) * 8u);
         if (d < 4u) { lo += inc; } else { hi += inc; }
@@ -215,9 +238,12 @@ fn select_block(w: u32, tid: u32) {
     let width = min(shift, 8u);
     shift -= width;
     let hi_shift = shift + width;
-    for (var i = 0u; i < VPT; i++) {
+    var cm = cand;
+    while (cm != 0u) {
+      let i = firstTrailingBit(cm);
+      cm &= cm - 1u;
       let key = topk_key(a[i]);
-      if (i < nv && (key >> hi_shift) == (prefix >> hi_shift)) {
+      if ((key >> hi_shift) == (prefix >> hi_shift)) {
         atomicAdd(&hist[(key >> shift) & 255u], 1u);
       }
     }
@@ -233,25 +259,24 @@ fn select_block(w: u32, tid: u32) {
     in_bin = chosen.z;
   }
   // ---- T and this step's row -------------------------------------------------
-  // One pass over the block: a mask of the entries in the bin or above it
-  // (the top-k, and at shift 0 also the ties beyond it), T = the smallest
-  // key in the bin, and the residual's min/max over the other entries (never
-  // kept).
+  // One pass over the candidates: a mask of the entries in the bin or above
+  // it (the top-k, and at shift 0 also the ties beyond it), T = the smallest
+  // key in the bin, and the residual's min/max over the other candidates
+  // (never kept).
   var at_or_above = 0u; // bit i: a[i] is in the bin or above it
   var bin_low = 0xffffffffu;
-  var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
-  var rmax = 0u;
-  for (var i = 0u; i < VPT; i++) {
+  var cm = cand;
+  while (cm != 0u) {
+    let i = firstTrailingBit(cm);
+    cm &= cm - 1u;
     let key = topk_key(a[i]);
-    if (i < nv) {
-      if ((key >> shift) >= (prefix >> shift)) {
-        at_or_above |= 1u << i;
-        bin_low = min(bin_low, key); // the entries above the bin are larger
-      } else {
-        let o = ordered_enc(a[i]);
-        rmin = max(rmin, ~o);
-        rmax = max(rmax, o);
-      }
+    if ((key >> shift) >= (prefix >> shift)) {
+      at_or_above |= 1u << i;
+      bin_low = min(bin_low, key); // the entries above the bin are larger
+    } else {
+      let o = ordered_enc(a[i]);
+      rmin = max(rmin, ~o);
+      rmax = max(rmax, o);
     }
   }
   let threshold = ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x;

@@ -58,3 +58,20 @@ fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
   let total = workgroupUniformLoad(&wg_out).x;
   return vec2<u32>(before, total);
 }
+
+// A value that at least k of the workgroup's x reach once the workgroup's
+// minimum of it is taken (k <= WG_SIZE): in each subgroup, the c-th largest
+// of its lanes' x, with c = ceil(k / subgroups), so every subgroup has at
+// least c lanes at or above the minimum. No barrier: c rounds of a subgroup
+// maximum, each removing one lane that holds it.
+fn wg_kth_bound_part(tid: u32, x: u32, k: u32) -> u32 {
+  let groups = WG_SIZE / sg_size;
+  let c = min((k + groups - 1u) / groups, sg_size);
+  var v = x;
+  var m = 0u;
+  for (var i = 0u; i < c; i++) {
+    m = subgroupMax(v);
+    if (tid == subgroupMin(select(0xffffffffu, tid, v == m))) { v = 0u; }
+  }
+  return m;
+}

@@ -270,6 +270,19 @@ const HARD_SELECTIONS: {
     },
   })),
   {
+    // Thread t of a block (16 values each) holds one value t % 8 + 1 and
+    // 15 tiny ones: the thread maxima repeat 1..8, so the kernel's bound
+    // (in each subgroup, the ceil(k / subgroups)-th largest thread maximum)
+    // leaves exactly enough candidates; a bound one rank higher leaves too
+    // few.
+    label: "thread maxima 1..8 repeating (the candidate bound is tight)",
+    value: (j, r) => {
+      const b = j % 4096;
+      const sign = r() < 0.5 ? -1 : 1;
+      return sign * (b % 16 === 5 ? Math.floor(b / 16) % 8 + 1 : 1e-3 * (1 + r()));
+    },
+  },
+  {
     label: "three 1e10 outliers per block over values near 1e-30",
     value: (j, r) => (j % 4096 < 3 ? 1e10 : 1e-30 * (1 + r())),
   },
