@@ -84,7 +84,10 @@ struct LoadAcc {
 fn take(acc: ptr<function, LoadAcc>, bits: u32, cw: u32, sub: u32, i: u32, nv: u32) -> f32 {
   var g: f32;
   if (BF16) { g = bitcast<f32>(bits << 16u); } else { g = bitcast<f32>(bits); }
-  let a = add_error(g, etab[(cw >> (sub * 4u)) & 15u]);
+  // Spec step 1 (add_error); a NaN gradient skips the step, so its a is
+  // never used and bf16 rounding needs no NaN case here.
+  var a = g + etab[(cw >> (sub * 4u)) & 15u];
+  if (BF16) { a = bf16_round_number(a); }
   if (i < nv) {
     (*acc).bad = (*acc).bad || select(f32_bits_too_large(bits), bf16_bits_too_large(bits), BF16);
     (*acc).kmax = max((*acc).kmax, topk_key(a));

@@ -10,6 +10,12 @@ fn bf16_round(x: f32) -> f32 {
   if ((b & 0x7fffffffu) > 0x7f800000u) { // NaN: a quiet bf16 NaN, as the CPU makes it
     return bitcast<f32>((b | 0x00400000u) & 0xffff0000u);
   }
+  return bf16_round_number(x);
+}
+
+// bf16_round for an x that is not NaN (or whose NaN result is never used).
+fn bf16_round_number(x: f32) -> f32 {
+  let b = bitcast<u32>(x);
   return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
 }
 
