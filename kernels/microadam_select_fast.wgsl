@@ -75,7 +75,7 @@ fn load_words(first: u32, count: u32) -> vec4<u32> {
 // What the load phase gathers besides a: a non-finite or too large gradient,
 // the largest key.
 struct LoadAcc {
-  bad: bool,
+  gmax: u32, // the largest |g| bits: too large (or NaN) exactly when one is
   kmax: u32,
 }
 
@@ -89,7 +89,7 @@ fn take(acc: ptr<function, LoadAcc>, bits: u32, cw: u32, sub: u32, i: u32, nv: u
   var a = g + etab[(cw >> (sub * 4u)) & 15u];
   if (BF16) { a = bf16_round_number(a); }
   if (i < nv) {
-    (*acc).bad = (*acc).bad || select(f32_bits_too_large(bits), bf16_bits_too_large(bits), BF16);
+    (*acc).gmax = max((*acc).gmax, bits & select(0x7fffffffu, 0x7fffu, BF16));
     (*acc).kmax = max((*acc).kmax, topk_key(a));
   }
   return a;
@@ -120,7 +120,7 @@ fn select_block(w: u32, tid: u32) {
   if (nv > 0u) { cw0 = codes[codes_in_base + cw_first]; }
   if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
   var a: array<f32, VPT>;
-  var acc = LoadAcc(false, 0u);
+  var acc = LoadAcc(0u, 0u);
   if (BF16) {
     let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
     let aligned = (first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4);
@@ -159,7 +159,7 @@ fn select_block(w: u32, tid: u32) {
       a[4u * q + 3u] = take(&acc, v.w, cw, sub + 3u, 4u * q + 3u, nv);
     }
   }
-  let bad = acc.bad;
+  let bad = select(f32_bits_too_large(acc.gmax), bf16_bits_too_large(acc.gmax), BF16);
   let kmax = acc.kmax;
   if (bad) { atomicMin(&flags[0], s.tensor); }
 
