@@ -1,25 +1,26 @@
 // MicroAdam spec steps 1-5 for one top-k block that is also one EF block
 // (Q = D, the default, or a tensor no larger than either), in one pass: each
 // of 256 threads loads 16 consecutive elements of the gradient and their EF
-// codes once, into private arrays. Then, without reading the gradient or
-// the codes again: the non-finite check, a = g + e, the exact k-th largest
-// |a| (octave counts relative to the block maximum, then 8-bit digits,
-// stopping as soon as a bin holds exactly the entries still to place), this
-// step's window row (staged: the update kernel commits it once the step is
-// known to apply), the residual's min/max, and the residual quantized with
-// the new statistics into the other codes half. Runs before the prologue.
+// codes once, and keeps a = g + e in a private array. Then, without reading
+// the gradient or the codes again: the non-finite check, the exact k-th
+// largest |a| (8-bit radix digits, stopping as soon as a bin holds exactly
+// the entries still to place), this step's window row (staged: the update
+// kernel commits it once the step is known to apply), the residual's
+// min/max, and the residual quantized with the new statistics into the
+// other codes half. Runs before the prologue.
 //
-// The private arrays cost a pass each time they are walked, so after the
-// digits one walk does all that needs every element (the entries in the
-// final bin or above it, T, the residual's min/max of the others), and the
-// row is written by walking only those entries (k of 4096 by default).
+// A walk over the private array costs about as much as the loads, so only
+// three walk all 16 elements: the load, the one that marks the candidates,
+// and the quantizer. The candidates are the keys at or above a lower bound
+// on T taken from the subgroups' thread maxima (wg_kth_bound_part); the
+// radix digits, T and the row visit only them (about a hundred of 4096 on
+// the benchmark's data). f32 digits start below the bits that the largest
+// key and the bound share; bf16 first counts octaves below the largest key.
 //
-// 16 values per thread fit in 32 registers only if the compiler keeps the
-// arrays in (cached) memory, and on the H200 it must: the kernel runs 8
-// workgroups per multiprocessor (bench/residency.ts). Every layout that held
-// the block in registers or workgroup memory, and every one that read the
-// block again instead of holding it, was slower there (bench/RESULTS.md,
-// rounds 5 and 6).
+// The compiler decides where the array lives (device memory through the
+// cache, or registers) and how many registers the kernel takes, so each
+// change is checked for both and timed on the H200 (bench/RESULTS.md,
+// rounds 5 to 7).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -164,7 +165,6 @@ fn select_block(w: u32, tid: u32) {
   if (bad) { atomicMin(&flags[0], s.tensor); }
 
   // ---- The k-th largest key T -----------------------------------------------
-  let exp_shift = select(23u, 7u, BF16);
   // top = the block's largest key; floor = a key that at least blk.k keys
   // reach (so T >= floor): only keys at or above it are candidates, and the
   // walks below visit only those (a few dozen of 4096 on typical data).
@@ -186,56 +186,68 @@ fn select_block(w: u32, tid: u32) {
       }
     }
   }
-  var rem = blk.k;       // entries still to place at or below the current bin
-  var eb = top >> exp_shift; // highest exponent of the current window of 8
-  var prefix = 0u;       // the bin: keys whose bits above `shift` equal prefix's
-  var shift = exp_shift;
-  var in_bin = 0u;
-  // Octaves: how many keys have exponent eb, eb - 1, ..., eb - 7 (packed
-  // counters, no atomics), until the octave holding the k-th largest.
-  loop {
-    var lo = 0u;
-    var hi = 0u;
-    var cm = cand;
-    while (cm != 0u) {
-      let i = firstTrailingBit(cm);
-      cm &= cm - 1u;
-      let e = topk_key(a[i]) >> exp_shift;
-      if (e <= eb && eb - e < 8u) {
-        let d = eb - e;
-        let inc = 1u << ((d & 3u) * 8u);
-        if (d < 4u) { lo += inc; } else { hi += inc; }
-      }
-    }
-    let c = wg_sum4(tid, vec4<u32>(
-      lo & 0x00ff00ffu,
-      (lo >> 8u) & 0x00ff00ffu,
-      hi & 0x00ff00ffu,
-      (hi >> 8u) & 0x00ff00ffu,
-    ));
-    // Octave d's count: bins 0, 2 in c.x; 1, 3 in c.y; 4, 6 in c.z; 5, 7 in c.w.
-    var cum = 0u;
-    var found = false;
-    for (var d = 0u; d < 8u; d++) {
-      let word = select(select(c.w, c.z, (d & 1u) == 0u), select(c.y, c.x, (d & 1u) == 0u), d < 4u);
-      let count = (word >> (16u * ((d >> 1u) & 1u))) & 0xffffu;
-      if (!found && d <= eb) {
-        if (cum + count >= rem) {
-          found = true;
-          prefix = (eb - d) << exp_shift;
-          in_bin = count;
-          rem -= cum;
-        } else {
-          cum += count;
+  var rem = blk.k; // entries still to place at or below the current bin
+  var shift: u32;
+  var prefix: u32; // the bin: keys whose bits above `shift` equal prefix's
+  var in_bin = 0xffffffffu; // not counted yet
+  if (BF16) {
+    // bf16: octave counts relative to the block maximum first (with the
+    // f32 path's start, the compiler's allocation made the bf16 kernel
+    // 38 % slower on the H200: bench/RESULTS.md, round 7).
+    let exp_shift = 7u;
+    shift = exp_shift;
+    var eb = top >> exp_shift; // highest exponent of the current window of 8
+    // Octaves: how many keys have exponent eb, eb - 1, ..., eb - 7 (packed
+    // counters, no atomics), until the octave holding the k-th largest.
+    loop {
+      var lo = 0u;
+      var hi = 0u;
+      var cm = cand;
+      while (cm != 0u) {
+        let i = firstTrailingBit(cm);
+        cm &= cm - 1u;
+        let e = topk_key(a[i]) >> exp_shift;
+        if (e <= eb && eb - e < 8u) {
+          let d = eb - e;
+          let inc = 1u << ((d & 3u) * 8u);
+          if (d < 4u) { lo += inc; } else { hi += inc; }
         }
       }
+      let c = wg_sum4(tid, vec4<u32>(
+        lo & 0x00ff00ffu,
+        (lo >> 8u) & 0x00ff00ffu,
+        hi & 0x00ff00ffu,
+        (hi >> 8u) & 0x00ff00ffu,
+      ));
+      // Octave d's count: bins 0, 2 in c.x; 1, 3 in c.y; 4, 6 in c.z; 5, 7 in c.w.
+      var cum = 0u;
+      var found = false;
+      for (var d = 0u; d < 8u; d++) {
+        let word = select(select(c.w, c.z, (d & 1u) == 0u), select(c.y, c.x, (d & 1u) == 0u), d < 4u);
+        let count = (word >> (16u * ((d >> 1u) & 1u))) & 0xffffu;
+        if (!found && d <= eb) {
+          if (cum + count >= rem) {
+            found = true;
+            prefix = (eb - d) << exp_shift;
+            in_bin = count;
+            rem -= cum;
+          } else {
+            cum += count;
+          }
+        }
+      }
+      if (found || eb < 8u) { break; }
+      rem -= cum;
+      eb -= 8u;
     }
-    if (found || eb < 8u) { break; }
-    rem -= cum;
-    eb -= 8u;
+  } else {
+    // Every candidate key lies in [floor_key, top], so all share the
+    // leading bits of the two: the radix digits start below them.
+    shift = 32u - countLeadingZeros(top ^ floor_key);
+    prefix = top & ~((1u << shift) - 1u);
   }
-  // Digits below the exponent, until the bin is exactly the rest of the top-k
-  // (then T is its smallest key) or every bit is decided (T = prefix).
+  // 8-bit digits, until the bin is exactly the rest of the top-k (then T is
+  // its smallest key) or every bit is decided (T = prefix).
   loop {
     if (in_bin == rem || shift == 0u) { break; }
     let width = min(shift, 8u);
