@@ -10,7 +10,11 @@
  *   workgroup waits at a barrier. The body of the kernel stays reachable (it
  *   runs on zeroed bindings, which make it return at once), so the compiler
  *   allocates its registers as usual. The peak over a dispatch of many more
- *   workgroups than fit is the number resident at once.
+ *   workgroups than fit is the number resident at once. The probe's build
+ *   is not always the shipped one, though: on the H200 it reported 8
+ *   workgroups per SM for a select_fast whose own build the driver compiled
+ *   to 53 registers per thread (at most 4 such workgroups fit), so the
+ *   driver's report (`bench/spirv.ts`, `bench/vkstats.py`) comes first.
  * - **Streaming**: a copy kernel with 1 to 16 `vec4` items per thread, with a
  *   bounds check per item or one per thread, to show what a streaming kernel
  *   needs to reach the copy bandwidth on this stack.
