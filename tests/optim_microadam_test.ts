@@ -279,7 +279,8 @@ const HARD_SELECTIONS: {
     value: (j, r) => {
       const b = j % 4096;
       const sign = r() < 0.5 ? -1 : 1;
-      return sign * (b % 16 === 5 ? Math.floor(b / 16) % 8 + 1 : 1e-3 * (1 + r()));
+      return sign *
+        (b % 16 === 5 ? Math.floor(b / 16) % 8 + 1 : 1e-3 * (1 + r()));
     },
   },
   {
