@@ -10,7 +10,7 @@
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
  *       [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
- *       [--skip-training] [--profile-all] [--residency]
+ *       [--skip-training] [--profile-all] [--residency] [--registers DIR]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
  * How a step is timed (bench/RESULTS.md): N ≥ 50 steps are submitted back to
@@ -26,6 +26,11 @@
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.
+ *
+ * `--registers DIR` adds the Vulkan driver's report of what it compiled the
+ * kernels to (registers and local memory per thread, workgroup memory):
+ * `bench/vkstats.py` on the SPIR-V that `bench/spirv.ts` wrote to DIR on a
+ * machine with network access (it needs naga from npm), carried along.
  *
  * @module
  */
@@ -59,6 +64,8 @@ const { values } = parseArgs({
     "profile-all": { type: "boolean", default: false },
     // Resident workgroups per kernel and copy-kernel variants (bench/residency.ts).
     residency: { type: "boolean", default: false },
+    // A folder of SPIR-V from bench/spirv.ts: the driver's report (bench/vkstats.py).
+    registers: { type: "string" },
     "tfjs-sizes": { type: "string", default: "20,24,26,28" },
     impl: { type: "string", default: "../mod.ts" },
     label: { type: "string", default: "this project" },
@@ -739,6 +746,20 @@ if (values.residency) {
       );
     }
   }
+}
+
+// ---- The driver's report of the kernels (--registers DIR) ----------------------------------
+
+if (values.registers) {
+  const run = await new Deno.Command("python3", {
+    args: [`${here}vkstats.py`, values.registers],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(run.stdout) +
+    new TextDecoder().decode(run.stderr);
+  for (const line of text.trim().split("\n")) say(line);
+  if (!run.success) say(`registers: bench/vkstats.py exited with ${run.code}`);
 }
 
 // ---- The correctness checks, after the timings ---------------------------------------------
