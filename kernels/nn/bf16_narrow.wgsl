@@ -7,15 +7,11 @@
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bits: array<u32>;
 
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = linear_workgroup(wid, nwg) * 256u + lid;
+// Thread w writes word w: elements 2w and 2w + 1.
+fn element_count() -> u32 { return (dims.length + 1u) / 2u; }
+
+fn element(w: u32) {
   let i = 2u * w;
-  if (i >= dims.length) { return; }
   let lo = bitcast<u32>(bf16_round(x[i])) >> 16u;
   var hi = 0u;
   if (i + 1u < dims.length) { hi = bitcast<u32>(bf16_round(x[i + 1u])) >> 16u; }

@@ -6,13 +6,8 @@
 @group(0) @binding(1) var<storage, read> bias: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let i = linear_workgroup(wid, nwg) * 256u + lid;
-  if (i >= dims.rows * dims.cols) { return; }
+fn element_count() -> u32 { return dims.rows * dims.cols; }
+
+fn element(i: u32) {
   y[i] += bias[i % dims.cols];
 }

@@ -12,14 +12,9 @@
 @group(0) @binding(5) var<storage, read_write> x: array<f32>;
 @group(0) @binding(6) var<storage, read_write> labels: array<u32>;
 
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let i = linear_workgroup(wid, nwg) * 256u + lid;
-  if (i >= dims.rows * dims.features) { return; }
+fn element_count() -> u32 { return dims.rows * dims.features; }
+
+fn element(i: u32) {
   let row = i / dims.features;
   let col = i % dims.features;
   if (row >= batch.valid) {

@@ -40,6 +40,9 @@ import bf16Widen from "../../kernels/nn/bf16_widen.wgsl" with {
 };
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
 import grid from "../../kernels/grid.wgsl" with { type: "text" };
+import elementwise from "../../kernels/nn/elementwise.wgsl" with {
+  type: "text",
+};
 import { InvalidOptionError } from "../errors.ts";
 import { cachedPipeline } from "../gpu/kernels.ts";
 
@@ -189,15 +192,15 @@ export type NnKernel =
 const SOURCES: Record<NnKernel, (string | Struct<string>)[]> = {
   matmul: [MATMUL_DIMS, matmul],
   matmulVec4: [MATMUL_DIMS, matmulVec4],
-  biasAdd: [MATRIX_DIMS, biasAdd],
-  activationForward: [LENGTH, activation, activationForward],
-  activationBackward: [LENGTH, activation, activationBackward],
+  biasAdd: [MATRIX_DIMS, biasAdd, elementwise],
+  activationForward: [LENGTH, activation, activationForward, elementwise],
+  activationBackward: [LENGTH, activation, activationBackward, elementwise],
   columnSum: [MATRIX_DIMS, columnSum],
   softmaxCrossEntropy: [MATRIX_DIMS, BATCH, softmaxCrossEntropy],
   lossSum: [BATCH, lossSum],
-  gatherRows: [GATHER_DIMS, BATCH, gatherRows],
-  bf16Narrow: [LENGTH, numeric, bf16Narrow],
-  bf16Widen: [LENGTH, bf16Widen],
+  gatherRows: [GATHER_DIMS, BATCH, gatherRows, elementwise],
+  bf16Narrow: [LENGTH, numeric, bf16Narrow, elementwise],
+  bf16Widen: [LENGTH, bf16Widen, elementwise],
 };
 
 /**
