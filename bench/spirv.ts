@@ -2,10 +2,10 @@
  * SPIR-V of this library's kernels, for the Vulkan driver's own report of
  * what it compiled them to (`bench/vkstats.py` on the GPU machine: registers
  * per thread, local memory, workgroup memory, binary size). WebGPU reports
- * none of it; Deno's WebGPU hands the driver SPIR-V made by naga, the
- * translator written here through `npm:naga-wasm` (naga 30, a later version
- * than the one inside Deno 2.9.6, and without wgpu's bounds-check clamps,
- * so the report is of a close relative of the shipped build). Pipeline
+ * none of it. Deno's WebGPU hands the driver SPIR-V made by naga; this file
+ * makes it with naga too, through `npm:naga-wasm` (naga 30, not necessarily
+ * the version inside Deno 2.9.6, and without wgpu's bounds-check clamps), so
+ * the report is of a close relative of the shipped build. Pipeline
  * overrides become constants first, since SPIR-V out of naga needs them
  * resolved.
  *
