@@ -48,7 +48,7 @@ import { Trainer } from "../src/train/trainer.ts";
 import { TUNED_LR } from "../src/train/tuned.ts";
 import { syntheticImageData } from "../src/data/synthetic.ts";
 import fillWgsl from "./fill.wgsl" with { type: "text" };
-import { copyKernel } from "./residency.ts";
+import { copyKernel, pressureKernel, residency } from "./residency.ts";
 
 const { values } = parseArgs({
   options: {
@@ -677,7 +677,6 @@ if (values.residency) {
       import.meta.url,
     ).href
   )) as typeof import("../src/gpu/kernels.ts");
-  const { residency } = await import("./residency.ts");
   const subgroups = ext.hasSubgroups?.(device) ?? false;
   const exact = ext.hasExactFma(device) ? 1 : 0;
   const kernels: [string, string, Record<string, number>][] = [
@@ -713,7 +712,6 @@ if (values.residency) {
       say(`residency | ${name} | failed: ${(e as Error).message}`);
     }
   }
-  const { pressureKernel } = await import("./residency.ts");
   for (const kb of [0, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48]) {
     const peak = await residency(device, pressureKernel(kb, 4));
     say(
