@@ -111,6 +111,17 @@ def check(r, what):
         raise SystemExit(f"{what} failed: VkResult {r}")
 
 
+def enumerate_into(fn, dev, info, struct, stype, what):
+    """Vulkan's two-call query: the count, then that many `struct`s (sType set)."""
+    count = U32(0)
+    check(fn(dev, C.byref(info), C.byref(count), None), what + " count")
+    items = (struct * count.value)()
+    for item in items:
+        item.sType = stype
+    check(fn(dev, C.byref(info), C.byref(count), C.cast(items, P)), what)
+    return items
+
+
 def main():
     args = sys.argv[1:]
     ir_dir = None
@@ -181,20 +192,10 @@ def main():
             print(f"vkstats | {os.path.basename(path)} | compiled")
             continue
         pinfo = PipeInfo(1000269001, None, pipe.value)
-        cnt = U32(0)
-        check(get_props(dev, C.byref(pinfo), C.byref(cnt), None), "props count")
-        props = (ExecProps * cnt.value)()
-        for p in props:
-            p.sType = 1000269002
-        check(get_props(dev, C.byref(pinfo), C.byref(cnt), C.cast(props, P)), "props")
-        for ei in range(cnt.value):
+        props = enumerate_into(get_props, dev, pinfo, ExecProps, 1000269002, "props")
+        for ei in range(len(props)):
             einfo = ExecInfo(1000269003, None, pipe.value, ei)
-            sc = U32(0)
-            check(get_stats(dev, C.byref(einfo), C.byref(sc), None), "stats count")
-            stats = (Stat * sc.value)()
-            for s in stats:
-                s.sType = 1000269004
-            check(get_stats(dev, C.byref(einfo), C.byref(sc), C.cast(stats, P)), "stats")
+            stats = enumerate_into(get_stats, dev, einfo, Stat, 1000269004, "stats")
             vals = []
             for s in stats:
                 v = [s.value.b32, s.value.i64, s.value.u64, s.value.f64][s.format]
@@ -226,4 +227,5 @@ def main():
                     print(f"vkstats | {os.path.basename(path)} | IR {x.name.decode()} ({x.dataSize} B) -> {out}")
 
 
-main()
+if __name__ == "__main__":
+    main()
