@@ -10,21 +10,23 @@ var<workgroup> wg_sg: array<u32, 64>;
 var<workgroup> wg_out: vec4<u32>;
 
 var<private> sg_first: u32; // the subgroup's first invocation
-var<private> sg_size: u32;
+// log2 of the subgroup size (a power of two, at most WG_SIZE): shifts, not
+// divisions by a run-time value, which cost about 20 instructions each.
+var<private> sg_shift: u32;
 
 fn wg_init(tid: u32) {
   sg_first = subgroupBroadcastFirst(tid);
-  sg_size = subgroupAdd(1u);
+  sg_shift = firstTrailingBit(subgroupAdd(1u));
 }
 
 // Componentwise sum of x over the workgroup.
 fn wg_sum4(tid: u32, x: vec4<u32>) -> vec4<u32> {
   let s = subgroupAdd(x);
-  if (tid == sg_first) { wg_sg4[tid / sg_size] = s; }
+  if (tid == sg_first) { wg_sg4[tid >> sg_shift] = s; }
   workgroupBarrier();
   if (tid == 0u) {
     var t = wg_sg4[0];
-    for (var j = 1u; j < WG_SIZE / sg_size; j++) { t += wg_sg4[j]; }
+    for (var j = 1u; j < (WG_SIZE >> sg_shift); j++) { t += wg_sg4[j]; }
     wg_out = t;
   }
   return workgroupUniformLoad(&wg_out);
@@ -33,11 +35,11 @@ fn wg_sum4(tid: u32, x: vec4<u32>) -> vec4<u32> {
 // Componentwise maximum of x over the workgroup.
 fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
   let s = subgroupMax(x);
-  if (tid == sg_first) { wg_sg4[tid / sg_size] = s; }
+  if (tid == sg_first) { wg_sg4[tid >> sg_shift] = s; }
   workgroupBarrier();
   if (tid == 0u) {
     var t = wg_sg4[0];
-    for (var j = 1u; j < WG_SIZE / sg_size; j++) { t = max(t, wg_sg4[j]); }
+    for (var j = 1u; j < (WG_SIZE >> sg_shift); j++) { t = max(t, wg_sg4[j]); }
     wg_out = t;
   }
   return workgroupUniformLoad(&wg_out);
@@ -46,13 +48,13 @@ fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
 // Exclusive prefix sum of x in thread order: (this thread's prefix, total).
 fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
   let incl = subgroupInclusiveAdd(x);
-  if (tid == sg_first + sg_size - 1u) { wg_sg[sg_first / sg_size] = incl; }
+  if (tid == sg_first + (1u << sg_shift) - 1u) { wg_sg[sg_first >> sg_shift] = incl; }
   workgroupBarrier();
   var before = incl - x;
-  for (var j = 0u; j < sg_first / sg_size; j++) { before += wg_sg[j]; }
+  for (var j = 0u; j < (sg_first >> sg_shift); j++) { before += wg_sg[j]; }
   if (tid == 0u) {
     var t = 0u;
-    for (var j = 0u; j < WG_SIZE / sg_size; j++) { t += wg_sg[j]; }
+    for (var j = 0u; j < (WG_SIZE >> sg_shift); j++) { t += wg_sg[j]; }
     wg_out.x = t;
   }
   let total = workgroupUniformLoad(&wg_out).x;
@@ -65,8 +67,8 @@ fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
 // least c lanes at or above the minimum. No barrier: c rounds of a subgroup
 // maximum, each removing one lane that holds it.
 fn wg_kth_bound_part(tid: u32, x: u32, k: u32) -> u32 {
-  let groups = WG_SIZE / sg_size;
-  let c = min((k + groups - 1u) / groups, sg_size);
+  let group_shift = firstTrailingBit(WG_SIZE) - sg_shift; // subgroups = 2^group_shift
+  let c = min((k + (1u << group_shift) - 1u) >> group_shift, 1u << sg_shift);
   var v = x;
   var m = 0u;
   for (var i = 0u; i < c; i++) {
