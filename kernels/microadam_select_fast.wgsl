@@ -73,6 +73,13 @@ fn load_words(first: u32, count: u32) -> vec4<u32> {
   return v;
 }
 
+// f32 gradient words first + 4q .. first + 4q + 3 of the thread's nv
+// (0 past them).
+fn f32_words(first: u32, q: u32, nv: u32, aligned: bool) -> vec4<u32> {
+  if (aligned) { return grads4[(first >> 2u) + q]; }
+  return load_words(first + 4u * q, nv - min(4u * q, nv));
+}
+
 // What the load phase gathers besides a: a non-finite or too large gradient,
 // the largest key.
 struct LoadAcc {
@@ -94,6 +101,16 @@ fn take(acc: ptr<function, LoadAcc>, bits: u32, cw: u32, sub: u32, i: u32, nv: u
     (*acc).kmax = max((*acc).kmax, topk_key(a));
   }
   return a;
+}
+
+// take() for four f32 elements i .. i + 3 (codes sub .. sub + 3 of cw).
+fn take4(acc: ptr<function, LoadAcc>, v: vec4<u32>, cw: u32, sub: u32, i: u32, nv: u32) -> vec4<f32> {
+  return vec4<f32>(
+    take(acc, v.x, cw, sub, i, nv),
+    take(acc, v.y, cw, sub + 1u, i + 1u, nv),
+    take(acc, v.z, cw, sub + 2u, i + 2u, nv),
+    take(acc, v.w, cw, sub + 3u, i + 3u, nv),
+  );
 }
 
 // Steps 1-5 for block w. Every workgroup variable a block writes was last
@@ -145,20 +162,21 @@ fn select_block(w: u32, tid: u32) {
   } else {
     let first = s.grad_off + blk.start + j0;
     let aligned = (first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4);
-    for (var q = 0u; q < 4u; q++) {
-      var v = vec4<u32>(0u);
-      if (aligned) {
-        v = grads4[(first >> 2u) + q];
-      } else {
-        v = load_words(first + 4u * q, nv - min(4u * q, nv));
-      }
-      let cw = select(cw1, cw0, q < 2u);
-      let sub = 4u * (q & 1u);
-      a[4u * q] = take(&acc, v.x, cw, sub, 4u * q, nv);
-      a[4u * q + 1u] = take(&acc, v.y, cw, sub + 1u, 4u * q + 1u, nv);
-      a[4u * q + 2u] = take(&acc, v.z, cw, sub + 2u, 4u * q + 2u, nv);
-      a[4u * q + 3u] = take(&acc, v.w, cw, sub + 3u, 4u * q + 3u, nv);
-    }
+    // Unrolled by hand: as a loop over the four vec4 words it stayed a loop
+    // on the H200, with each a[4q + j] written through 16 compares and
+    // predicated moves and the four loads issued one after another.
+    let v0 = f32_words(first, 0u, nv, aligned);
+    let v1 = f32_words(first, 1u, nv, aligned);
+    let v2 = f32_words(first, 2u, nv, aligned);
+    let v3 = f32_words(first, 3u, nv, aligned);
+    let r0 = take4(&acc, v0, cw0, 0u, 0u, nv);
+    let r1 = take4(&acc, v1, cw0, 4u, 4u, nv);
+    let r2 = take4(&acc, v2, cw1, 0u, 8u, nv);
+    let r3 = take4(&acc, v3, cw1, 4u, 12u, nv);
+    a[0] = r0.x; a[1] = r0.y; a[2] = r0.z; a[3] = r0.w;
+    a[4] = r1.x; a[5] = r1.y; a[6] = r1.z; a[7] = r1.w;
+    a[8] = r2.x; a[9] = r2.y; a[10] = r2.z; a[11] = r2.w;
+    a[12] = r3.x; a[13] = r3.y; a[14] = r3.z; a[15] = r3.w;
   }
   let bad = select(f32_bits_too_large(acc.gmax), bf16_bits_too_large(acc.gmax), BF16);
   let kmax = acc.kmax;
