@@ -9,7 +9,7 @@
  * one table.
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
- *       [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
+ *       [--per-submit 1] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
  *       [--skip-training] [--profile-all] [--residency] [--registers DIR]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
@@ -55,6 +55,8 @@ const { values } = parseArgs({
     sizes: { type: "string", default: "24,26,28" },
     llama: { type: "string", default: "7b,13b" },
     steps: { type: "string", default: "50" },
+    // Steps encoded into one command encoder per submit (at most 64).
+    "per-submit": { type: "string", default: "1" },
     optimizers: { type: "string", default: "all" },
     "skip-torch": { type: "boolean", default: false },
     "skip-tfjs": { type: "boolean", default: false },
@@ -73,6 +75,7 @@ const { values } = parseArgs({
   },
 });
 const steps = Number(values.steps);
+const perSubmit = Number(values["per-submit"]);
 const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
 const llamaNames = values.llama ? values.llama.split(",") : [];
 const lib = (await import(
@@ -458,14 +461,21 @@ async function timeSteps(
   } while (performance.now() - warm < 300);
   const qs = device.createQuerySet({ type: "timestamp", count: 2 * steps });
   const t0 = performance.now();
+  let batch: GPUCommandEncoder | undefined;
   for (let i = 0; i < steps; i++) {
+    if (perSubmit > 1) batch ??= device.createCommandEncoder();
     opts[i % opts.length].step({
+      encoder: batch,
       timestampWrites: {
         querySet: qs,
         beginningOfPassWriteIndex: 2 * i,
         endOfPassWriteIndex: 2 * i + 1,
       },
     });
+    if (batch && ((i + 1) % perSubmit === 0 || i + 1 === steps)) {
+      device.queue.submit([batch.finish()]);
+      batch = undefined;
+    }
   }
   await device.queue.onSubmittedWorkDone();
   const hostMs = (performance.now() - t0) / steps;
