@@ -9,11 +9,16 @@ Count, Binary Size, Stack Size, Local Memory Size and Shared Memory Size; the
 local memory value comes with bits above the low 32 set, printed as is and
 as its low 32 bits (bytes per thread, matching the private arrays' sizes).
 
-    python3 bench/vkstats.py DIR [--ir OUTDIR]
+    python3 bench/vkstats.py DIR [--ir OUTDIR] [--cache OUTDIR]
 
 --ir also saves the driver's internal representations, if it offers any
-(NVIDIA's offered none). Without the extension (e.g. llvmpipe) each module
-is only compiled. Uses ctypes and libvulkan.so.1, nothing else.
+(NVIDIA's offered none). --cache builds each pipeline through a fresh
+pipeline cache and writes the cache's contents to OUTDIR/<module>.cache
+(e.g. microadamSelectFast.f32.spv.cache): NVIDIA's (~80 KB on the H200)
+holds the compiled machine code, which bench/sass.ts extracts and
+disassembles; lavapipe's is a few bytes of header. Without the extension
+(e.g. llvmpipe) each module is only compiled, and --cache still writes the
+blob. Uses ctypes and libvulkan.so.1, nothing else.
 """
 import ctypes as C, sys, os
 
@@ -101,6 +106,11 @@ class Stat(C.Structure):
                 ("format", U32), ("value", StatValue)]
 
 
+class PCInfo(C.Structure):  # VkPipelineCacheCreateInfo
+    _fields_ = [("sType", U32), ("pNext", P), ("flags", U32), ("initialDataSize", C.c_size_t),
+                ("pInitialData", P)]
+
+
 class IR(C.Structure):
     _fields_ = [("sType", U32), ("pNext", P), ("name", C.c_char * 256), ("description", C.c_char * 256),
                 ("isText", U32), ("dataSize", C.c_size_t), ("pData", P)]
@@ -122,16 +132,34 @@ def enumerate_into(fn, dev, info, struct, stype, what):
     return items
 
 
+def take_option(args, name):
+    """The folder after `name` in `args` (both removed, the folder made), or None."""
+    if name not in args:
+        return None
+    at = args.index(name)
+    if at + 1 >= len(args):
+        raise SystemExit(f"{name}: expected a folder after it, got nothing")
+    folder = args[at + 1]
+    del args[at:at + 2]
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def cache_data(dev, cache):
+    """The pipeline cache's contents (Vulkan's two calls: the size, then the bytes)."""
+    size = C.c_size_t(0)
+    check(vk.vkGetPipelineCacheData(dev, cache, C.byref(size), None), "vkGetPipelineCacheData size")
+    data = C.create_string_buffer(size.value)
+    check(vk.vkGetPipelineCacheData(dev, cache, C.byref(size), data), "vkGetPipelineCacheData")
+    return data.raw[: size.value]
+
+
 def main():
     args = sys.argv[1:]
-    ir_dir = None
-    if "--ir" in args:
-        at = args.index("--ir")
-        ir_dir = args[at + 1]
-        del args[at:at + 2]
-        os.makedirs(ir_dir, exist_ok=True)
+    ir_dir = take_option(args, "--ir")
+    cache_dir = take_option(args, "--cache")
     if len(args) != 1:
-        raise SystemExit("usage: python3 bench/vkstats.py DIR [--ir OUTDIR]")
+        raise SystemExit("usage: python3 bench/vkstats.py DIR [--ir OUTDIR] [--cache OUTDIR]")
     folder = args[0]
     with open(os.path.join(folder, "manifest.txt")) as f:
         args = [os.path.join(folder, line.strip()) for line in f if line.strip()]
@@ -167,6 +195,9 @@ def main():
     vk.vkCreateDescriptorSetLayout.argtypes = [P, P, P, P]
     vk.vkCreatePipelineLayout.argtypes = [P, P, P, P]
     vk.vkCreateComputePipelines.argtypes = [P, U64, U32, P, P, P]
+    vk.vkCreatePipelineCache.argtypes = [P, P, P, P]
+    vk.vkGetPipelineCacheData.argtypes = [P, U64, P, P]
+    vk.vkDestroyPipelineCache.argtypes = [P, U64, P]
     for arg in args:
         path, binds = arg.rsplit(":", 1)
         code = open(path, "rb").read()
@@ -186,8 +217,21 @@ def main():
         check(vk.vkCreatePipelineLayout(dev, C.byref(pli), None, C.byref(pl)), "vkCreatePipelineLayout")
         st = StageInfo(18, None, 0, 0x20, sm.value, b"main", None)
         cpi = CPInfo(29, None, 0x40 | 0x80 if have else 0, st, pl.value, 0, -1)
+        cache = U64(0)  # VK_NULL_HANDLE: no cache
+        if cache_dir:
+            # A fresh cache per module, so that its blob holds this module's code alone.
+            pci = PCInfo(17, None, 0, 0, None)
+            check(vk.vkCreatePipelineCache(dev, C.byref(pci), None, C.byref(cache)), "vkCreatePipelineCache")
         pipe = U64()
-        check(vk.vkCreateComputePipelines(dev, 0, 1, C.byref(cpi), None, C.byref(pipe)), "vkCreateComputePipelines")
+        check(vk.vkCreateComputePipelines(dev, cache.value, 1, C.byref(cpi), None, C.byref(pipe)),
+              "vkCreateComputePipelines")
+        if cache_dir:
+            blob = cache_data(dev, cache.value)
+            vk.vkDestroyPipelineCache(dev, cache.value, None)
+            out = os.path.join(cache_dir, os.path.basename(path) + ".cache")
+            with open(out, "wb") as f:
+                f.write(blob)
+            print(f"vkstats | {os.path.basename(path)} | cache {len(blob)} B -> {out}")
         if not have:
             print(f"vkstats | {os.path.basename(path)} | compiled")
             continue
