@@ -7,14 +7,10 @@
 @group(0) @binding(1) var<storage, read_write> stats: array<u32>;
 @group(0) @binding(2) var<storage, read_write> work: array<u32>;
 
-@compute @workgroup_size(256)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) tid: u32,
-) {
-  let i = linear_workgroup(wid, nwg) * 256u + tid;
-  if (i >= arrayLength(&stats)) { return; }
+// One thread per EF block (kernels/elementwise.wgsl is the entry point).
+fn element_count() -> u32 { return arrayLength(&stats); }
+
+fn element(i: u32) {
   if (step.skip == 0u) {
     stats[i] = stats_from_scratch(work[2u * i], work[2u * i + 1u]);
   }

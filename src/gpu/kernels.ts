@@ -35,6 +35,7 @@ import workgroupSubgroups from "../../kernels/workgroup_subgroups.wgsl" with {
   type: "text",
 };
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
+import elementwise from "../../kernels/elementwise.wgsl" with { type: "text" };
 import { layoutWgsl } from "./layout.ts";
 
 // Structs and constants the kernels share with TypeScript, declared once in
@@ -95,7 +96,7 @@ const SOURCES: Record<KernelName, string[]> = {
     microBlock,
     updateFast,
   ],
-  microadamCommit: [numeric, grid, efQuant, commit],
+  microadamCommit: [numeric, grid, efQuant, commit, elementwise],
 };
 
 /** How a kernel's source is assembled for a device. */

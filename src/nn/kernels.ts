@@ -40,7 +40,7 @@ import bf16Widen from "../../kernels/nn/bf16_widen.wgsl" with {
 };
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
 import grid from "../../kernels/grid.wgsl" with { type: "text" };
-import elementwise from "../../kernels/nn/elementwise.wgsl" with {
+import elementwise from "../../kernels/elementwise.wgsl" with {
   type: "text",
 };
 import { InvalidOptionError } from "../errors.ts";

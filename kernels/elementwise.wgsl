@@ -1,4 +1,5 @@
-// The entry point of the kernels that run one thread per element: thread i
+// The entry point of the kernels that run one thread per element (the
+// model's elementwise kernels in kernels/nn/, MicroAdam's commit): thread i
 // of the (folded, see grid.wgsl) grid calls the kernel's element(i) when
 // i < element_count(). The kernel defines both.
 
