@@ -20,13 +20,10 @@ const WG: u32 = 256u;
 const SLOTS: u32 = 256u;   // EF blocks a workgroup reduces locally
 const TABLE_QS: u32 = 64u; // EF blocks whose 16 dequantized values are tabulated
 
+// The block, as thread 0 found it, for the whole workgroup.
 struct BlockInfo {
   skip: u32,
-  seg: u32,
-  start: u32,   // segment-local coordinate of the block's first element
-  n: u32,       // elements in the block
-  k: u32,       // entries to keep
-  row: u32,     // word of `work` where the block's staged row starts
+  b: TopkBlock,
   q_first: u32, // first global EF block the block touches
   q_count: u32, // number of EF blocks it touches
 }
@@ -44,7 +41,7 @@ var<workgroup> etab: array<f32, 1024>;
 
 // a = g + e of block element j.
 fn block_a(s: Seg, blk: BlockInfo, j: u32) -> f32 {
-  let c = blk.start + j;
+  let c = blk.b.start + j;
   if (blk.q_count > TABLE_QS) { return corrected(s, c); }
   let e = etab[(ef_block(s, c) - blk.q_first) * 16u + load_code(s, c)];
   return add_error(load_grad(s.grad_off + c), e);
@@ -75,14 +72,10 @@ fn main(
     bi.skip = select(0u, 1u, w >= table.total_blocks);
     if (bi.skip == 0u) {
       let b = topk_block(w);
-      bi.seg = b.seg;
-      bi.start = b.start;
-      bi.n = b.n;
-      bi.k = b.k;
-      bi.row = b.row;
+      bi.b = b;
       let s = table.segs[b.seg];
-      bi.q_first = ef_block(s, bi.start);
-      bi.q_count = ef_block(s, bi.start + bi.n - 1u) - bi.q_first + 1u;
+      bi.q_first = ef_block(s, b.start);
+      bi.q_count = ef_block(s, b.start + b.n - 1u) - bi.q_first + 1u;
     }
     info = bi;
   }
@@ -90,7 +83,7 @@ fn main(
   atomicStore(&slot_max[tid], 0u);
   let blk = workgroupUniformLoad(&info);
   if (blk.skip != 0u) { return; }
-  let s = table.segs[blk.seg];
+  let s = table.segs[blk.b.seg];
   set_code_halves(call_before_prologue());
   if (blk.q_count <= TABLE_QS) {
     for (var i = tid; i < blk.q_count * 16u; i += WG) {
@@ -105,13 +98,13 @@ fn main(
   // Radix select: the k-th largest key, one 8-bit digit per round from the top.
   let rounds = select(4u, 2u, BF16);
   var prefix = 0u;
-  var rem = blk.k; // entries still to place at or below the current prefix
+  var rem = blk.b.k; // entries still to place at or below the current prefix
   for (var round = 0u; round < rounds; round++) {
     let shift = (rounds - 1u - round) * 8u;
     atomicStore(&hist[tid], 0u);
     workgroupBarrier();
     let high = select(0xffffffffu << (shift + 8u), 0u, shift + 8u >= 32u);
-    for (var j = tid; j < blk.n; j += WG) {
+    for (var j = tid; j < blk.b.n; j += WG) {
       let key = topk_key(block_a(s, blk, j));
       if ((key & high) == (prefix & high)) {
         atomicAdd(&hist[(key >> shift) & 255u], 1u);
@@ -136,21 +129,21 @@ fn main(
   }
   let threshold = prefix;
   let ties = rem;            // entries equal to the threshold to keep
-  let greater = blk.k - rem; // entries strictly above it
+  let greater = blk.b.k - rem; // entries strictly above it
 
   // Compaction: each thread owns a contiguous run of the block, so one scan
   // of per-thread counts orders every entry by index. The row holds the
   // strictly greater entries first (ascending index), then the first `ties`
   // threshold entries (ascending index), as the authors' kernel lays it out.
-  let run = (blk.n + WG - 1u) / WG;
-  let c0 = min(tid * run, blk.n);
-  let c1 = min(c0 + run, blk.n);
+  let run = (blk.b.n + WG - 1u) / WG;
+  let c0 = min(tid * run, blk.b.n);
+  let c1 = min(c0 + run, blk.b.n);
   var mine = vec2<u32>(0u, 0u);
   var bad = false;
   for (var j = c0; j < c1; j++) {
     let key = topk_key(block_a(s, blk, j));
     mine = mine + vec2<u32>(select(0u, 1u, key > threshold), select(0u, 1u, key == threshold));
-    bad = bad || grad_too_large(s.grad_off + blk.start + j);
+    bad = bad || grad_too_large(s.grad_off + blk.b.start + j);
   }
   if (bad) { atomicMin(&flags[0], s.tensor); }
   counts[tid] = mine;
@@ -177,11 +170,11 @@ fn main(
     let keep = is_g || (is_t && before.y < ties);
     if (keep) {
       let pos = select(greater + before.y, before.x, is_g);
-      atomicStore(&work[blk.row + pos], window_entry(j, a));
+      atomicStore(&work[blk.b.row + pos], window_entry(j, a));
     }
     before = before + vec2<u32>(select(0u, 1u, is_g), select(0u, 1u, is_t));
     let r = select(a, 0.0, keep);
-    let q = ef_block(s, blk.start + j);
+    let q = ef_block(s, blk.b.start + j);
     let kmax = ordered_enc(r);
     if (q != cur_q) {
       flush(cur_q, cur_min, cur_max, local);
