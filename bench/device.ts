@@ -39,7 +39,7 @@ import { parseArgs } from "node:util";
 import type * as Lib from "../mod.ts";
 import type { GpuOptimizer } from "../extend.ts";
 import { dispatchSize } from "../src/gpu/kernels.ts";
-import { readBuffer } from "../src/gpu/buffers.ts";
+import { bindBuffers, readBuffer } from "../src/gpu/buffers.ts";
 import { goldenOptions, loadGoldenCases, splitStep } from "../tests/golden.ts";
 import { dispatchWith } from "../tests/gpu_util.ts";
 import { defaultConfig } from "../src/train/config.ts";
@@ -338,13 +338,7 @@ async function wgslCopy(
   const a = device.createBuffer({ size: 4 * n, usage });
   const b = device.createBuffer({ size: 4 * n, usage });
   fill(a, n, 7, 0, false);
-  const bind = device.createBindGroup({
-    layout: pipe.getBindGroupLayout(0),
-    entries: [{ binding: 0, resource: { buffer: a } }, {
-      binding: 1,
-      resource: { buffer: b },
-    }],
-  });
+  const bind = bindBuffers(device, pipe.getBindGroupLayout(0), [a, b]);
   const reps = 20;
   const qs = device.createQuerySet({ type: "timestamp", count: 2 });
   const enc = device.createCommandEncoder();

@@ -22,7 +22,7 @@
  * @module
  */
 
-import { readBuffer } from "../src/gpu/buffers.ts";
+import { bindBuffers, readBuffer } from "../src/gpu/buffers.ts";
 
 /** The probe's workgroup counters: live now, peak, the spin word, a sink. */
 const PROBE = `
@@ -113,10 +113,7 @@ export async function residency(
   );
   pass.setBindGroup(
     1,
-    device.createBindGroup({
-      layout: pipe.getBindGroupLayout(1),
-      entries: [{ binding: 0, resource: { buffer: counts } }],
-    }),
+    bindBuffers(device, pipe.getBindGroupLayout(1), [counts]),
   );
   pass.dispatchWorkgroups(groups);
   pass.end();

@@ -4,7 +4,7 @@
  */
 
 import { requestDevice } from "../src/gpu/device.ts";
-import { readBuffer } from "../src/gpu/buffers.ts";
+import { bindBuffers, readBuffer } from "../src/gpu/buffers.ts";
 import { rng } from "./rng.ts";
 
 export { rng };
@@ -44,13 +44,7 @@ export function dispatchWith(
   pass.setPipeline(pipeline);
   pass.setBindGroup(
     0,
-    device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: buffers.map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    }),
+    bindBuffers(device, pipeline.getBindGroupLayout(0), buffers),
   );
   pass.dispatchWorkgroups(x, y);
   pass.end();

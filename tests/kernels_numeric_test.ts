@@ -21,7 +21,7 @@ import {
   bf16ToNumber,
   roundBf16,
 } from "../src/numeric/bf16.ts";
-import { readBuffer } from "../src/gpu/buffers.ts";
+import { bindBuffers, readBuffer } from "../src/gpu/buffers.ts";
 import { rng, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
@@ -130,13 +130,7 @@ async function run(
     device.queue.writeBuffer(inp, 0, input);
     device.pushErrorScope("validation");
     const p = pipelineFor(entry);
-    const bind = device.createBindGroup({
-      layout: p.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: inp } },
-        { binding: 1, resource: { buffer: out } },
-      ],
-    });
+    const bind = bindBuffers(device, p.getBindGroupLayout(0), [inp, out]);
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
     pass.setPipeline(p);

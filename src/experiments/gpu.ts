@@ -19,6 +19,7 @@ import { MicroAdam } from "../optim/microadam.ts";
 import type { MicroAdamOptions } from "../core/options.ts";
 import { createTensor, readTensor, writeTensor } from "../gpu/tensor_io.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
+import { bindBuffers } from "../gpu/buffers.ts";
 import type { NoisyQuadratic, OnlineLinear } from "./objectives.ts";
 
 const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
@@ -99,13 +100,7 @@ export async function runOnlineLinearGpu(
   const boxBuf = uniform(device, box);
   const project = pipeline(device, "project_box", projectBoxWgsl);
   const groups = tensors.map((t) =>
-    device.createBindGroup({
-      layout: project.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: t.param } },
-        { binding: 1, resource: { buffer: boxBuf } },
-      ],
-    })
+    bindBuffers(device, project.getBindGroupLayout(0), [t.param, boxBuf])
   );
   const out = new Map<number, Float32Array[]>();
   const g = new Float32Array(d);
@@ -176,16 +171,13 @@ export async function runNoisyQuadraticGpu(
   size[0] = d;
   const sizeBuf = uniform(device, size.buffer);
   const oracle = pipeline(device, "noisy_quadratic_grad", noisyQuadraticWgsl);
-  const group = device.createBindGroup({
-    layout: oracle.getBindGroupLayout(0),
-    entries: [
-      { binding: 0, resource: { buffer: x.param } },
-      { binding: 1, resource: { buffer: target } },
-      { binding: 2, resource: { buffer: noiseBuf } },
-      { binding: 3, resource: { buffer: x.grad } },
-      { binding: 4, resource: { buffer: sizeBuf } },
-    ],
-  });
+  const group = bindBuffers(device, oracle.getBindGroupLayout(0), [
+    x.param,
+    target,
+    noiseBuf,
+    x.grad,
+    sizeBuf,
+  ]);
   const noise = new Float32Array(d);
   const out = new Map<number, Float32Array>();
   let next = 0;

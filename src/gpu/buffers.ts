@@ -1,5 +1,6 @@
 /**
- * Small buffer helpers: create-and-fill, and reading ranges back.
+ * Small buffer helpers: create-and-fill, bind groups of buffers, and reading
+ * ranges back.
  *
  * @module
  */
@@ -107,6 +108,50 @@ export async function readRanges(
     refused.catch(() => {});
     staging.destroy();
   }
+}
+
+/**
+ * A bind group of `layout` whose binding i is `resources[i]`: a whole buffer
+ * or a range of one. Every bind group of this library's kernels has this
+ * shape (bindings 0, 1, … in order).
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { bindBuffers, readBuffer } from "./buffers.ts";
+ * const device = await requestDevice();
+ * const code = "@group(0) @binding(0) var<storage, read_write> x: array<u32>;\n" +
+ *   "@compute @workgroup_size(1) fn main() { x[0] = 7u; }";
+ * const pipe = device.createComputePipeline({
+ *   layout: "auto",
+ *   compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
+ * });
+ * const x = device.createBuffer({ size: 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+ * const enc = device.createCommandEncoder();
+ * const pass = enc.beginComputePass();
+ * pass.setPipeline(pipe);
+ * pass.setBindGroup(0, bindBuffers(device, pipe.getBindGroupLayout(0), [x]));
+ * pass.dispatchWorkgroups(1);
+ * pass.end();
+ * device.queue.submit([enc.finish()]);
+ * console.log(new Uint32Array(await readBuffer(device, x))[0]); // 7
+ * device.destroy();
+ * ```
+ */
+export function bindBuffers(
+  device: GPUDevice,
+  layout: GPUBindGroupLayout,
+  resources: (GPUBuffer | GPUBufferBinding)[],
+  label?: string,
+): GPUBindGroup {
+  return device.createBindGroup({
+    label,
+    layout,
+    entries: resources.map((r, binding) => ({
+      binding,
+      resource: r instanceof GPUBuffer ? { buffer: r } : r,
+    })),
+  });
 }
 
 /**

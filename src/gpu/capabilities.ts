@@ -10,6 +10,7 @@
 
 import numeric from "../../kernels/numeric.wgsl" with { type: "text" };
 import { fmaF32 } from "../numeric/f32.ts";
+import { bindBuffers } from "./buffers.ts";
 
 const exactFma = new WeakMap<GPUDevice, boolean>();
 
@@ -124,13 +125,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         constants: { EXACT_FMA: 1 },
       },
     });
-    const bind = device.createBindGroup({
-      layout: pipe.getBindGroupLayout(0),
-      entries: [a, b, out].map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    });
+    const bind = bindBuffers(device, pipe.getBindGroupLayout(0), [a, b, out]);
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
     pass.setPipeline(pipe);
@@ -225,10 +220,7 @@ fn main(
     pass.setPipeline(pipe);
     pass.setBindGroup(
       0,
-      device.createBindGroup({
-        layout: pipe.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer: out } }],
-      }),
+      bindBuffers(device, pipe.getBindGroupLayout(0), [out]),
     );
     pass.dispatchWorkgroups(1);
     pass.end();

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { bindBuffers } from "../gpu/buffers.ts";
 import { dispatchSize } from "../gpu/kernels.ts";
 import { InvalidOptionError, TensorMismatchError } from "../errors.ts";
 import type { Parameter } from "./parameter.ts";
@@ -251,13 +252,7 @@ export class Graph {
 
   /** Bind group 0 of `pipeline` with `buffers` at bindings 0, 1, … */
   bindGroup(pipeline: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
-    return this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: buffers.map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    });
+    return bindBuffers(this.device, pipeline.getBindGroupLayout(0), buffers);
   }
 
   /** Workgroup counts for `count` threads in groups of `perGroup`, folded past the per-dimension limit. */

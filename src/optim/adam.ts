@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { BufferRange } from "../gpu/buffers.ts";
+import { bindBuffers, type BufferRange } from "../gpu/buffers.ts";
 import type { TensorStateRanges } from "./state_io.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
 import type { ParamGroupSpec } from "../core/groups.ts";
@@ -139,19 +139,16 @@ export class Adam extends GpuOptimizer {
           tiles: p.tiles,
           moments,
           offsets: offsets[bi],
-          bind: device.createBindGroup({
-            layout: pipe.getBindGroupLayout(0),
-            entries: [
-              { binding: 0, resource: { buffer: this.scalars.config } },
-              { binding: 1, resource: { buffer: this.scalars.step } },
-              { binding: 2, resource: { buffer: p.table } },
-              { binding: 3, resource: p.params },
-              { binding: 4, resource: p.grads },
-              { binding: 5, resource: { buffer: moments[0] } },
-              { binding: 6, resource: { buffer: moments[1] } },
-              { binding: 7, resource: { buffer: moments[2] ?? dummy! } },
-            ],
-          }),
+          bind: bindBuffers(device, pipe.getBindGroupLayout(0), [
+            this.scalars.config,
+            this.scalars.step,
+            p.table,
+            p.params,
+            p.grads,
+            moments[0],
+            moments[1],
+            moments[2] ?? dummy!,
+          ]),
         };
       });
     } catch (e) {

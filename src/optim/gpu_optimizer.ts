@@ -23,7 +23,7 @@ import { MAX_COUNT } from "../core/limits.ts";
 import { checkKeys, given } from "../core/checks.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { matchState } from "../checkpoint/validate.ts";
-import { createFilled, readRanges } from "../gpu/buffers.ts";
+import { bindBuffers, createFilled, readRanges } from "../gpu/buffers.ts";
 import { dispatchSize, type KernelName, pipeline } from "../gpu/kernels.ts";
 import {
   type Plan,
@@ -475,14 +475,11 @@ export abstract class GpuOptimizer {
       this.#checkBatches.push({
         pipe: check,
         tiles,
-        bindGroup: this.device.createBindGroup({
-          layout: check.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: { buffer: table } },
-            { binding: 1, resource: grads },
-            { binding: 2, resource: { buffer: this.scalars.flags } },
-          ],
-        }),
+        bindGroup: bindBuffers(this.device, check.getBindGroupLayout(0), [
+          table,
+          grads,
+          this.scalars.flags,
+        ]),
       });
       return { params, grads, table, blocks, tiles };
     });

@@ -8,7 +8,6 @@
  */
 
 import { InvalidOptionError } from "../errors.ts";
-import type { BufferRange } from "../gpu/buffers.ts";
 import type { TensorStateRanges } from "./state_io.ts";
 import type { GpuTensor } from "../gpu/tensors.ts";
 import {
@@ -29,7 +28,7 @@ import {
   PLACEMENT_KEYS,
   type PlacementOptions,
 } from "./gpu_optimizer.ts";
-import { createFilled } from "../gpu/buffers.ts";
+import { bindBuffers, type BufferRange, createFilled } from "../gpu/buffers.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   FAST_BLOCK,
@@ -276,10 +275,6 @@ export class MicroAdam extends GpuOptimizer {
             };
           },
         );
-        const common = [
-          { binding: 0, resource: { buffer: this.scalars.config } },
-          { binding: 1, resource: { buffer: this.scalars.step } },
-        ];
         const table = (list: SegmentFields[]) => {
           const t = segmentTable(list);
           return {
@@ -301,81 +296,63 @@ export class MicroAdam extends GpuOptimizer {
         const fastSegs = segs.filter((s) => s.fast);
         if (fastSegs.length) {
           const t = table(fastSegs);
-          const tb = { binding: 2, resource: { buffer: t.buffer } };
+          // Bindings 0-2 of every MicroAdam kernel: config, step, segments.
+          const head = [this.scalars.config, this.scalars.step, t.buffer];
           state.fast = {
             blocks: t.blocks,
             tiles: t.tiles,
-            select: device.createBindGroup({
-              layout: selectFast.getBindGroupLayout(0),
-              entries: [
-                ...common,
-                tb,
-                { binding: 3, resource: grads },
-                { binding: 4, resource: grads4 },
-                { binding: 5, resource: { buffer: codes } },
-                { binding: 6, resource: { buffer: this.#stats } },
-                { binding: 7, resource: { buffer: work } },
-                { binding: 8, resource: { buffer: this.scalars.flags } },
-              ],
-            }),
-            update: device.createBindGroup({
-              layout: updateFast.getBindGroupLayout(0),
-              entries: [
-                ...common,
-                tb,
-                { binding: 3, resource: params },
-                { binding: 4, resource: { buffer: window } },
-                { binding: 5, resource: { buffer: work } },
-                { binding: 6, resource: { buffer: codes } },
-              ],
-            }),
+            select: bindBuffers(device, selectFast.getBindGroupLayout(0), [
+              ...head,
+              grads,
+              grads4,
+              codes,
+              this.#stats,
+              work,
+              this.scalars.flags,
+            ]),
+            update: bindBuffers(device, updateFast.getBindGroupLayout(0), [
+              ...head,
+              params,
+              window,
+              work,
+              codes,
+            ]),
           };
         }
         const generalSegs = segs.filter((s) => !s.fast);
         if (generalSegs.length) {
           const t = table(generalSegs);
-          const tb = { binding: 2, resource: { buffer: t.buffer } };
+          const head = [this.scalars.config, this.scalars.step, t.buffer];
           state.general = {
             blocks: t.blocks,
             tiles: t.tiles,
-            select: device.createBindGroup({
-              layout: selectPipe.getBindGroupLayout(0),
-              entries: [
-                ...common,
-                tb,
-                { binding: 3, resource: grads },
-                { binding: 4, resource: { buffer: codes } },
-                { binding: 5, resource: { buffer: this.#stats } },
-                { binding: 6, resource: { buffer: work } },
-                { binding: 7, resource: { buffer: this.scalars.flags } },
-              ],
-            }),
-            update: device.createBindGroup({
-              layout: updatePipe.getBindGroupLayout(0),
-              entries: [
-                ...common,
-                tb,
-                { binding: 3, resource: params },
-                { binding: 4, resource: grads },
-                { binding: 5, resource: { buffer: codes } },
-                { binding: 6, resource: { buffer: this.#stats } },
-                { binding: 7, resource: { buffer: work } },
-                { binding: 8, resource: { buffer: window } },
-              ],
-            }),
+            select: bindBuffers(device, selectPipe.getBindGroupLayout(0), [
+              ...head,
+              grads,
+              codes,
+              this.#stats,
+              work,
+              this.scalars.flags,
+            ]),
+            update: bindBuffers(device, updatePipe.getBindGroupLayout(0), [
+              ...head,
+              params,
+              grads,
+              codes,
+              this.#stats,
+              work,
+              window,
+            ]),
           };
         }
         return state;
       });
       this.#codesStateBytes = codesStateBytes;
-      this.#commit = device.createBindGroup({
-        layout: this.pipeline("microadamCommit").getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: { buffer: this.scalars.step } },
-          { binding: 1, resource: { buffer: this.#stats } },
-          { binding: 2, resource: { buffer: work } },
-        ],
-      });
+      this.#commit = bindBuffers(
+        device,
+        this.pipeline("microadamCommit").getBindGroupLayout(0),
+        [this.scalars.step, this.#stats, work],
+      );
     } catch (e) {
       throw this.abandonConstruction(e);
     }

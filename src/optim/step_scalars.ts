@@ -9,7 +9,7 @@
  * @module
  */
 
-import { createFilled } from "../gpu/buffers.ts";
+import { bindBuffers, createFilled } from "../gpu/buffers.ts";
 import {
   CALL_IDS,
   CONFIG,
@@ -205,16 +205,12 @@ export class StepScalars {
    * which step call `call` binds entry {@link prologueOffset}.
    */
   prologueBindGroup(layout: GPUBindGroupLayout): GPUBindGroup {
-    return this.#prologue ??= this.#device.createBindGroup({
-      label: "prologue",
-      layout,
-      entries: [
-        { binding: 0, resource: { buffer: this.config } },
-        { binding: 1, resource: { buffer: this.step } },
-        { binding: 2, resource: { buffer: this.flags } },
-        { binding: 3, resource: { buffer: this.#ids.buffer, size: 4 } },
-      ],
-    });
+    return this.#prologue ??= bindBuffers(this.#device, layout, [
+      this.config,
+      this.step,
+      this.flags,
+      { buffer: this.#ids.buffer, size: 4 },
+    ], "prologue");
   }
 
   /** The dynamic offset that gives the prologue step call `call`'s identity. */
