@@ -14,13 +14,15 @@
 // and the quantizer. The candidates are the keys at or above a lower bound
 // on T taken from the subgroups' thread maxima (wg_kth_bound_part); the
 // radix digits, T and the row visit only them (walking only them made the
-// kernel 18 % faster on the benchmark's data: bench/RESULTS.md, round 7). f32 digits start below the bits that the largest
-// key and the bound share; bf16 first counts octaves below the largest key.
+// kernel 18 % faster on the benchmark's data: bench/RESULTS.md, round 7).
+// f32 digits start below the bits that the largest key and the bound share;
+// bf16 first counts octaves below the largest key.
 //
 // The compiler decides where the array lives (device memory through the
-// cache, or registers) and how many registers the kernel takes, so each
-// change is checked for both and timed on the H200 (bench/RESULTS.md,
-// rounds 5 to 7).
+// cache, or registers, where a run-time index becomes a chain of compares)
+// and how many registers the kernel takes, so each change is checked for
+// both (bench/vkstats.py, bench/sass.ts) and timed on the H200
+// (bench/RESULTS.md, rounds 5 to 8).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
