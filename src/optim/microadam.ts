@@ -425,57 +425,51 @@ export class MicroAdam extends GpuOptimizer {
    * EF keys, the other codes half) is only committed by an applied step.
    */
   protected override encodeNonFiniteCheck(): void {
-    const bf16 = this.options.dtype === "bf16";
-    const fast = this.pipeline("microadamSelectFast", bf16);
-    const general = this.pipeline("microadamSelect", bf16);
-    for (const b of this.#batches) {
-      if (b.fast) {
-        this.dispatch(
-          fast,
-          b.fast.select,
-          Math.min(b.fast.blocks, FAST_GRID),
-          "microadam_select_fast",
-        );
-      }
-      if (b.general) {
-        this.dispatch(
-          general,
-          b.general.select,
-          b.general.blocks,
-          "microadam_select",
-        );
-      }
-    }
+    this.#encodeBlockKernels("select");
   }
 
   /** The update kernels (per block or per tile), then the EF statistics. */
   protected encodeKernels(): void {
-    const bf16 = this.options.dtype === "bf16";
-    const fast = this.pipeline("microadamUpdateFast", bf16);
-    const general = this.pipeline("microadamUpdate", bf16);
-    for (const b of this.#batches) {
-      if (b.fast) {
-        this.dispatch(
-          fast,
-          b.fast.update,
-          Math.min(b.fast.blocks, FAST_GRID),
-          "microadam_update_fast",
-        );
-      }
-      if (b.general) {
-        this.dispatch(
-          general,
-          b.general.update,
-          b.general.tiles,
-          "microadam_update",
-        );
-      }
-    }
+    this.#encodeBlockKernels("update");
     this.dispatch(
       this.pipeline("microadamCommit"),
       this.#commit,
       Math.ceil(this.#efBlocks / 256),
       "microadam_commit",
     );
+  }
+
+  // One stage's kernels over every batch: the one-pass kernel on at most
+  // FAST_GRID workgroups (each walks several blocks), the general one per
+  // block (select) or per tile (update).
+  #encodeBlockKernels(stage: "select" | "update"): void {
+    const bf16 = this.options.dtype === "bf16";
+    const select = stage === "select";
+    const fast = this.pipeline(
+      select ? "microadamSelectFast" : "microadamUpdateFast",
+      bf16,
+    );
+    const general = this.pipeline(
+      select ? "microadamSelect" : "microadamUpdate",
+      bf16,
+    );
+    for (const b of this.#batches) {
+      if (b.fast) {
+        this.dispatch(
+          fast,
+          b.fast[stage],
+          Math.min(b.fast.blocks, FAST_GRID),
+          `microadam_${stage}_fast`,
+        );
+      }
+      if (b.general) {
+        this.dispatch(
+          general,
+          b.general[stage],
+          select ? b.general.blocks : b.general.tiles,
+          `microadam_${stage}`,
+        );
+      }
+    }
   }
 }
