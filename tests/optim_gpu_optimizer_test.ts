@@ -389,6 +389,86 @@ Deno.test("timestampWrites: accepted when the device has timestamp-query; resolv
   }
 });
 
+Deno.test("profile: each kernel in a pass of its own, labelled in dispatch order, timestamps in order", async (t) => {
+  if (!device.features.has("timestamp-query")) {
+    t.step({ name: "no timestamp-query on this adapter", fn: () => {} });
+    return;
+  }
+  // [name, kind, tensor sizes, options, the labels expected]
+  const cases: [string, Kind, number[], Record<string, unknown>, string[]][] = [
+    ["Adam", "Adam", [20000, 100], {}, ["check_finite", "prologue", "adam"]],
+    [
+      "MicroAdam, one-pass kernels (k = 41, m = 10)",
+      "MicroAdam",
+      [20000],
+      { density: 0.01 },
+      [
+        "microadam_select_fast",
+        "prologue",
+        "microadam_update_fast",
+        "microadam_commit",
+      ],
+    ],
+    [
+      "MicroAdam, general kernels (D = 1000, Q = 300)",
+      "MicroAdam",
+      [20000],
+      { topkBlockSize: 1000, efBlockSize: 300 },
+      ["microadam_select", "prologue", "microadam_update", "microadam_commit"],
+    ],
+    [
+      // m · k = 10 · 205 is past what the one-pass update holds for the
+      // large tensor, not for the small one.
+      "MicroAdam, both paths in one batch (density 5 %)",
+      "MicroAdam",
+      [20000, 100],
+      {},
+      [
+        "microadam_select_fast",
+        "microadam_select",
+        "prologue",
+        "microadam_update_fast",
+        "microadam_update",
+        "microadam_commit",
+      ],
+    ],
+  ];
+  for (const [name, kind, sizes, options, expected] of cases) {
+    const s = setup(kind, sizes, options);
+    const qs = device.createQuerySet({ type: "timestamp", count: 16 });
+    const resolved = device.createBuffer({
+      size: 8 * 16,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    try {
+      device.pushErrorScope("validation");
+      const labels: string[] = [];
+      const enc = device.createCommandEncoder();
+      s.opt.step({ encoder: enc, profile: { querySet: qs, labels } });
+      assert.deepEqual(labels, expected, name);
+      enc.resolveQuerySet(qs, 0, 2 * labels.length, resolved, 0);
+      device.queue.submit([enc.finish()]);
+      assert.equal(await device.popErrorScope(), null, name);
+      const [bytes] = await readRanges(device, [{
+        buffer: resolved,
+        offset: 0,
+        size: 16 * labels.length,
+      }]);
+      const ts = [...new BigUint64Array(bytes.buffer)];
+      for (let k = 1; k < ts.length; k++) {
+        assert.ok(
+          ts[k] >= ts[k - 1],
+          `${name}: timestamps ${ts.join(", ")} decrease at ${k}`,
+        );
+      }
+    } finally {
+      s.dispose();
+      qs.destroy();
+      resolved.destroy();
+    }
+  }
+});
+
 Deno.test({
   name:
     "construction: a GPU error while building (a buffer of another device) surfaces from status() and step()",
