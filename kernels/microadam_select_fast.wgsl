@@ -3,20 +3,20 @@
 // of 256 threads loads 16 consecutive elements of the gradient and their EF
 // codes once, and keeps a = g + e in a private array. Then, without reading
 // the gradient or the codes again: the non-finite check, the exact k-th
-// largest |a| (8-bit radix digits, stopping as soon as a bin holds exactly
-// the entries still to place), this step's window row (staged: the update
-// kernel commits it once the step is known to apply), the residual's
-// min/max, and the residual quantized with the new statistics into the
-// other codes half. Runs before the prologue.
+// largest |a| (T), this step's window row (staged: the update kernel commits
+// it once the step is known to apply), the residual's min/max, and the
+// residual quantized with the new statistics into the other codes half.
+// Runs before the prologue.
 //
 // A walk over the private array costs about as much as the loads, so only
 // three walk all 16 elements: the load, the one that marks the candidates,
 // and the quantizer. The candidates are the keys at or above a lower bound
-// on T taken from the subgroups' thread maxima (wg_kth_bound_part); the
-// radix digits, T and the row visit only them (walking only them made the
-// kernel 18 % faster on the benchmark's data: bench/RESULTS.md, round 7).
-// f32 digits start below the bits that the largest key and the bound share;
-// bf16 first counts octaves below the largest key.
+// on T taken from the subgroups' thread maxima (wg_kth_bound_part); T and
+// the row visit only them. Their keys are copied to workgroup memory, where
+// each candidate counts the keys above its own: T comes out of one pass
+// with one barrier. When they do not fit (ties in bulk, or no subgroups, so
+// no bound), radix digits over the private array find T instead
+// (threshold_by_digits).
 //
 // The compiler decides where the array lives (device memory through the
 // cache, or registers, where a run-time index becomes a chain of compares)
@@ -44,6 +44,11 @@ var<workgroup> hist: array<atomic<u32>, 256>;
 // here (with one other edit) cost two resident workgroups per SM on the H200
 // (bench/RESULTS.md, round 6).
 var<workgroup> pick: vec4<u32>;
+// The block's candidates (see select_block), their keys + 1 in any order and
+// 0 past the last, while they fit; cand_n counts them even when they do not.
+const CAND_CAP: u32 = 256u;
+var<workgroup> cand_keys: array<vec4<u32>, 64>; // CAND_CAP / 4
+var<workgroup> cand_n: atomic<u32>;
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the segment lookup before
@@ -127,6 +132,8 @@ fn select_block(w: u32, tid: u32) {
     etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
   }
   atomicStore(&hist[tid], 0u);
+  if (tid < CAND_CAP / 4u) { cand_keys[tid] = vec4<u32>(0u); }
+  if (tid == 0u) { atomicStore(&cand_n, 0u); }
   workgroupBarrier();
 
   // ---- Load: 16 consecutive gradients and codes per thread ----------------
@@ -184,7 +191,7 @@ fn select_block(w: u32, tid: u32) {
   let kmax = acc.kmax;
   if (bad) { atomicMin(&flags[0], s.tensor); }
 
-  // ---- The k-th largest key T -----------------------------------------------
+  // ---- Candidates ------------------------------------------------------------
   // top = the block's largest key; floor = a key that at least blk.k keys
   // reach (so T >= floor): only keys at or above it are candidates, and the
   // walks below visit only those.
@@ -206,121 +213,64 @@ fn select_block(w: u32, tid: u32) {
       }
     }
   }
-  var rem = blk.k; // entries still to place at or below the current bin
-  var shift: u32;
-  var prefix: u32; // the bin: keys whose bits above `shift` equal prefix's
-  var in_bin = 0xffffffffu; // not counted yet
-  if (BF16) {
-    // bf16: octave counts relative to the block maximum first (with the
-    // f32 path's start, the compiler's allocation made the bf16 kernel
-    // 38 % slower on the H200: bench/RESULTS.md, round 7).
-    let exp_shift = 7u;
-    shift = exp_shift;
-    var eb = top >> exp_shift; // highest exponent of the current window of 8
-    // Octaves: how many keys have exponent eb, eb - 1, ..., eb - 7 (packed
-    // counters, no atomics), until the octave holding the k-th largest.
-    loop {
-      var lo = 0u;
-      var hi = 0u;
-      var cm = cand;
-      while (cm != 0u) {
-        let i = firstTrailingBit(cm);
-        cm &= cm - 1u;
-        let e = topk_key(a[i]) >> exp_shift;
-        if (e <= eb && eb - e < 8u) {
-          let d = eb - e;
-          let inc = 1u << ((d & 3u) * 8u);
-          if (d < 4u) { lo += inc; } else { hi += inc; }
-        }
-      }
-      let c = wg_sum4(tid, vec4<u32>(
-        lo & 0x00ff00ffu,
-        (lo >> 8u) & 0x00ff00ffu,
-        hi & 0x00ff00ffu,
-        (hi >> 8u) & 0x00ff00ffu,
-      ));
-      // Octave d's count: bins 0, 2 in c.x; 1, 3 in c.y; 4, 6 in c.z; 5, 7 in c.w.
-      var cum = 0u;
-      var found = false;
-      for (var d = 0u; d < 8u; d++) {
-        let word = select(select(c.w, c.z, (d & 1u) == 0u), select(c.y, c.x, (d & 1u) == 0u), d < 4u);
-        let count = (word >> (16u * ((d >> 1u) & 1u))) & 0xffffu;
-        if (!found && d <= eb) {
-          if (cum + count >= rem) {
-            found = true;
-            prefix = (eb - d) << exp_shift;
-            in_bin = count;
-            rem -= cum;
-          } else {
-            cum += count;
-          }
-        }
-      }
-      if (found || eb < 8u) { break; }
-      rem -= cum;
-      eb -= 8u;
-    }
-  } else {
-    // Every candidate key lies in [floor_key, top], so all share the
-    // leading bits of the two: the radix digits start below them.
-    shift = 32u - countLeadingZeros(top ^ floor_key);
-    prefix = top & ~((1u << shift) - 1u);
-  }
-  // 8-bit digits, until the bin is exactly the rest of the top-k (then T is
-  // its smallest key) or every bit is decided (T = prefix).
-  loop {
-    if (in_bin == rem || shift == 0u) { break; }
-    let width = min(shift, 8u);
-    shift -= width;
-    let hi_shift = shift + width;
-    var cm = cand;
-    while (cm != 0u) {
-      let i = firstTrailingBit(cm);
-      cm &= cm - 1u;
-      let key = topk_key(a[i]);
-      if ((key >> hi_shift) == (prefix >> hi_shift)) {
-        atomicAdd(&hist[(key >> shift) & 255u], 1u);
-      }
-    }
-    workgroupBarrier();
-    // Thread t holds digit 255 - t: its exclusive prefix counts larger digits.
-    let h = atomicLoad(&hist[255u - tid]);
-    let sc = wg_scan(tid, h);
-    if (sc.x < rem && sc.x + h >= rem) { pick = vec4<u32>(255u - tid, sc.x, h, 0u); }
-    atomicStore(&hist[255u - tid], 0u);
-    let chosen = workgroupUniformLoad(&pick);
-    prefix |= chosen.x << shift;
-    rem -= chosen.y;
-    in_bin = chosen.z;
-  }
-  // ---- T and this step's row -------------------------------------------------
-  // One pass over the candidates: a mask of the entries in the bin or above
-  // it (the top-k, and at shift 0 also the ties beyond it), T = the smallest
-  // key in the bin, and the residual's min/max over the other candidates
-  // (never kept).
-  var at_or_above = 0u; // bit i: a[i] is in the bin or above it
-  var bin_low = 0xffffffffu;
+  // ---- The k-th largest key T --------------------------------------------------
+  // The candidates' keys go to workgroup memory. When they fit (on the
+  // benchmark's data a block has about 60 to 100), every candidate counts
+  // the keys above and at its own, and T is the key with fewer than k above
+  // it and at least k at or above: one pass, one barrier, no digit passes.
+  // Otherwise (ties in bulk, e.g. a block of zeros; no subgroups) radix
+  // digits over the private array find it.
+  let n_cand = countOneBits(cand);
+  var slot = 0u;
+  if (n_cand > 0u) { slot = atomicAdd(&cand_n, n_cand); }
   var cm = cand;
+  while (cm != 0u && slot < CAND_CAP) {
+    let i = firstTrailingBit(cm);
+    cm &= cm - 1u;
+    cand_keys[slot >> 2u][slot & 3u] = topk_key(a[i]) + 1u;
+    slot++;
+  }
+  let n_all = workgroupUniformLoad(&cand_n);
+  var threshold: u32;
+  if (n_all <= CAND_CAP) {
+    if (tid < n_all) {
+      let kt = cand_keys[tid >> 2u][tid & 3u];
+      let ktv = vec4<u32>(kt);
+      var gt4 = vec4<u32>(0u); // keys above kt
+      var ge4 = vec4<u32>(0u); // keys at or above kt
+      for (var j = 0u; j < (n_all + 3u) / 4u; j++) {
+        let v = cand_keys[j];
+        gt4 += select(vec4<u32>(0u), vec4<u32>(1u), v > ktv);
+        ge4 += select(vec4<u32>(0u), vec4<u32>(1u), v >= ktv);
+      }
+      let gt = gt4.x + gt4.y + gt4.z + gt4.w;
+      let ge = ge4.x + ge4.y + ge4.z + ge4.w;
+      // Every candidate holding T writes the same value.
+      if (gt < blk.k && ge >= blk.k) { pick.x = kt - 1u; }
+    }
+    threshold = workgroupUniformLoad(&pick).x;
+  } else {
+    threshold = threshold_by_digits(&a, cand, top, floor_key, blk.k, tid);
+  }
+  // ---- This step's row ---------------------------------------------------------
+  // One pass over the candidates: a mask of the entries at or above T, how
+  // many are above and at T, and the residual's min/max over the others
+  // (never kept).
+  var at_or_above = 0u; // bit i: key(a[i]) >= T
+  var counts = 0u; // above T | at T << 16
+  cm = cand;
   while (cm != 0u) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;
     let key = topk_key(a[i]);
-    if ((key >> shift) >= (prefix >> shift)) {
+    if (key >= threshold) {
       at_or_above |= 1u << i;
-      bin_low = min(bin_low, key); // the entries above the bin are larger
+      counts += select(0x10000u, 1u, key > threshold);
     } else {
       let o = ordered_enc(a[i]);
       rmin = max(rmin, ~o);
       rmax = max(rmax, o);
     }
-  }
-  let threshold = ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x;
-  var counts = 0u; // above T | at T << 16, of the masked entries
-  var m = at_or_above;
-  while (m != 0u) {
-    let i = firstTrailingBit(m);
-    m &= m - 1u;
-    counts += select(0x10000u, 1u, topk_key(a[i]) > threshold);
   }
   let sc = wg_scan(tid, counts);
   let greater = sc.y & 0xffffu;
@@ -370,4 +320,115 @@ fn select_block(w: u32, tid: u32) {
   }
   if (nv > 0u) { codes[codes_out_base + cw_first] = out0; }
   if (nv > 8u) { codes[codes_out_base + cw_first + 1u] = out1; }
+}
+
+// The k-th largest key T of the block from its candidates (the valid
+// entries with key >= floor_key, bit i of cand for a[i]), when they are too
+// many for the candidate list: 8-bit radix digits (for bf16 after octave
+// counts), until the bin is exactly the rest of the top-k (then T is its
+// smallest key) or every bit is decided (T = the bin's key). Called in
+// uniform control flow: its barriers depend on uniform counts only.
+fn threshold_by_digits(
+  a: ptr<function, array<f32, VPT>>,
+  cand: u32,
+  top: u32,
+  floor_key: u32,
+  k: u32,
+  tid: u32,
+) -> u32 {
+  var rem = k; // entries still to place at or below the current bin
+  var shift: u32;
+  var prefix: u32; // the bin: keys whose bits above `shift` equal prefix's
+  var in_bin = 0xffffffffu; // not counted yet
+  if (BF16) {
+    // bf16: octave counts relative to the block maximum first (with the
+    // f32 path's start, the compiler's allocation made the bf16 kernel
+    // 38 % slower on the H200: bench/RESULTS.md, round 7).
+    let exp_shift = 7u;
+    shift = exp_shift;
+    var eb = top >> exp_shift; // highest exponent of the current window of 8
+    // Octaves: how many keys have exponent eb, eb - 1, ..., eb - 7 (packed
+    // counters, no atomics), until the octave holding the k-th largest.
+    loop {
+      var lo = 0u;
+      var hi = 0u;
+      var cm = cand;
+      while (cm != 0u) {
+        let i = firstTrailingBit(cm);
+        cm &= cm - 1u;
+        let e = topk_key((*a)[i]) >> exp_shift;
+        if (e <= eb && eb - e < 8u) {
+          let d = eb - e;
+          let inc = 1u << ((d & 3u) * 8u);
+          if (d < 4u) { lo += inc; } else { hi += inc; }
+        }
+      }
+      let c = wg_sum4(tid, vec4<u32>(
+        lo & 0x00ff00ffu,
+        (lo >> 8u) & 0x00ff00ffu,
+        hi & 0x00ff00ffu,
+        (hi >> 8u) & 0x00ff00ffu,
+      ));
+      // Octave d's count: bins 0, 2 in c.x; 1, 3 in c.y; 4, 6 in c.z; 5, 7 in c.w.
+      var cum = 0u;
+      var found = false;
+      for (var d = 0u; d < 8u; d++) {
+        let word = select(select(c.w, c.z, (d & 1u) == 0u), select(c.y, c.x, (d & 1u) == 0u), d < 4u);
+        let count = (word >> (16u * ((d >> 1u) & 1u))) & 0xffffu;
+        if (!found && d <= eb) {
+          if (cum + count >= rem) {
+            found = true;
+            prefix = (eb - d) << exp_shift;
+            in_bin = count;
+            rem -= cum;
+          } else {
+            cum += count;
+          }
+        }
+      }
+      if (found || eb < 8u) { break; }
+      rem -= cum;
+      eb -= 8u;
+    }
+  } else {
+    // Every candidate key lies in [floor_key, top], so all share the
+    // leading bits of the two: the radix digits start below them.
+    shift = 32u - countLeadingZeros(top ^ floor_key);
+    prefix = top & ~((1u << shift) - 1u);
+  }
+  loop {
+    if (in_bin == rem || shift == 0u) { break; }
+    let width = min(shift, 8u);
+    shift -= width;
+    let hi_shift = shift + width;
+    var cm = cand;
+    while (cm != 0u) {
+      let i = firstTrailingBit(cm);
+      cm &= cm - 1u;
+      let key = topk_key((*a)[i]);
+      if ((key >> hi_shift) == (prefix >> hi_shift)) {
+        atomicAdd(&hist[(key >> shift) & 255u], 1u);
+      }
+    }
+    workgroupBarrier();
+    // Thread t holds digit 255 - t: its exclusive prefix counts larger digits.
+    let h = atomicLoad(&hist[255u - tid]);
+    let sc = wg_scan(tid, h);
+    if (sc.x < rem && sc.x + h >= rem) { pick = vec4<u32>(255u - tid, sc.x, h, 0u); }
+    atomicStore(&hist[255u - tid], 0u);
+    let chosen = workgroupUniformLoad(&pick);
+    prefix |= chosen.x << shift;
+    rem -= chosen.y;
+    in_bin = chosen.z;
+  }
+  // T: the smallest key in the bin (the entries above it are larger).
+  var bin_low = 0xffffffffu;
+  var cm = cand;
+  while (cm != 0u) {
+    let i = firstTrailingBit(cm);
+    cm &= cm - 1u;
+    let key = topk_key((*a)[i]);
+    if ((key >> shift) == (prefix >> shift)) { bin_low = min(bin_low, key); }
+  }
+  return ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x;
 }
