@@ -31,7 +31,7 @@ var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
 // Entry j of the block's window rows in slot order (this step's row from the
 // staged copy), as coordinate << 20 | slot << 16 | bf16 value.
 fn fast_entry(blk: TopkBlock, base: u32, j: u32) -> u32 {
-  let i = j / blk.k;
+  let i = div_small(j, blk.k);
   let e = j - i * blk.k;
   var entry: u32;
   if (i == step.slot) {
@@ -40,6 +40,14 @@ fn fast_entry(blk: TopkBlock, base: u32, j: u32) -> u32 {
     entry = window[base + i * blk.k + e];
   }
   return ((entry & 0xffffu) << 20u) | (i << 16u) | (entry >> 16u);
+}
+
+// j / k for j < 2^16, k >= 1: a float quotient, corrected to the exact one
+// (a u32 division by a run-time k is about 20 instructions on the H200).
+fn div_small(j: u32, k: u32) -> u32 {
+  var q = u32(f32(j) / f32(k));
+  if (q * k > j) { q -= 1u; } else if ((q + 1u) * k <= j) { q += 1u; }
+  return q;
 }
 
 // A workgroup walks blocks w, w + grid, ... (see microadam_select_fast).
@@ -186,12 +194,24 @@ fn update_block(w: u32, tid: u32) {
 }
 
 // Bit i: item i of thread tid is in the block and changes this step.
+// Closed form, not a loop over the items: the items in the block are the
+// first ceil((words - tid) / 256); without weight decay only the touched
+// ones change (bf16: an item is touched when either of its halves is).
 fn live_items(walk: ptr<function, ItemWalk>, items: u32, tid: u32) -> u32 {
-  var live = 0u;
-  for (var i = 0u; i < items; i++) {
-    if (item_live(walk, i, tid)) { live |= 1u << i; }
+  let words = ((*walk).n + item_coords() - 1u) / item_coords();
+  let count = select(0u, (words - tid + WG_SIZE - 1u) / WG_SIZE, words > tid);
+  let in_block = (1u << min(count, items)) - 1u;
+  if ((*walk).decay) { return in_block; }
+  var t = (*walk).touched;
+  if (BF16) {
+    // Bit 2i | bit 2i + 1 -> bit i.
+    t = (t | (t >> 1u)) & 0x55555555u;
+    t = (t | (t >> 1u)) & 0x33333333u;
+    t = (t | (t >> 2u)) & 0x0f0f0f0fu;
+    t = (t | (t >> 4u)) & 0x00ff00ffu;
+    t = (t | (t >> 8u)) & 0x0000ffffu;
   }
-  return live;
+  return t & in_block;
 }
 
 // A thread's walk over its items in coordinate order for step 9.
@@ -206,13 +226,6 @@ struct ItemWalk {
 
 // Coordinates per item: one f32, or a bf16 pair in a word.
 fn item_coords() -> u32 { return select(1u, 2u, BF16); }
-
-// Whether item i of thread tid is in the block and changes this step.
-fn item_live(walk: ptr<function, ItemWalk>, i: u32, tid: u32) -> bool {
-  let mask = (1u << item_coords()) - 1u;
-  return (i * WG_SIZE + tid) * item_coords() < (*walk).n &&
-    ((*walk).decay || (((*walk).touched >> (i * item_coords())) & mask) != 0u);
-}
 
 // Steps 6 and 9 for the coordinates of item i (one f32, or a bf16 pair).
 fn apply_item(walk: ptr<function, ItemWalk>, word_in: u32, i: u32, tid: u32) -> u32 {
