@@ -111,6 +111,7 @@ export {
 
 // Backend-neutral pieces.
 export {
+  type CheckedNonFinitePolicy,
   type CommonOptions,
   type DType,
   type NonFinitePolicy,

@@ -50,7 +50,11 @@ export {
 } from "./src/reference/microadam_theory.ts";
 
 // Options, groups, schedules, state.
-export type { AdamOptions, MicroAdamOptions } from "./src/core/options.ts";
+export type {
+  AdamOptions,
+  CheckedNonFinitePolicy,
+  MicroAdamOptions,
+} from "./src/core/options.ts";
 export type { ParamGroupSpec } from "./src/core/groups.ts";
 export {
   constant,

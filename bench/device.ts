@@ -24,6 +24,13 @@
  * 300 ms first. Data are made on the GPU (bench/fill.wgsl): nonzero
  * parameters, gradients spread over 12 octaves.
  *
+ * `--optimizers` takes a comma-separated list of MicroAdam f32, MicroAdam
+ * bf16, Adam, AdamW, AdamW unchecked and AMSGrad ("all", the default, is
+ * every one). "AdamW unchecked" is AdamW with `nonFinite: "unchecked"`: no
+ * check_finite pass (28 B/param, like PyTorch's fused AdamW without a
+ * GradScaler); its "vs torch AdamW" column, like every f32 row's, is against
+ * torch's fused AdamW in fp32.
+ *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.
  *
@@ -404,12 +411,21 @@ interface Row {
 }
 const rows: Row[] = [];
 
-type Kind = "MicroAdam f32" | "MicroAdam bf16" | "Adam" | "AdamW" | "AMSGrad";
+// "AdamW unchecked" is AdamW with nonFinite: "unchecked": no check_finite
+// pass, as PyTorch's fused AdamW without a GradScaler.
+type Kind =
+  | "MicroAdam f32"
+  | "MicroAdam bf16"
+  | "Adam"
+  | "AdamW"
+  | "AdamW unchecked"
+  | "AMSGrad";
 const KINDS: Kind[] = [
   "MicroAdam f32",
   "MicroAdam bf16",
   "Adam",
   "AdamW",
+  "AdamW unchecked",
   "AMSGrad",
 ];
 const wanted = values.optimizers === "all"
@@ -423,8 +439,10 @@ function bytesPerParam(kind: Kind): number {
     const rows = 4 * 10 * k / 4096 + 3 * 4 * k / 4096; // window, staged row in/out, row commit
     return kind === "MicroAdam f32" ? 4 + 1 + 8 + rows : 2 + 1 + 4 + rows;
   }
-  // The non-finite check's read, then g, p, m, v (and AMSGrad's maximum).
-  return 4 + 4 + 8 + 16 + (kind === "AMSGrad" ? 8 : 0);
+  // The non-finite check's read (none when unchecked), then g, p, m, v
+  // (and AMSGrad's maximum): 28 B unchecked, as PyTorch's fused AdamW.
+  const check = kind === "AdamW unchecked" ? 0 : 4;
+  return check + 4 + 8 + 16 + (kind === "AMSGrad" ? 8 : 0);
 }
 
 function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
@@ -437,6 +455,11 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
       return new lib.Adam(device, tensors, { lr: 1e-4 });
     case "AdamW":
       return new lib.AdamW(device, tensors, { lr: 1e-4 });
+    case "AdamW unchecked":
+      return new lib.AdamW(device, tensors, {
+        lr: 1e-4,
+        nonFinite: "unchecked",
+      });
     case "AMSGrad":
       return new lib.AMSGrad(device, tensors, { lr: 1e-4 });
   }

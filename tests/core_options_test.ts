@@ -136,11 +136,7 @@ Deno.test("common options: each invalid value is an InvalidOptionError naming th
     ],
     ["weightDecay", Infinity, "got Infinity"],
     ["weightDecay", NaN, "got NaN"],
-    [
-      "nonFinite",
-      "ignore",
-      'nonFinite: expected "skip" or "error", got "ignore"',
-    ],
+    ["nonFinite", "ignore", 'got "ignore"'],
     ["nonFinite", true, "got true"],
     ["schedule", 5, "schedule: expected a function (step) => factor, got 5"],
     ["schedule", "cosine", 'got "cosine"'],
@@ -149,6 +145,34 @@ Deno.test("common options: each invalid value is an InvalidOptionError naming th
     rejects(() => resolveAdamOptions({ [key]: value }), message, key);
     rejects(() => resolveMicroAdamOptions({ [key]: value }), message, key);
   }
+});
+
+Deno.test('nonFinite: "unchecked" is the Adam family\'s only; each resolver names the policies it takes', () => {
+  assert.equal(
+    resolveAdamOptions({ nonFinite: "unchecked" }).nonFinite,
+    "unchecked",
+  );
+  for (const p of ["skip", "error"] as const) {
+    assert.equal(resolveAdamOptions({ nonFinite: p }).nonFinite, p);
+    assert.equal(resolveMicroAdamOptions({ nonFinite: p }).nonFinite, p);
+  }
+  rejects(
+    () => resolveAdamOptions({ nonFinite: "ignore" as "skip" }),
+    /^nonFinite: expected "skip", "error" or "unchecked", got "ignore"$/,
+  );
+  rejects(
+    () => resolveMicroAdamOptions({ nonFinite: "ignore" as "skip" }),
+    /^nonFinite: expected "skip" or "error", got "ignore"$/,
+  );
+  // Policies are case-sensitive strings.
+  rejects(
+    () => resolveAdamOptions({ nonFinite: "Unchecked" as "skip" }),
+    'got "Unchecked"',
+  );
+  rejects(
+    () => resolveMicroAdamOptions({ nonFinite: "unchecked" as "skip" }),
+    /^nonFinite: MicroAdam checks gradients inside its first kernel at no extra cost; expected "skip" or "error", got "unchecked"$/,
+  );
 });
 
 Deno.test("MicroAdam options: each invalid value is an InvalidOptionError naming the option and the value", () => {

@@ -398,6 +398,28 @@ Deno.test("profile: each kernel in a pass of its own, labelled in dispatch order
   const cases: [string, Kind, number[], Record<string, unknown>, string[]][] = [
     ["Adam", "Adam", [20000, 100], {}, ["check_finite", "prologue", "adam"]],
     [
+      'Adam, nonFinite "skip"',
+      "Adam",
+      [20000, 100],
+      { nonFinite: "skip" },
+      ["check_finite", "prologue", "adam"],
+    ],
+    [
+      'Adam, nonFinite "error"',
+      "Adam",
+      [20000, 100],
+      { nonFinite: "error" },
+      ["check_finite", "prologue", "adam"],
+    ],
+    // No search for non-finite gradients: one read of the gradients less.
+    [
+      'Adam, nonFinite "unchecked"',
+      "Adam",
+      [20000, 100],
+      { nonFinite: "unchecked" },
+      ["prologue", "adam"],
+    ],
+    [
       "MicroAdam, one-pass kernels (k = 41, m = 10)",
       "MicroAdam",
       [20000],

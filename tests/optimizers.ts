@@ -118,7 +118,12 @@ export function matrix(
 // ---------------------------------------------------------------------------
 // The adapter: one interface over both backends.
 
-export type AnyOptions = MicroAdamOptions & AdamOptions;
+/**
+ * Options of any optimizer of the matrix. `nonFinite` is the Adam family's,
+ * `"unchecked"` included: MicroAdam's type leaves it out, but the matrix
+ * hands it over anyway to see it refused at run time.
+ */
+export type AnyOptions = Omit<MicroAdamOptions, "nonFinite"> & AdamOptions;
 
 export interface TensorInit {
   name?: string;
@@ -182,7 +187,10 @@ export function newCpu(
 ): CpuOpt {
   switch (s.family) {
     case "MicroAdam":
-      return new MicroAdamCpu(params, { dtype: s.dtype, ...o });
+      return new MicroAdamCpu(
+        params,
+        { dtype: s.dtype, ...o } as MicroAdamOptions,
+      );
     case "Adam":
       return new AdamCpu(params, o);
     case "AdamW":
@@ -190,7 +198,7 @@ export function newCpu(
     case "AMSGrad":
       return new AMSGradCpu(params, o);
     case "MicroAdamTheory":
-      return new MicroAdamTheoryCpu(params, o);
+      return new MicroAdamTheoryCpu(params, o as MicroAdamOptions);
   }
 }
 
@@ -201,7 +209,11 @@ export function newGpu(
 ): GpuOpt {
   switch (s.family) {
     case "MicroAdam":
-      return new MicroAdam(device, params, { dtype: s.dtype, ...o });
+      return new MicroAdam(
+        device,
+        params,
+        { dtype: s.dtype, ...o } as MicroAdamOptions,
+      );
     case "Adam":
       return new Adam(device, params, o);
     case "AdamW":

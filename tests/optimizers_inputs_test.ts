@@ -256,6 +256,38 @@ matrix(
 );
 
 matrix(
+  'bad input: MicroAdam refuses nonFinite "unchecked" (it checks inside its first kernel) with an InvalidOptionError saying why',
+  (s) => s.family === "MicroAdam" || s.family === "MicroAdamTheory",
+  (s) => {
+    expectError(
+      () =>
+        make(s, tensorsOf([new Float32Array(8)]), { nonFinite: "unchecked" }),
+      InvalidOptionError,
+      /^nonFinite: MicroAdam checks gradients inside its first kernel at no extra cost; expected "skip" or "error", got "unchecked"$/,
+    );
+  },
+);
+
+matrix(
+  'options: the Adam family takes nonFinite "unchecked"',
+  (s) => !s.family.startsWith("MicroAdam"),
+  async (s) => {
+    const h = make(s, tensorsOf([new Float32Array(8)]), {
+      nonFinite: "unchecked",
+    });
+    try {
+      assert.equal(h.opt.options.nonFinite, "unchecked");
+      // The GPU optimizers show the policy as a property as well.
+      if ("nonFinite" in h.opt) assert.equal(h.opt.nonFinite, "unchecked");
+      run(h, 30, 2);
+      assert.deepEqual(await h.status(), { step: 2, calls: 2, skipped: 0 });
+    } finally {
+      h.close();
+    }
+  },
+);
+
+matrix(
   "bad input: a GPU buffer without STORAGE usage is a TensorMismatchError naming the usage it has",
   (s) => s.backend === "gpu",
   (s) => {

@@ -372,12 +372,15 @@ export abstract class GpuOptimizer {
   /**
    * Encodes what runs before the prologue: the search for non-finite
    * gradients, which sets the flag the prologue turns into a skipped step.
-   * By default `check_finite` over every batch of {@link planBatches}; an
+   * By default `check_finite` over every batch of {@link planBatches}, and
+   * nothing with policy `"unchecked"` (then nothing writes the flag, which
+   * stays "no bad tensor", so the prologue never skips a step for it); an
    * optimizer whose first kernel reads every gradient anyway checks there
    * instead (its kernels must then leave the state as it was when the
    * prologue skips the step).
    */
   protected encodeNonFiniteCheck(): void {
+    if (this.nonFinite === "unchecked") return;
     for (const c of this.#checkBatches) {
       this.dispatch(c.pipe, c.bindGroup, c.tiles, "check_finite");
     }
@@ -450,18 +453,14 @@ export abstract class GpuOptimizer {
 
   /**
    * Builds each batch's segment table (fields from `extra`) and the
-   * non-finite check for its gradients. Call once from the subclass constructor.
+   * non-finite check for its gradients (none with policy `"unchecked"`).
+   * Call once from the subclass constructor.
    */
   protected planBatches(
     extra: (batch: number, segment: number) => Partial<SegmentFields>,
     bf16 = false,
   ): PlannedBatch[] {
     return this.plan.batches.map((b, bi) => {
-      // Four gradients per load where the batch allows it.
-      const check = this.pipeline(
-        !bf16 && vec4Aligned(b.segments) ? "checkFinite4" : "checkFinite",
-        bf16,
-      );
       const { words, blocks, tiles } = segmentTable(
         b.segments.map((s, si) => ({
           ...this.segmentFields(s),
@@ -472,15 +471,22 @@ export abstract class GpuOptimizer {
         createFilled(this.device, words, GPUBufferUsage.STORAGE, "segments"),
       );
       const { params, grads } = b;
-      this.#checkBatches.push({
-        pipe: check,
-        tiles,
-        bindGroup: bindBuffers(this.device, check.getBindGroupLayout(0), [
-          table,
-          grads,
-          this.scalars.flags,
-        ]),
-      });
+      if (this.nonFinite !== "unchecked") {
+        // Four gradients per load where the batch allows it.
+        const check = this.pipeline(
+          !bf16 && vec4Aligned(b.segments) ? "checkFinite4" : "checkFinite",
+          bf16,
+        );
+        this.#checkBatches.push({
+          pipe: check,
+          tiles,
+          bindGroup: bindBuffers(this.device, check.getBindGroupLayout(0), [
+            table,
+            grads,
+            this.scalars.flags,
+          ]),
+        });
+      }
       return { params, grads, table, blocks, tiles };
     });
   }
@@ -527,7 +533,8 @@ export abstract class GpuOptimizer {
    * Applies one optimizer step to every tensor: encodes the kernels and
    * submits them (or encodes into `options.encoder`). Nothing is read back:
    * a non-finite gradient is detected on the GPU, which then skips the whole
-   * step and leaves the state exactly as it was.
+   * step and leaves the state exactly as it was (with policy `"unchecked"`
+   * it is not looked for, and goes into the arithmetic).
    *
    * Throws, before encoding anything: `NonFiniteGradientError` (policy
    * `"error"`) once an earlier step has been found non-finite;

@@ -7,7 +7,7 @@
  * if decoupled and wd > 0:    p = f32(p · f32(1 − lr·wd))          (1 − lr·wd in f64)
  * m = f32(f32(β1·m) + f32(f32(1 − β1)·g))
  * v = f32(f32(β2·v) + f32(f32(f32(1 − β2)·g)·g))
- * v̂ = amsgrad ? (vmax = max(vmax, v)) : v
+ * v̂ = amsgrad ? (vmax = max(vmax, v)) : v                       (WGSL's max: a NaN operand gives the other)
  * bc1 = f32(1 − β1^t), bc2 = f32(1 − β2^t)                          (β^t by powF32)
  * stepSize = f32(f32(lr) / bc1)                                      (lr as the f32 the GPU holds)
  * denom = f32(f32(f32(√v̂) / f32(√bc2)) + f32(ε))
@@ -15,7 +15,10 @@
  * ```
  *
  * β1, β2 and ε are used as f32 values (`Math.fround`), so `1 − β` is the f32
- * subtraction a kernel with f32 uniforms computes.
+ * subtraction a kernel with f32 uniforms computes. `max` is WGSL's (IEEE
+ * maxNum: a NaN operand yields the other one), so that with
+ * `nonFinite: "unchecked"` a NaN second moment leaves AMSGrad's maximum where
+ * it was, on both twins; for numbers it is `Math.max`.
  *
  * @module
  */
@@ -35,6 +38,11 @@ import { CpuOptimizer } from "./cpu_optimizer.ts";
 import type { CpuTensor, TensorStepInput } from "./cpu_optimizer.ts";
 
 const fr = Math.fround;
+
+// WGSL's max(a, b): a NaN operand gives the other one (the kernel's
+// max(vmax, v)); Math.max would give NaN.
+const wgslMax = (a: number, b: number): number =>
+  Number.isNaN(a) ? b : Number.isNaN(b) ? a : Math.max(a, b);
 
 /**
  * The Adam family on the CPU (f32). State buffers per tensor: `expAvg`,
@@ -120,7 +128,7 @@ export class AdamFamilyCpu extends CpuOptimizer<ResolvedAdamOptions> {
         v[j] = vj;
         let vv = vj;
         if (vmax) {
-          vv = Math.max(vmax[j], vj);
+          vv = wgslMax(vmax[j], vj);
           vmax[j] = vv;
         }
         const denom = fr(fr(fr(Math.sqrt(vv)) / sqrtBc2) + eps);

@@ -118,9 +118,11 @@ export interface TensorStepInput {
  * Semantics shared by all of them:
  * - `step()` evaluates every group's lr and weight decay (schedule called
  *   with the 1-based call number), then checks every gradient for NaN/±Inf
- *   before anything is mutated. A non-finite gradient counts a call and a
- *   skip and leaves the state bit-identical; with `nonFinite: "error"` it then
- *   throws {@link NonFiniteGradientError}. An invalid lr from a schedule
+ *   (and magnitudes of 2^60 or more) before anything is mutated. A non-finite
+ *   gradient counts a call and a skip and leaves the state bit-identical;
+ *   with `nonFinite: "error"` it then throws {@link NonFiniteGradientError}.
+ *   With `nonFinite: "unchecked"` (Adam family) there is no check: every step
+ *   is applied, whatever the gradients hold. An invalid lr from a schedule
  *   throws before anything is counted.
  * - `t` (`status().step`) counts applied steps only, shared by all tensors.
  * - State dicts hold little-endian byte copies of the state arrays.
@@ -287,7 +289,10 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
     return this.#state;
   }
 
-  /** One applied step, with `t` already incremented and every gradient finite. */
+  /**
+   * One applied step, with `t` already incremented and every gradient finite
+   * (below 2^60 in magnitude), unless the policy is `"unchecked"`.
+   */
   protected abstract applyStep(t: number, tensors: TensorStepInput[]): void;
 
   /** State-shaping configuration stored in (and demanded from) state dicts. */
@@ -315,7 +320,8 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
   /**
    * Performs one optimizer step.
    *
-   * @returns true when applied, false when skipped for a non-finite gradient.
+   * @returns true when applied, false when skipped for a non-finite gradient
+   * (never with `nonFinite: "unchecked"`).
    * @throws {NonFiniteGradientError} on a non-finite gradient with `nonFinite: "error"`.
    */
   step(): boolean {
@@ -354,8 +360,11 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
         index++;
       }
     });
-    // Every gradient is checked before any state changes, so a skip is exact.
-    const bad = inputs.find((x) => !allWithinLimit(x.tensor.grad));
+    // Every gradient is checked before any state changes, so a skip is exact
+    // (policy "unchecked": not at all, as on the GPU).
+    const bad = this.options.nonFinite === "unchecked"
+      ? undefined
+      : inputs.find((x) => !allWithinLimit(x.tensor.grad));
     this.#calls = call;
     if (bad) {
       this.#skipped++;

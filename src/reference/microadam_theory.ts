@@ -29,7 +29,7 @@ import {
 import type { ParamGroupSpec } from "../core/groups.ts";
 import { checkKeys } from "../core/checks.ts";
 import { COMMON_KEYS, resolveMicroAdamOptions } from "../core/options.ts";
-import type { CommonOptions } from "../core/options.ts";
+import type { CheckedNonFinitePolicy, CommonOptions } from "../core/options.ts";
 import type { ConfigValue, OptimizerState } from "../core/state.ts";
 import { checkF32Buffer, checkF32Ranges } from "../core/state_checks.ts";
 import { CheckpointError } from "../errors.ts";
@@ -51,6 +51,12 @@ const fr = Math.fround;
  * ```
  */
 export interface MicroAdamTheoryOptions extends CommonOptions {
+  /**
+   * On a non-finite gradient: `"skip"` or `"error"`, as MicroAdam (which has
+   * no `"unchecked"`: it checks inside its first kernel at no extra cost).
+   * @default {"skip"}
+   */
+  nonFinite?: CheckedNonFinitePolicy;
   /** Fraction of each tensor kept by the global top-k, in (0, 1]. @default {0.01} */
   density?: number;
   /** Error-feedback quantization block size (even, ≥ 2). @default {4096} */
@@ -80,7 +86,7 @@ export interface ResolvedMicroAdamTheoryOptions {
   /** Schedule, or undefined for a constant lr. */
   schedule?: Schedule;
   /** Non-finite gradient policy. */
-  nonFinite: "skip" | "error";
+  nonFinite: CheckedNonFinitePolicy;
   /** Top-k density. */
   density: number;
   /** EF quantization block size. */
