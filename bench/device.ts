@@ -9,7 +9,7 @@
  * one table.
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
- *       [--per-submit 1] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
+ *       [--per-submit 1] [--repeat 1] [--warmup-ms 2500] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
  *       [--skip-training] [--profile-all] [--residency] [--registers DIR]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
@@ -64,6 +64,12 @@ const { values } = parseArgs({
     steps: { type: "string", default: "50" },
     // Steps encoded into one command encoder per submit (at most 64).
     "per-submit": { type: "string", default: "1" },
+    // Times each row this many times (a diagnostic: the row keeps the last;
+    // every repeat is printed).
+    repeat: { type: "string", default: "1" },
+    // Warm-up before each row's timing, in ms of steps (also passed to the
+    // PyTorch and TF.js timers).
+    "warmup-ms": { type: "string", default: "2500" },
     optimizers: { type: "string", default: "all" },
     "skip-torch": { type: "boolean", default: false },
     "skip-tfjs": { type: "boolean", default: false },
@@ -83,6 +89,8 @@ const { values } = parseArgs({
 });
 const steps = Number(values.steps);
 const perSubmit = Number(values["per-submit"]);
+const repeat = Number(values.repeat);
+const warmupMs = Number(values["warmup-ms"]);
 const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
 const llamaNames = values.llama ? values.llama.split(",") : [];
 const lib = (await import(
@@ -469,13 +477,16 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
 async function timeSteps(
   opts: GpuOptimizer[],
 ): Promise<{ ms: number; hostMs: number; medianMs: number }> {
-  // Warm-up: at least 3 steps per optimizer and 300 ms of GPU work, so
-  // that clocks left low by the setup (fills, allocation) do not count.
+  // Warm-up: at least 3 steps per optimizer and `warmupMs` of steps. The
+  // H200's driver lowers the SM clock to 0.5-1.4 GHz while the GPU waits on
+  // the host (small tensors, setup) and takes about 2 s of load to bring it
+  // back to 1.98 GHz; with 300 ms, a row after small ones ran at the low
+  // clock (bench/RESULTS.md, round 9).
   const warm = performance.now();
   do {
     for (let i = 0; i < 3 * opts.length; i++) opts[i % opts.length].step();
     await device.queue.onSubmittedWorkDone();
-  } while (performance.now() - warm < 300);
+  } while (performance.now() - warm < warmupMs);
   const qs = device.createQuerySet({ type: "timestamp", count: 2 * steps });
   const t0 = performance.now();
   let batch: GPUCommandEncoder | undefined;
@@ -605,6 +616,21 @@ async function bench(
           (memory ?? validation)!.message
         }`,
       );
+    }
+    for (let r = 1; r < repeat; r++) {
+      const t = await timeSteps(opts);
+      say(
+        `repeat ${r} | ${kind} | ${shape} | ${
+          t.ms.toFixed(3)
+        } ms/step (median ${t.medianMs.toFixed(3)})`,
+      );
+      if (withProfile) {
+        say(
+          `repeat ${r} | ${kind} | ${shape} | kernels ${
+            JSON.stringify(await profile(opts[0]))
+          }`,
+        );
+      }
     }
     Object.assign(row, await timeSteps(opts));
     if (withProfile) row.kernels = await profile(opts[0]);
@@ -850,7 +876,12 @@ if (!values["skip-torch"]) {
     const r = await new Deno.Command("python3", {
       args: [
         `${here}torch_adamw.py`,
-        JSON.stringify({ sizes: sizes.map((s) => 2 ** s), shapes, steps }),
+        JSON.stringify({
+          sizes: sizes.map((s) => 2 ** s),
+          shapes,
+          steps,
+          warmupMs,
+        }),
       ],
       stdout: "piped",
       stderr: "piped",
@@ -900,6 +931,8 @@ if (!values["skip-tfjs"]) {
         values["tfjs-sizes"]!,
         "--steps",
         String(steps),
+        "--warmup-ms",
+        String(warmupMs),
       ],
       stdout: "piped",
       stderr: "piped",

@@ -22,6 +22,8 @@ const { values } = parseArgs({
   options: {
     sizes: { type: "string", default: "20,24,26,28" },
     steps: { type: "string", default: "50" },
+    // Warm-up in ms of steps before timing (see bench/device.ts).
+    "warmup-ms": { type: "string", default: "2500" },
   },
 });
 
@@ -67,10 +69,14 @@ for (const log2 of values.sizes!.split(",").map(Number)) {
   const opts = vars.map(() => tf.train.adam(1e-4));
   const apply = (i: number) =>
     opts[i % sets].applyGradients({ [vars[i % sets].name]: grads[i % sets] });
-  for (let i = 0; i < 3 * sets; i++) apply(i);
-  let probe = tf.slice(vars[0], 0, 1);
-  await probe.data();
-  probe.dispose();
+  const warm = performance.now();
+  let probe;
+  do {
+    for (let i = 0; i < 3 * sets; i++) apply(i);
+    probe = tf.slice(vars[0], 0, 1);
+    await probe.data();
+    probe.dispose();
+  } while (performance.now() - warm < Number(values["warmup-ms"]));
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) apply(i);
   probe = tf.slice(vars[(steps - 1) % sets], 0, 1);

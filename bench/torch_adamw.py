@@ -10,6 +10,7 @@ Prints one JSON object per line: {"copy": ...} and then one row per run.
 """
 
 import json
+import time
 import sys
 
 import torch
@@ -41,7 +42,7 @@ def copy_bandwidth(n, reps=20):
     return {"bytes": 8 * n, "ms": ms, "tbps": 8 * n / ms / 1e9}
 
 
-def run(label, shapes, dtype, steps, sets):
+def run(label, shapes, dtype, steps, sets, warmup_ms):
     """Times fused AdamW over `shapes` (a list of tensor shapes), `sets` copies."""
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -56,9 +57,16 @@ def run(label, shapes, dtype, steps, sets):
                 ps.append(p)
             opts.append(torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.01, fused=True))
             params = sum(p.numel() for p in ps)
-        for i in range(3 * sets):
-            opts[i % sets].step()
-        torch.cuda.synchronize()
+        # Warm-up: at least 3 steps per set and warmup_ms of steps, as
+        # bench/device.ts does (the SM clock needs about 2 s of load to come
+        # back up after host-bound work).
+        start = time.perf_counter()
+        while True:
+            for i in range(3 * sets):
+                opts[i % sets].step()
+            torch.cuda.synchronize()
+            if (time.perf_counter() - start) * 1e3 >= warmup_ms:
+                break
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
         for i in range(steps):
@@ -80,14 +88,15 @@ def run(label, shapes, dtype, steps, sets):
 def main():
     cfg = json.loads(sys.argv[1])
     steps = cfg["steps"]
+    warmup_ms = cfg.get("warmupMs", 2500)
     print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}), flush=True)
     print(json.dumps({"copy": copy_bandwidth(cfg.get("copyElements", 2**28))}), flush=True)
     for dtype in (torch.float32, torch.bfloat16):
         for n in cfg.get("sizes", []):
             sets = 4 if n * 16 <= 2**30 else 1
-            print(json.dumps(run(f"2^{n.bit_length() - 1}", [[n]], dtype, steps, sets)), flush=True)
+            print(json.dumps(run(f"2^{n.bit_length() - 1}", [[n]], dtype, steps, sets, warmup_ms)), flush=True)
         for name, shapes in cfg.get("shapes", {}).items():
-            print(json.dumps(run(name, shapes, dtype, steps, 1)), flush=True)
+            print(json.dumps(run(name, shapes, dtype, steps, 1, warmup_ms)), flush=True)
 
 
 if __name__ == "__main__":
