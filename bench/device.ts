@@ -9,7 +9,7 @@
  * one table.
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
- *       [--per-submit 1] [--repeat 1] [--warmup-ms 2500] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
+ *       [--per-submit 1] [--repeat 1] [--warmup-ms 300] [--heat-ms 1500] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
  *       [--skip-training] [--profile-all] [--residency] [--registers DIR]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
@@ -67,9 +67,11 @@ const { values } = parseArgs({
     // Times each row this many times (a diagnostic: the row keeps the last;
     // every repeat is printed).
     repeat: { type: "string", default: "1" },
-    // Warm-up before each row's timing, in ms of steps (also passed to the
-    // PyTorch and TF.js timers).
-    "warmup-ms": { type: "string", default: "2500" },
+    // Warm-up before each row's timing, in ms of the row's own steps, then
+    // ms of a copy kernel that keeps the GPU busy (see heatClock). PyTorch
+    // and TF.js warm up with their own steps for the sum of the two.
+    "warmup-ms": { type: "string", default: "300" },
+    "heat-ms": { type: "string", default: "1500" },
     optimizers: { type: "string", default: "all" },
     "skip-torch": { type: "boolean", default: false },
     "skip-tfjs": { type: "boolean", default: false },
@@ -91,6 +93,7 @@ const steps = Number(values.steps);
 const perSubmit = Number(values["per-submit"]);
 const repeat = Number(values.repeat);
 const warmupMs = Number(values["warmup-ms"]);
+const heatMs = Number(values["heat-ms"]);
 const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
 const llamaNames = values.llama ? values.llama.split(",") : [];
 const lib = (await import(
@@ -386,6 +389,53 @@ async function wgslCopy(
   qs.destroy();
   return { ms, tbps: 8 * n / ms / 1e9 };
 }
+// The H200's driver lowers the SM clock (to 0.35-1.4 GHz) while the GPU
+// waits on the host, as it does between small steps submitted one by one,
+// and needs 1-2 s of load to bring it back to 1.98 GHz. Timed at whatever
+// clock the previous row left, MicroAdam f32 at 2^28 took 3.57 instead of
+// 2.58 ms after the 2^26 rows, and with 2.5 s of their own steps as warm-up
+// the 2^24 rows took 2-2.5 times as long (bench/RESULTS.md, round 9). So
+// before each row's timed steps a copy kernel keeps the GPU busy for `ms`:
+// the rows are timed at the clock a GPU busy with training runs at, as
+// PyTorch's steps (which keep the GPU busy themselves) are.
+const heatN = 2 ** 24;
+const heatPipe = device.createComputePipeline({
+  layout: "auto",
+  compute: {
+    module: device.createShaderModule({ code: copyKernel(4, true) }),
+    entryPoint: "main",
+  },
+});
+const heatBuffers = [0, 1].map(() =>
+  device.createBuffer({ size: 4 * heatN, usage })
+);
+const heatBind = bindBuffers(
+  device,
+  heatPipe.getBindGroupLayout(0),
+  heatBuffers,
+);
+async function heatClock(ms: number): Promise<void> {
+  const [x, y] = dispatchSize(
+    Math.ceil(heatN / 4 / 256 / 4),
+    device.limits.maxComputeWorkgroupsPerDimension,
+  );
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    // Two submits of 500 copies (about 15 ms each at full clock) before
+    // each wait, so the GPU stays busy across Deno's polling interval.
+    for (let s = 0; s < 2; s++) {
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(heatPipe);
+      pass.setBindGroup(0, heatBind);
+      for (let r = 0; r < 500; r++) pass.dispatchWorkgroups(x, y);
+      pass.end();
+      device.queue.submit([enc.finish()]);
+    }
+    await device.queue.onSubmittedWorkDone();
+  }
+}
+
 const copyLog2 = Math.min(
   28,
   Math.floor(Math.log2(device.limits.maxStorageBufferBindingSize / 4)),
@@ -477,16 +527,14 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
 async function timeSteps(
   opts: GpuOptimizer[],
 ): Promise<{ ms: number; hostMs: number; medianMs: number }> {
-  // Warm-up: at least 3 steps per optimizer and `warmupMs` of steps. The
-  // H200's driver lowers the SM clock to 0.5-1.4 GHz while the GPU waits on
-  // the host (small tensors, setup) and takes about 2 s of load to bring it
-  // back to 1.98 GHz; with 300 ms, a row after small ones ran at the low
-  // clock (bench/RESULTS.md, round 9).
+  // Warm-up: at least 3 steps per optimizer and `warmupMs` of steps, then
+  // the clock brought up (heatClock).
   const warm = performance.now();
   do {
     for (let i = 0; i < 3 * opts.length; i++) opts[i % opts.length].step();
     await device.queue.onSubmittedWorkDone();
   } while (performance.now() - warm < warmupMs);
+  await heatClock(heatMs);
   const qs = device.createQuerySet({ type: "timestamp", count: 2 * steps });
   const t0 = performance.now();
   let batch: GPUCommandEncoder | undefined;
@@ -880,7 +928,7 @@ if (!values["skip-torch"]) {
           sizes: sizes.map((s) => 2 ** s),
           shapes,
           steps,
-          warmupMs,
+          warmupMs: warmupMs + heatMs,
         }),
       ],
       stdout: "piped",
@@ -932,7 +980,7 @@ if (!values["skip-tfjs"]) {
         "--steps",
         String(steps),
         "--warmup-ms",
-        String(warmupMs),
+        String(warmupMs + heatMs),
       ],
       stdout: "piped",
       stderr: "piped",

@@ -23,7 +23,7 @@ const { values } = parseArgs({
     sizes: { type: "string", default: "20,24,26,28" },
     steps: { type: "string", default: "50" },
     // Warm-up in ms of steps before timing (see bench/device.ts).
-    "warmup-ms": { type: "string", default: "2500" },
+    "warmup-ms": { type: "string", default: "1800" },
   },
 });
 

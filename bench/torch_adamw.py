@@ -88,7 +88,7 @@ def run(label, shapes, dtype, steps, sets, warmup_ms):
 def main():
     cfg = json.loads(sys.argv[1])
     steps = cfg["steps"]
-    warmup_ms = cfg.get("warmupMs", 2500)
+    warmup_ms = cfg.get("warmupMs", 1800)
     print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}), flush=True)
     print(json.dumps({"copy": copy_bandwidth(cfg.get("copyElements", 2**28))}), flush=True)
     for dtype in (torch.float32, torch.bfloat16):
