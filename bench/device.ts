@@ -20,8 +20,10 @@
  * intervals are printed beside it as diagnostics (the median can overstate:
  * a pass's begin can be stamped before the previous one has drained).
  * Tensors that would fit the L2 cache rotate between 4 optimizers on 4
- * parameter/gradient sets. Every configuration is warmed up for at least
- * 300 ms first. Data are made on the GPU (bench/fill.wgsl): nonzero
+ * parameter/gradient sets. Every configuration is warmed up with at least
+ * 300 ms of its own steps (`--warmup-ms`), then a copy kernel keeps the GPU
+ * busy for 1.5 s (`--heat-ms`, see heatClock) and the timing starts right
+ * after. Data are made on the GPU (bench/fill.wgsl): nonzero
  * parameters, gradients spread over 12 octaves.
  *
  * `--optimizers` takes a comma-separated list of MicroAdam f32, MicroAdam
@@ -341,6 +343,14 @@ async function cpuCheck(
 
 // ---- Copy bandwidth (WGSL) ----------------------------------------------------------
 
+// The grid of copyKernel(itemsPerThread) over n f32 (256 threads, vec4s).
+function copyGrid(n: number, itemsPerThread: number): [number, number] {
+  return dispatchSize(
+    Math.ceil(n / 4 / 256 / itemsPerThread),
+    device.limits.maxComputeWorkgroupsPerDimension,
+  );
+}
+
 async function wgslCopy(
   n: number,
   code = copyKernel(4, true),
@@ -360,10 +370,7 @@ async function wgslCopy(
   const reps = 20;
   const qs = device.createQuerySet({ type: "timestamp", count: 2 });
   const enc = device.createCommandEncoder();
-  const [x, y] = dispatchSize(
-    Math.ceil(n / 4 / 256 / itemsPerThread),
-    device.limits.maxComputeWorkgroupsPerDimension,
-  );
+  const [x, y] = copyGrid(n, itemsPerThread);
   for (let r = 0; r < reps + 3; r++) {
     const pass = enc.beginComputePass(
       r === 3
@@ -399,26 +406,27 @@ async function wgslCopy(
 // the rows are timed at the clock a GPU busy with training runs at, as
 // PyTorch's steps (which keep the GPU busy themselves) are.
 const heatN = 2 ** 24;
-const heatPipe = device.createComputePipeline({
-  layout: "auto",
-  compute: {
-    module: device.createShaderModule({ code: copyKernel(4, true) }),
-    entryPoint: "main",
-  },
-});
-const heatBuffers = [0, 1].map(() =>
-  device.createBuffer({ size: 4 * heatN, usage })
-);
-const heatBind = bindBuffers(
-  device,
-  heatPipe.getBindGroupLayout(0),
-  heatBuffers,
-);
+// Built on first use (not at all with --heat-ms 0).
+let heater: { bind: GPUBindGroup; pipe: GPUComputePipeline } | undefined;
 async function heatClock(ms: number): Promise<void> {
-  const [x, y] = dispatchSize(
-    Math.ceil(heatN / 4 / 256 / 4),
-    device.limits.maxComputeWorkgroupsPerDimension,
-  );
+  if (ms <= 0) return;
+  if (!heater) {
+    const pipe = device.createComputePipeline({
+      layout: "auto",
+      compute: {
+        module: device.createShaderModule({ code: copyKernel(4, true) }),
+        entryPoint: "main",
+      },
+    });
+    const buffers = [0, 1].map(() =>
+      device.createBuffer({ size: 4 * heatN, usage })
+    );
+    heater = {
+      pipe,
+      bind: bindBuffers(device, pipe.getBindGroupLayout(0), buffers),
+    };
+  }
+  const [x, y] = copyGrid(heatN, 4);
   const start = performance.now();
   while (performance.now() - start < ms) {
     // Two submits of 500 copies (about 15 ms each at full clock) before
@@ -426,8 +434,8 @@ async function heatClock(ms: number): Promise<void> {
     for (let s = 0; s < 2; s++) {
       const enc = device.createCommandEncoder();
       const pass = enc.beginComputePass();
-      pass.setPipeline(heatPipe);
-      pass.setBindGroup(0, heatBind);
+      pass.setPipeline(heater.pipe);
+      pass.setBindGroup(0, heater.bind);
       for (let r = 0; r < 500; r++) pass.dispatchWorkgroups(x, y);
       pass.end();
       device.queue.submit([enc.finish()]);

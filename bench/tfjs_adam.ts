@@ -70,7 +70,7 @@ for (const log2 of values.sizes!.split(",").map(Number)) {
   const apply = (i: number) =>
     opts[i % sets].applyGradients({ [vars[i % sets].name]: grads[i % sets] });
   const warm = performance.now();
-  let probe;
+  let probe: TfTensor;
   do {
     for (let i = 0; i < 3 * sets; i++) apply(i);
     probe = tf.slice(vars[0], 0, 1);

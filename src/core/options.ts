@@ -237,19 +237,22 @@ function checkBetas(value: unknown): readonly [number, number] {
   return [value[0], value[1]] as const;
 }
 
-// MicroAdam (`unchecked` false) checks its gradients inside its first kernel,
-// at no cost, so only the Adam family may turn the check off.
-function checkNonFinite(value: unknown, unchecked: boolean): NonFinitePolicy {
+// MicroAdam (`allowUnchecked` false) checks its gradients inside its first
+// kernel, at no cost, so only the Adam family may turn the check off.
+function checkNonFinite(
+  value: unknown,
+  allowUnchecked: boolean,
+): NonFinitePolicy {
   if (value === "skip" || value === "error") return value;
   if (value === "unchecked") {
-    if (unchecked) return value;
+    if (allowUnchecked) return value;
     throw new InvalidOptionError(
       `nonFinite: MicroAdam checks gradients inside its first kernel at no extra cost; expected "skip" or "error", got "unchecked"`,
     );
   }
   throw new InvalidOptionError(
     `nonFinite: expected ${
-      unchecked ? '"skip", "error" or "unchecked"' : '"skip" or "error"'
+      allowUnchecked ? '"skip", "error" or "unchecked"' : '"skip" or "error"'
     }, got ${describe(value)}`,
   );
 }
@@ -257,7 +260,7 @@ function checkNonFinite(value: unknown, unchecked: boolean): NonFinitePolicy {
 function checkCommon(
   o: Record<string, unknown>,
   defaultWd: number,
-  unchecked: boolean,
+  allowUnchecked: boolean,
 ) {
   const lr = checkLr(given(o, "lr", 1e-3));
   const betas = checkBetas(given(o, "betas", [0.9, 0.999]));
@@ -271,7 +274,10 @@ function checkCommon(
     );
   }
   const weightDecay = checkWeightDecay(given(o, "weightDecay", defaultWd));
-  const nonFinite = checkNonFinite(given(o, "nonFinite", "skip"), unchecked);
+  const nonFinite = checkNonFinite(
+    given(o, "nonFinite", "skip"),
+    allowUnchecked,
+  );
   const schedule = checkSchedule(given(o, "schedule", undefined));
   return {
     lr,

@@ -372,15 +372,14 @@ export abstract class GpuOptimizer {
   /**
    * Encodes what runs before the prologue: the search for non-finite
    * gradients, which sets the flag the prologue turns into a skipped step.
-   * By default `check_finite` over every batch of {@link planBatches}, and
-   * nothing with policy `"unchecked"` (then nothing writes the flag, which
+   * By default `check_finite` over every batch of {@link planBatches}, which
+   * plans none with policy `"unchecked"` (then nothing writes the flag, which
    * stays "no bad tensor", so the prologue never skips a step for it); an
    * optimizer whose first kernel reads every gradient anyway checks there
    * instead (its kernels must then leave the state as it was when the
    * prologue skips the step).
    */
   protected encodeNonFiniteCheck(): void {
-    if (this.nonFinite === "unchecked") return;
     for (const c of this.#checkBatches) {
       this.dispatch(c.pipe, c.bindGroup, c.tiles, "check_finite");
     }
