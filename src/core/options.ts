@@ -22,6 +22,13 @@ import type { Schedule } from "./schedule.ts";
  * The policies of the optimizers that always check their gradients
  * (MicroAdam: its first kernel reads every gradient anyway, so the check
  * costs nothing there and cannot be turned off).
+ *
+ * @example
+ * ```ts
+ * import { type CheckedNonFinitePolicy, resolveMicroAdamOptions } from "./options.ts";
+ * const policy: CheckedNonFinitePolicy = "error";
+ * console.log(resolveMicroAdamOptions({ nonFinite: policy }).nonFinite); // "error"
+ * ```
  */
 export type CheckedNonFinitePolicy = "skip" | "error";
 
