@@ -5,31 +5,39 @@ fn ef_unit(mn: f32, mx: f32) -> f32 {
   return div_rn(mx - mn, 15.0);
 }
 
-// 1 / u for quantize(), in any rounding.
-fn ef_inverse(u: f32) -> f32 {
-  if (u == 0.0) { return 0.0; }
-  return 1.0 / u;
+// What spec step 5 needs of an EF block, computed once per block: its
+// minimum mn, unit u = ef_unit(mn, mx), 1 / u in any rounding, and whether
+// u and 1 / u are normal (then quantize may take its fast path).
+struct Quantizer {
+  mn: f32,
+  u: f32,
+  inv: f32,
+  normal: bool,
 }
 
-// Spec step 5: nearest 4-bit code of r, for a block with minimum mn, unit
-// u = ef_unit(mn, mx) and inv = ef_inverse(u): floor(div_rn(r - mn, u) + 0.5)
-// clamped to 0..15. The exact division is only needed near a rounding
-// boundary: (r - mn) · inv is within 2^-21 (relative) of div_rn(r - mn, u)
-// on any device (WGSL's '/' is within 2.5 ulp, '*' within 0.5), so below
-// 64 the two differ by less than 4e-5 after adding 0.5 and rounding; where
-// that sum is farther than 1e-4 from an integer, both floors agree. About
-// one element in 5000 takes the exact path.
-fn quantize(r: f32, mn: f32, u: f32, inv: f32) -> u32 {
-  if (u == 0.0) { return 0u; }
-  let x = r - mn;
-  let y = x * inv;
+fn ef_quantizer(mn: f32, u: f32) -> Quantizer {
+  if (u == 0.0) { return Quantizer(mn, u, 0.0, false); }
+  return Quantizer(mn, u, 1.0 / u, u >= 7.888609e-31 && u <= 1.2676506e30);
+}
+
+// Spec step 5: nearest 4-bit code of r for the block of qz:
+// floor(div_rn(r - mn, u) + 0.5) clamped to 0..15. The exact division is
+// only needed near a rounding boundary: (r - mn) · inv is within 2^-21
+// (relative) of div_rn(r - mn, u) on any device (WGSL's '/' is within 2.5
+// ulp, '*' within 0.5), so below 64 the two differ by less than 4e-5 after
+// adding 0.5 and rounding; where that sum is farther than 1e-4 from an
+// integer, both floors agree. About one element in 5000 takes the exact
+// path.
+fn quantize(r: f32, qz: Quantizer) -> u32 {
+  if (qz.u == 0.0) { return 0u; }
+  let x = r - qz.mn;
+  let y = x * qz.inv;
   let z = y + 0.5;
   let f = z - floor(z);
-  // u normal with a normal inverse: nothing is flushed that could matter.
-  if (u >= 7.888609e-31 && u <= 1.2676506e30 && y >= 0.0 && y < 64.0 && f > 1e-4 && f < 0.9999) {
+  if (qz.normal && y >= 0.0 && y < 64.0 && f > 1e-4 && f < 0.9999) {
     return u32(min(floor(z), 15.0));
   }
-  let q = floor(div_rn(x, u) + 0.5);
+  let q = floor(div_rn(x, qz.u) + 0.5);
   return u32(clamp(q, 0.0, 15.0));
 }
 

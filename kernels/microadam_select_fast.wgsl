@@ -110,7 +110,7 @@ fn take(acc: ptr<function, LoadAcc>, bits: u32, cw: u32, sub: u32, i: u32, nv: u
   return a;
 }
 
-// take() for four f32 elements i .. i + 3 (codes sub .. sub + 3 of cw).
+// take() for four elements i .. i + 3 (codes sub .. sub + 3 of cw).
 fn take4(acc: ptr<function, LoadAcc>, v: vec4<u32>, cw: u32, sub: u32, i: u32, nv: u32) -> vec4<f32> {
   return vec4<f32>(
     take(acc, v.x, cw, sub, i, nv),
@@ -148,45 +148,50 @@ fn select_block(w: u32, tid: u32) {
   if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
   var a: array<f32, VPT>;
   var acc = LoadAcc(0u, 0u);
+  // The 16 gradients' bits as four vec4s, elements 0-3, 4-7, 8-11, 12-15.
+  // Written out by hand: as a loop over the words it stayed a loop on the
+  // H200, with each a[4q + j] written through 16 compares and predicated
+  // moves and the loads issued one after another.
+  var g0: vec4<u32>;
+  var g1: vec4<u32>;
+  var g2: vec4<u32>;
+  var g3: vec4<u32>;
   if (BF16) {
     let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
     let aligned = (first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4);
-    for (var q = 0u; q < 2u; q++) {
-      var v = vec4<u32>(0u);
-      if (aligned) {
-        v = grads4[(first >> 2u) + q];
-      } else {
-        v = load_words(first + 4u * q, (nv + 1u) / 2u - min(4u * q, (nv + 1u) / 2u));
-      }
-      let cw = select(cw1, cw0, q == 0u);
-      a[8u * q] = take(&acc, v.x & 0xffffu, cw, 0u, 8u * q, nv);
-      a[8u * q + 1u] = take(&acc, v.x >> 16u, cw, 1u, 8u * q + 1u, nv);
-      a[8u * q + 2u] = take(&acc, v.y & 0xffffu, cw, 2u, 8u * q + 2u, nv);
-      a[8u * q + 3u] = take(&acc, v.y >> 16u, cw, 3u, 8u * q + 3u, nv);
-      a[8u * q + 4u] = take(&acc, v.z & 0xffffu, cw, 4u, 8u * q + 4u, nv);
-      a[8u * q + 5u] = take(&acc, v.z >> 16u, cw, 5u, 8u * q + 5u, nv);
-      a[8u * q + 6u] = take(&acc, v.w & 0xffffu, cw, 6u, 8u * q + 6u, nv);
-      a[8u * q + 7u] = take(&acc, v.w >> 16u, cw, 7u, 8u * q + 7u, nv);
+    let words = (nv + 1u) / 2u;
+    var w0: vec4<u32>;
+    var w1: vec4<u32>;
+    if (aligned) {
+      w0 = grads4[first >> 2u];
+      w1 = grads4[(first >> 2u) + 1u];
+    } else {
+      w0 = load_words(first, words);
+      w1 = load_words(first + 4u, words - min(4u, words));
     }
+    // Two bf16 gradients per word, the low half first.
+    let halves = vec4<u32>(0u, 16u, 0u, 16u);
+    let low = vec4<u32>(0xffffu);
+    g0 = (vec4<u32>(w0.xx, w0.yy) >> halves) & low;
+    g1 = (vec4<u32>(w0.zz, w0.ww) >> halves) & low;
+    g2 = (vec4<u32>(w1.xx, w1.yy) >> halves) & low;
+    g3 = (vec4<u32>(w1.zz, w1.ww) >> halves) & low;
   } else {
     let first = s.grad_off + blk.start + j0;
     let aligned = (first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4);
-    // Unrolled by hand: as a loop over the four vec4 words it stayed a loop
-    // on the H200, with each a[4q + j] written through 16 compares and
-    // predicated moves and the four loads issued one after another.
-    let v0 = f32_words(first, 0u, nv, aligned);
-    let v1 = f32_words(first, 1u, nv, aligned);
-    let v2 = f32_words(first, 2u, nv, aligned);
-    let v3 = f32_words(first, 3u, nv, aligned);
-    let r0 = take4(&acc, v0, cw0, 0u, 0u, nv);
-    let r1 = take4(&acc, v1, cw0, 4u, 4u, nv);
-    let r2 = take4(&acc, v2, cw1, 0u, 8u, nv);
-    let r3 = take4(&acc, v3, cw1, 4u, 12u, nv);
-    a[0] = r0.x; a[1] = r0.y; a[2] = r0.z; a[3] = r0.w;
-    a[4] = r1.x; a[5] = r1.y; a[6] = r1.z; a[7] = r1.w;
-    a[8] = r2.x; a[9] = r2.y; a[10] = r2.z; a[11] = r2.w;
-    a[12] = r3.x; a[13] = r3.y; a[14] = r3.z; a[15] = r3.w;
+    g0 = f32_words(first, 0u, nv, aligned);
+    g1 = f32_words(first, 1u, nv, aligned);
+    g2 = f32_words(first, 2u, nv, aligned);
+    g3 = f32_words(first, 3u, nv, aligned);
   }
+  let r0 = take4(&acc, g0, cw0, 0u, 0u, nv);
+  let r1 = take4(&acc, g1, cw0, 4u, 4u, nv);
+  let r2 = take4(&acc, g2, cw1, 0u, 8u, nv);
+  let r3 = take4(&acc, g3, cw1, 4u, 12u, nv);
+  a[0] = r0.x; a[1] = r0.y; a[2] = r0.z; a[3] = r0.w;
+  a[4] = r1.x; a[5] = r1.y; a[6] = r1.z; a[7] = r1.w;
+  a[8] = r2.x; a[9] = r2.y; a[10] = r2.z; a[11] = r2.w;
+  a[12] = r3.x; a[13] = r3.y; a[14] = r3.z; a[15] = r3.w;
   let bad = select(f32_bits_too_large(acc.gmax), bf16_bits_too_large(acc.gmax), BF16);
   let kmax = acc.kmax;
   if (bad) { atomicMin(&flags[0], s.tensor); }
@@ -202,15 +207,14 @@ fn select_block(w: u32, tid: u32) {
   // The residual's min/max; the keys below floor_key are never kept.
   var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
   var rmax = 0u;
-  for (var i = 0u; i < VPT; i++) {
-    if (i < nv) {
-      if (topk_key(a[i]) >= floor_key) {
-        cand |= 1u << i;
-      } else {
-        let o = ordered_enc(a[i]);
-        rmin = max(rmin, ~o);
-        rmax = max(rmax, o);
-      }
+  // Loops end at nv (<= 16): no per-element test of i < nv.
+  for (var i = 0u; i < nv; i++) {
+    if (topk_key(a[i]) >= floor_key) {
+      cand |= 1u << i;
+    } else {
+      let o = ordered_enc(a[i]);
+      rmin = max(rmin, ~o);
+      rmax = max(rmax, o);
     }
   }
   // ---- The k-th largest key T --------------------------------------------------
@@ -309,15 +313,12 @@ fn select_block(w: u32, tid: u32) {
   let st = stats_from_scratch(keys.x, keys.y);
   let mn = bf16_value(st);
   let u = ef_unit(mn, bf16_value(st >> 16u));
-  let inv = ef_inverse(u);
+  let qz = ef_quantizer(mn, u);
+  // One loop per code word: no per-element choice of the word.
   var out0 = 0u;
+  for (var i = 0u; i < min(nv, 8u); i++) { out0 |= quantize(a[i], qz) << (4u * i); }
   var out1 = 0u;
-  for (var i = 0u; i < VPT; i++) {
-    if (i < nv) {
-      let code = quantize(a[i], mn, u, inv) << ((i & 7u) * 4u);
-      if (i < 8u) { out0 |= code; } else { out1 |= code; }
-    }
-  }
+  for (var i = 8u; i < nv; i++) { out1 |= quantize(a[i], qz) << (4u * (i - 8u)); }
   if (nv > 0u) { codes[codes_out_base + cw_first] = out0; }
   if (nv > 8u) { codes[codes_out_base + cw_first + 1u] = out1; }
 }

@@ -37,9 +37,7 @@ var<workgroup> code_words: array<atomic<u32>, 128>; // the tile's new EF codes
 var<private> cache_q: u32 = 0xffffffffu;
 var<private> old_mn: f32;   // stored stats before this step: dequantize
 var<private> old_unit: f32;
-var<private> new_mn: f32;   // stats of this step: quantize
-var<private> new_unit: f32;
-var<private> new_inv: f32;
+var<private> new_qz: Quantizer; // stats of this step: quantize
 
 // Steps 3, 5, 6, 8, 9 for tile coordinate l with parameter p: records the
 // new EF code in code_words and returns the new parameter.
@@ -52,13 +50,12 @@ fn update_one(s: Seg, lo: u32, l: u32, p_in: f32, h: GroupHyper) -> f32 {
     old_mn = bf16_value(st);
     old_unit = ef_unit(old_mn, bf16_value(st >> 16u));
     let nst = stats_from_scratch(work[2u * q], work[2u * q + 1u]);
-    new_mn = bf16_value(nst);
-    new_unit = ef_unit(new_mn, bf16_value(nst >> 16u));
-    new_inv = ef_inverse(new_unit);
+    let new_mn = bf16_value(nst);
+    new_qz = ef_quantizer(new_mn, ef_unit(new_mn, bf16_value(nst >> 16u)));
   }
   let a = add_error(load_grad(s.grad_off + c), ef_value(load_code(s, c), old_mn, old_unit));
   let is_kept = ((atomicLoad(&kept[l >> 5u]) >> (l & 31u)) & 1u) == 1u;
-  let code = quantize(select(a, 0.0, is_kept), new_mn, new_unit, new_inv);
+  let code = quantize(select(a, 0.0, is_kept), new_qz);
   atomicOr(&code_words[l >> 3u], code << ((l & 7u) * 4u));
 
   var p = p_in;

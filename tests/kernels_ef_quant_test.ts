@@ -31,7 +31,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let r = bitcast<f32>(inp[3u * i]);
   let mn = bitcast<f32>(inp[3u * i + 1u]);
   let u = ef_unit(mn, bitcast<f32>(inp[3u * i + 2u]));
-  out[i] = quantize(r, mn, u, ef_inverse(u));
+  out[i] = quantize(r, ef_quantizer(mn, u));
 }
 `;
 
