@@ -15,29 +15,43 @@ struct Quantizer {
   normal: bool,
 }
 
-fn ef_quantizer(mn: f32, u: f32) -> Quantizer {
+// The quantizer of an EF block with stored (bf16) minimum mn and maximum mx.
+fn ef_quantizer(mn: f32, mx: f32) -> Quantizer {
+  let u = ef_unit(mn, mx);
   if (u == 0.0) { return Quantizer(mn, u, 0.0, false); }
   return Quantizer(mn, u, 1.0 / u, u >= 7.888609e-31 && u <= 1.2676506e30);
 }
 
-// Spec step 5: nearest 4-bit code of r for the block of qz:
-// floor(div_rn(r - mn, u) + 0.5) clamped to 0..15. The exact division is
-// only needed near a rounding boundary: (r - mn) · inv is within 2^-21
-// (relative) of div_rn(r - mn, u) on any device (WGSL's '/' is within 2.5
-// ulp, '*' within 0.5), so below 64 the two differ by less than 4e-5 after
-// adding 0.5 and rounding; where that sum is farther than 1e-4 from an
-// integer, both floors agree. About one element in 5000 takes the exact
-// path.
+// Spec step 5's codes of four residuals r where a multiply by 1 / u decides
+// them, and which lanes it does not decide (`undecided`: quantize must take
+// those). The code is floor(div_rn(r - mn, u) + 0.5) clamped to 0..15;
+// (r - mn) · inv is within 2^-21 (relative) of div_rn(r - mn, u) on any
+// device (WGSL's '/' is within 2.5 ulp, '*' within 0.5), so below 64 the two
+// differ by less than 4e-5 after adding 0.5 and rounding; where that sum is
+// farther than 1e-4 from an integer, both floors agree. About one residual
+// in 5000 is left undecided (every one when u or 1 / u is not normal).
+struct FastCodes {
+  codes: vec4<u32>,
+  undecided: vec4<bool>,
+}
+
+fn quantize_fast4(r: vec4<f32>, qz: Quantizer) -> FastCodes {
+  let y = (r - vec4<f32>(qz.mn)) * qz.inv;
+  let z = y + vec4<f32>(0.5);
+  let f = z - floor(z);
+  let decided = vec4<bool>(qz.normal) & (y >= vec4<f32>(0.0)) & (y < vec4<f32>(64.0)) &
+    (f > vec4<f32>(1e-4)) & (f < vec4<f32>(0.9999));
+  return FastCodes(vec4<u32>(min(floor(z), vec4<f32>(15.0))), !decided);
+}
+
+// Spec step 5: the nearest 4-bit code of r for the block of qz,
+// floor(div_rn(r - mn, u) + 0.5) clamped to 0..15 (0 when u = 0); the exact
+// division only where quantize_fast4 does not decide.
 fn quantize(r: f32, qz: Quantizer) -> u32 {
   if (qz.u == 0.0) { return 0u; }
-  let x = r - qz.mn;
-  let y = x * qz.inv;
-  let z = y + 0.5;
-  let f = z - floor(z);
-  if (qz.normal && y >= 0.0 && y < 64.0 && f > 1e-4 && f < 0.9999) {
-    return u32(min(floor(z), 15.0));
-  }
-  let q = floor(div_rn(x, qz.u) + 0.5);
+  let fast = quantize_fast4(vec4<f32>(r), qz);
+  if (!fast.undecided.x) { return fast.codes.x; }
+  let q = floor(div_rn(r - qz.mn, qz.u) + 0.5);
   return u32(clamp(q, 0.0, 15.0));
 }
 

@@ -1,28 +1,25 @@
 // MicroAdam spec steps 1-5 for one top-k block that is also one EF block
-// (Q = D, the default, or a tensor no larger than either), in one pass: each
-// of 256 threads loads 16 consecutive elements of the gradient and their EF
-// codes once, and keeps a = g + e in a private array. Then, without reading
-// the gradient or the codes again: the non-finite check, the exact k-th
-// largest |a| (T), this step's window row (staged: the update kernel commits
-// it once the step is known to apply), the residual's min/max, and the
-// residual quantized with the new statistics into the other codes half.
-// Runs before the prologue.
+// (Q = D, the default, or a tensor no larger than either), in one pass over
+// the block: each of 256 threads owns 16 consecutive elements and two EF
+// code words. The non-finite check, the exact k-th largest |a| (T), this
+// step's window row (staged: the update kernel commits it once the step is
+// known to apply), the residual's min/max, and the residual quantized with
+// the new statistics into the other codes half. Runs before the prologue.
 //
-// A walk over the private array costs about as much as the loads, so only
-// three walk all 16 elements: the load, the one that marks the candidates,
-// and the quantizer. The candidates are the keys at or above a lower bound
-// on T taken from the subgroups' thread maxima (wg_kth_bound_part); T and
-// the row visit only them. Their keys are copied to workgroup memory, where
-// each candidate counts the keys above its own: T comes out of one pass
-// with one barrier. When they do not fit (ties in bulk, or no subgroups, so
-// no bound), radix digits over the private array find T instead
+// The thread's 16 values of a = g + e live in registers as four vec4, and
+// every walk over them (the load, the one that marks the candidates, the
+// quantizer) is straight-line vector code with constant indices. A private
+// array of a, which every earlier version had, went to device memory through
+// the cache with each run-time index into it (bench/RESULTS.md, rounds 3 to
+// 11). The few per-candidate steps read their element again (elem_a).
+//
+// The candidates are the keys at or above a lower bound on T taken from the
+// subgroups' thread maxima (wg_kth_bound_part); on the benchmark's data a
+// block has 60 to 100, a thread usually none or one. Their keys go to
+// workgroup memory, where each counts the keys above and at its own: T comes
+// out of one pass with one barrier. When they do not fit (ties in bulk, or no subgroups, so
+// no bound), radix digits over the candidates find T instead
 // (threshold_by_digits).
-//
-// The compiler decides where the array lives (device memory through the
-// cache, or registers, where a run-time index becomes a chain of compares)
-// and how many registers the kernel takes, so each change is checked for
-// both (bench/vkstats.py, bench/sass.ts) and timed on the H200
-// (bench/RESULTS.md, rounds 5 to 8).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -68,6 +65,15 @@ fn main(
   }
 }
 
+// Where a thread's elements lie.
+struct Span {
+  j0: u32,      // block-local index of the first
+  n: u32,       // how many are in the block (<= VPT)
+  grad: u32,    // f32: gradient word of the first; bf16: word of the first pair
+  code: u32,    // first EF code word, in either half
+  aligned: bool, // 16-byte loads reach the gradient words
+}
+
 // Gradient words first .. first + 3, the first `count` of them (the rest 0):
 // the path for blocks that 16-byte loads cannot reach. Components are set
 // one by one (a run-time index would put the vector in memory).
@@ -80,44 +86,142 @@ fn load_words(first: u32, count: u32) -> vec4<u32> {
   return v;
 }
 
-// f32 gradient words first + 4q .. first + 4q + 3 of the thread's nv
-// (0 past them).
-fn f32_words(first: u32, q: u32, nv: u32, aligned: bool) -> vec4<u32> {
-  if (aligned) { return grads4[(first >> 2u) + q]; }
-  return load_words(first + 4u * q, nv - min(4u * q, nv));
+// Gradient words 4q .. 4q + 3 of the thread, of its `words` (0 past them).
+fn grad_words(sp: Span, q: u32, words: u32) -> vec4<u32> {
+  if (sp.aligned) { return grads4[(sp.grad >> 2u) + q]; }
+  return load_words(sp.grad + 4u * q, words - min(4u * q, words));
 }
 
-// What the load phase gathers besides a: a non-finite or too large gradient,
-// the largest key.
-struct LoadAcc {
-  gmax: u32, // the largest |g| bits: too large (or NaN) exactly when one is
-  kmax: u32,
+// The thread's gradient bits (bf16 in the low half), elements 4q .. 4q + 3
+// in gq, and its two code words. Elements past n are not meaningful.
+struct Loaded {
+  g0: vec4<u32>,
+  g1: vec4<u32>,
+  g2: vec4<u32>,
+  g3: vec4<u32>,
+  cw0: u32,
+  cw1: u32,
 }
 
-// a = g + e for element i of the thread (gradient bits, code `sub` of code
-// word cw); valid elements (i < nv) count in acc.
-fn take(acc: ptr<function, LoadAcc>, bits: u32, cw: u32, sub: u32, i: u32, nv: u32) -> f32 {
+fn load_span(sp: Span) -> Loaded {
+  var d: Loaded;
+  d.cw0 = 0u;
+  d.cw1 = 0u;
+  if (sp.n > 0u) { d.cw0 = codes[codes_in_base + sp.code]; }
+  if (sp.n > 8u) { d.cw1 = codes[codes_in_base + sp.code + 1u]; }
+  if (BF16) {
+    let words = (sp.n + 1u) / 2u;
+    let w0 = grad_words(sp, 0u, words);
+    let w1 = grad_words(sp, 1u, words);
+    // Two bf16 gradients per word, the low half first.
+    let halves = vec4<u32>(0u, 16u, 0u, 16u);
+    let low = vec4<u32>(0xffffu);
+    d.g0 = (vec4<u32>(w0.xx, w0.yy) >> halves) & low;
+    d.g1 = (vec4<u32>(w0.zz, w0.ww) >> halves) & low;
+    d.g2 = (vec4<u32>(w1.xx, w1.yy) >> halves) & low;
+    d.g3 = (vec4<u32>(w1.zz, w1.ww) >> halves) & low;
+  } else {
+    d.g0 = grad_words(sp, 0u, sp.n);
+    d.g1 = grad_words(sp, 1u, sp.n);
+    d.g2 = grad_words(sp, 2u, sp.n);
+    d.g3 = grad_words(sp, 3u, sp.n);
+  }
+  return d;
+}
+
+// Spec step 1, a = g + e, from a gradient's bits and its code. A NaN
+// gradient skips the step, so its a is never used and bf16 rounding needs no
+// NaN case here.
+fn corrected_bits(bits: u32, code: u32) -> f32 {
   var g: f32;
   if (BF16) { g = bitcast<f32>(bits << 16u); } else { g = bitcast<f32>(bits); }
-  // Spec step 1 (add_error); a NaN gradient skips the step, so its a is
-  // never used and bf16 rounding needs no NaN case here.
-  var a = g + etab[(cw >> (sub * 4u)) & 15u];
-  if (BF16) { a = bf16_round_number(a); }
-  if (i < nv) {
-    (*acc).gmax = max((*acc).gmax, bits & select(0x7fffffffu, 0x7fffu, BF16));
-    (*acc).kmax = max((*acc).kmax, topk_key(a));
-  }
+  let a = g + etab[code];
+  if (BF16) { return bf16_round_number(a); }
   return a;
 }
 
-// take() for four elements i .. i + 3 (codes sub .. sub + 3 of cw).
-fn take4(acc: ptr<function, LoadAcc>, v: vec4<u32>, cw: u32, sub: u32, i: u32, nv: u32) -> vec4<f32> {
+// a for four elements: gradient bits g, codes sub .. sub + 3 of word cw.
+fn corrected4(g: vec4<u32>, cw: u32, sub: u32) -> vec4<f32> {
+  let c = (vec4<u32>(cw) >> (vec4<u32>(sub, sub + 1u, sub + 2u, sub + 3u) * 4u)) & vec4<u32>(15u);
   return vec4<f32>(
-    take(acc, v.x, cw, sub, i, nv),
-    take(acc, v.y, cw, sub + 1u, i + 1u, nv),
-    take(acc, v.z, cw, sub + 2u, i + 2u, nv),
-    take(acc, v.w, cw, sub + 3u, i + 3u, nv),
+    corrected_bits(g.x, c.x),
+    corrected_bits(g.y, c.y),
+    corrected_bits(g.z, c.z),
+    corrected_bits(g.w, c.w),
   );
+}
+
+// The thread's 16 values of a, elements 4q .. 4q + 3 in aq.
+struct Corrected {
+  a0: vec4<f32>,
+  a1: vec4<f32>,
+  a2: vec4<f32>,
+  a3: vec4<f32>,
+}
+
+fn corrected_span(d: Loaded) -> Corrected {
+  return Corrected(
+    corrected4(d.g0, d.cw0, 0u),
+    corrected4(d.g1, d.cw0, 4u),
+    corrected4(d.g2, d.cw1, 0u),
+    corrected4(d.g3, d.cw1, 4u),
+  );
+}
+
+// a of the thread's element i, read again (the per-candidate steps).
+fn elem_a(sp: Span, i: u32) -> f32 {
+  var bits: u32;
+  if (BF16) {
+    bits = (grads[sp.grad + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu;
+  } else {
+    bits = grads[sp.grad + i];
+  }
+  let code = (codes[codes_in_base + sp.code + (i >> 3u)] >> ((i & 7u) * 4u)) & 15u;
+  return corrected_bits(bits, code);
+}
+
+fn keys4(a: vec4<f32>) -> vec4<u32> {
+  return vec4<u32>(topk_key(a.x), topk_key(a.y), topk_key(a.z), topk_key(a.w));
+}
+
+fn ordered4(a: vec4<f32>) -> vec4<u32> {
+  return vec4<u32>(ordered_enc(a.x), ordered_enc(a.y), ordered_enc(a.z), ordered_enc(a.w));
+}
+
+// Bits 0..3 set where m is.
+fn mask4(m: vec4<bool>) -> u32 {
+  let b = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), m);
+  return b.x | b.y | b.z | b.w;
+}
+
+// Lanes whose bit (of m >> 4q) is set.
+fn lanes4(m: u32, q: u32) -> vec4<bool> {
+  return (vec4<u32>(m >> (4u * q)) & vec4<u32>(1u, 2u, 4u, 8u)) != vec4<u32>(0u);
+}
+
+// The running minimum (as ~ordered, 0 = none yet) and maximum of residuals.
+struct Range {
+  lo: vec4<u32>,
+  hi: vec4<u32>,
+}
+
+// Marks the candidates (key >= floor_key) of four elements at bits 4q .. of
+// the returned mask and folds the others into the residual's range.
+fn mark4(range: ptr<function, Range>, a: vec4<f32>, q: u32, floor_key: u32) -> u32 {
+  let cand = keys4(a) >= vec4<u32>(floor_key);
+  let o = ordered4(a);
+  (*range).lo = max((*range).lo, select(~o, vec4<u32>(0u), cand));
+  (*range).hi = max((*range).hi, select(o, vec4<u32>(0u), cand));
+  return mask4(cand) << (4u * q);
+}
+
+// Codes of four residuals at nibbles 4q' (q' = q mod 2) of a word, and their
+// undecided lanes at bits 4q .. of `slow`.
+fn codes4(slow: ptr<function, u32>, a: vec4<f32>, kept: u32, q: u32, qz: Quantizer) -> u32 {
+  let fast = quantize_fast4(select(a, vec4<f32>(0.0), lanes4(kept, q)), qz);
+  *slow |= mask4(fast.undecided) << (4u * q);
+  let c = fast.codes << (vec4<u32>(0u, 4u, 8u, 12u) + 16u * (q & 1u));
+  return c.x | c.y | c.z | c.w;
 }
 
 // Steps 1-5 for block w. Every workgroup variable a block writes was last
@@ -136,94 +240,82 @@ fn select_block(w: u32, tid: u32) {
   if (tid == 0u) { atomicStore(&cand_n, 0u); }
   workgroupBarrier();
 
-  // ---- Load: 16 consecutive gradients and codes per thread ----------------
-  let j0 = tid * VPT;
-  let nv = select(0u, min(VPT, blk.n - j0), j0 < blk.n); // valid elements
-  // a = g + e straight from the loaded words: the gradient words are not
-  // kept (a private array of them went to memory beside a).
-  let cw_first = s.codes_off + (blk.start + j0) / 8u; // see MicroAdam: word-aligned
-  var cw0 = 0u;
-  var cw1 = 0u;
-  if (nv > 0u) { cw0 = codes[codes_in_base + cw_first]; }
-  if (nv > 8u) { cw1 = codes[codes_in_base + cw_first + 1u]; }
-  var a: array<f32, VPT>;
-  var acc = LoadAcc(0u, 0u);
-  // The 16 gradients' bits as four vec4s, elements 0-3, 4-7, 8-11, 12-15.
-  // Written out by hand: as a loop over the words it stayed a loop on the
-  // H200, with each a[4q + j] written through 16 compares and predicated
-  // moves and the loads issued one after another.
-  var g0: vec4<u32>;
-  var g1: vec4<u32>;
-  var g2: vec4<u32>;
-  var g3: vec4<u32>;
+  // ---- Load: 16 consecutive gradients and two code words per thread ---------
+  var sp: Span;
+  sp.j0 = tid * VPT;
+  sp.n = select(0u, min(VPT, blk.n - sp.j0), sp.j0 < blk.n);
+  sp.code = s.codes_off + (blk.start + sp.j0) / 8u; // see MicroAdam: word-aligned
   if (BF16) {
-    let first = (s.grad_off + blk.start + j0) >> 1u; // even: see MicroAdam
-    let aligned = (first & 3u) == 0u && first + 8u <= 4u * arrayLength(&grads4);
-    let words = (nv + 1u) / 2u;
-    var w0: vec4<u32>;
-    var w1: vec4<u32>;
-    if (aligned) {
-      w0 = grads4[first >> 2u];
-      w1 = grads4[(first >> 2u) + 1u];
-    } else {
-      w0 = load_words(first, words);
-      w1 = load_words(first + 4u, words - min(4u, words));
-    }
-    // Two bf16 gradients per word, the low half first.
-    let halves = vec4<u32>(0u, 16u, 0u, 16u);
-    let low = vec4<u32>(0xffffu);
-    g0 = (vec4<u32>(w0.xx, w0.yy) >> halves) & low;
-    g1 = (vec4<u32>(w0.zz, w0.ww) >> halves) & low;
-    g2 = (vec4<u32>(w1.xx, w1.yy) >> halves) & low;
-    g3 = (vec4<u32>(w1.zz, w1.ww) >> halves) & low;
+    sp.grad = (s.grad_off + blk.start + sp.j0) >> 1u; // even: see MicroAdam
+    sp.aligned = (sp.grad & 3u) == 0u && sp.grad + 8u <= 4u * arrayLength(&grads4);
   } else {
-    let first = s.grad_off + blk.start + j0;
-    let aligned = (first & 3u) == 0u && first + 16u <= 4u * arrayLength(&grads4);
-    g0 = f32_words(first, 0u, nv, aligned);
-    g1 = f32_words(first, 1u, nv, aligned);
-    g2 = f32_words(first, 2u, nv, aligned);
-    g3 = f32_words(first, 3u, nv, aligned);
+    sp.grad = s.grad_off + blk.start + sp.j0;
+    sp.aligned = (sp.grad & 3u) == 0u && sp.grad + 16u <= 4u * arrayLength(&grads4);
   }
-  let r0 = take4(&acc, g0, cw0, 0u, 0u, nv);
-  let r1 = take4(&acc, g1, cw0, 4u, 4u, nv);
-  let r2 = take4(&acc, g2, cw1, 0u, 8u, nv);
-  let r3 = take4(&acc, g3, cw1, 4u, 12u, nv);
-  a[0] = r0.x; a[1] = r0.y; a[2] = r0.z; a[3] = r0.w;
-  a[4] = r1.x; a[5] = r1.y; a[6] = r1.z; a[7] = r1.w;
-  a[8] = r2.x; a[9] = r2.y; a[10] = r2.z; a[11] = r2.w;
-  a[12] = r3.x; a[13] = r3.y; a[14] = r3.z; a[15] = r3.w;
-  let bad = select(f32_bits_too_large(acc.gmax), bf16_bits_too_large(acc.gmax), BF16);
-  let kmax = acc.kmax;
+  // Elements past n (a thread at the end of a tensor) are masked out below,
+  // or, in the per-element maxima, recomputed without them.
+  let valid = select(0xffffu, (1u << sp.n) - 1u, sp.n < VPT);
+  var gmax: u32; // the largest |g| bits: too large (or NaN) exactly when one is
+  var kmax: u32;
+  let d = load_span(sp);
+  let a = corrected_span(d);
+  {
+    let gm = vec4<u32>(select(0x7fffffffu, 0x7fffu, BF16));
+    let g4 = max(max(d.g0 & gm, d.g1 & gm), max(d.g2 & gm, d.g3 & gm));
+    gmax = max(max(g4.x, g4.y), max(g4.z, g4.w));
+    let k4 = max(max(keys4(a.a0), keys4(a.a1)), max(keys4(a.a2), keys4(a.a3)));
+    kmax = max(max(k4.x, k4.y), max(k4.z, k4.w));
+  }
+  if (sp.n < VPT) {
+    gmax = 0u;
+    kmax = 0u;
+    for (var i = 0u; i < sp.n; i++) {
+      var bits: u32;
+      if (BF16) {
+        bits = (grads[sp.grad + (i >> 1u)] >> ((i & 1u) * 16u)) & 0x7fffu;
+      } else {
+        bits = grads[sp.grad + i] & 0x7fffffffu;
+      }
+      gmax = max(gmax, bits);
+      kmax = max(kmax, topk_key(elem_a(sp, i)));
+    }
+  }
+  let bad = select(f32_bits_too_large(gmax), bf16_bits_too_large(gmax), BF16);
   if (bad) { atomicMin(&flags[0], s.tensor); }
 
-  // ---- Candidates ------------------------------------------------------------
+  // ---- Candidates --------------------------------------------------------------
   // top = the block's largest key; floor = a key that at least blk.k keys
   // reach (so T >= floor): only keys at or above it are candidates, and the
-  // walks below visit only those.
+  // steps below visit only those. The others' residual is a: their range.
   let tops = wg_max4(tid, vec4<u32>(kmax, ~wg_kth_bound_part(tid, kmax, blk.k), 0u, 0u));
   let top = tops.x;
   let floor_key = ~tops.y;
-  var cand = 0u; // bit i: a[i] is a candidate (valid, key >= floor_key)
-  // The residual's min/max; the keys below floor_key are never kept.
-  var rmin = 0u; // ~ordered(min residual), as the atomics of the general path
-  var rmax = 0u;
-  // Loops end at nv (<= 16): no per-element test of i < nv.
-  for (var i = 0u; i < nv; i++) {
-    if (topk_key(a[i]) >= floor_key) {
-      cand |= 1u << i;
-    } else {
-      let o = ordered_enc(a[i]);
-      rmin = max(rmin, ~o);
-      rmax = max(rmax, o);
+  var range = Range(vec4<u32>(0u), vec4<u32>(0u));
+  var cand: u32; // bit i: element i is a candidate
+  {
+    cand = mark4(&range, a.a0, 0u, floor_key) | mark4(&range, a.a1, 1u, floor_key) |
+      mark4(&range, a.a2, 2u, floor_key) | mark4(&range, a.a3, 3u, floor_key);
+  }
+  cand &= valid;
+  var rmin = max(max(range.lo.x, range.lo.y), max(range.lo.z, range.lo.w));
+  var rmax = max(max(range.hi.x, range.hi.y), max(range.hi.z, range.hi.w));
+  if (sp.n < VPT) {
+    rmin = 0u;
+    rmax = 0u;
+    for (var i = 0u; i < sp.n; i++) {
+      if (((cand >> i) & 1u) == 0u) {
+        let o = ordered_enc(elem_a(sp, i));
+        rmin = max(rmin, ~o);
+        rmax = max(rmax, o);
+      }
     }
   }
+
   // ---- The k-th largest key T --------------------------------------------------
-  // The candidates' keys go to workgroup memory. When they fit (on the
-  // benchmark's data a block has about 60 to 100), every candidate counts
-  // the keys above and at its own, and T is the key with fewer than k above
-  // it and at least k at or above: one pass, one barrier, no digit passes.
-  // Otherwise (ties in bulk, e.g. a block of zeros; no subgroups) radix
-  // digits over the private array find it.
+  // The candidates' keys go to workgroup memory. When they fit, every
+  // candidate counts the keys above and at its own, and T is the key with
+  // fewer than k above it and at least k at or above: one pass, one barrier,
+  // no digit passes. Otherwise radix digits over the candidates find it.
   let n_cand = countOneBits(cand);
   var slot = 0u;
   if (n_cand > 0u) { slot = atomicAdd(&cand_n, n_cand); }
@@ -231,7 +323,7 @@ fn select_block(w: u32, tid: u32) {
   while (cm != 0u && slot < CAND_CAP) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;
-    cand_keys[slot >> 2u][slot & 3u] = topk_key(a[i]) + 1u;
+    cand_keys[slot >> 2u][slot & 3u] = topk_key(elem_a(sp, i)) + 1u;
     slot++;
   }
   let n_all = workgroupUniformLoad(&cand_n);
@@ -254,26 +346,23 @@ fn select_block(w: u32, tid: u32) {
     }
     threshold = workgroupUniformLoad(&pick).x;
   } else {
-    threshold = threshold_by_digits(&a, cand, top, floor_key, blk.k, tid);
+    threshold = threshold_by_digits(sp, cand, top, floor_key, blk.k, tid);
   }
+
   // ---- This step's row ---------------------------------------------------------
-  // One pass over the candidates: a mask of the entries at or above T, how
-  // many are above and at T, and the residual's min/max over the others
-  // (never kept).
-  var at_or_above = 0u; // bit i: key(a[i]) >= T
+  // The row holds the entries above T in index order, then the first entries
+  // at T in index order up to k; a thread's elements are consecutive, so one
+  // scan of per-thread counts places them.
   var counts = 0u; // above T | at T << 16
   cm = cand;
   while (cm != 0u) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;
-    let key = topk_key(a[i]);
-    if (key >= threshold) {
-      at_or_above |= 1u << i;
-      counts += select(0x10000u, 1u, key > threshold);
-    } else {
-      let o = ordered_enc(a[i]);
-      rmin = max(rmin, ~o);
-      rmax = max(rmax, o);
+    let key = topk_key(elem_a(sp, i));
+    if (key > threshold) {
+      counts += 1u;
+    } else if (key == threshold) {
+      counts += 0x10000u;
     }
   }
   let sc = wg_scan(tid, counts);
@@ -281,25 +370,32 @@ fn select_block(w: u32, tid: u32) {
   let ties = blk.k - greater;
   var next_g = sc.x & 0xffffu;
   var next_t = sc.x >> 16u;
-  // Only the masked entries, in index order: a[i] becomes the residual, kept
-  // entries are zeroed.
-  while (at_or_above != 0u) {
-    let i = firstTrailingBit(at_or_above);
-    at_or_above &= at_or_above - 1u;
-    var keep = true;
-    var pos = next_g;
-    if (topk_key(a[i]) > threshold) {
+  // The candidates again: kept entries go to the row and leave a residual
+  // of 0, the others leave a.
+  var kept = 0u; // bit i: element i is in the row
+  cm = cand;
+  while (cm != 0u) {
+    let i = firstTrailingBit(cm);
+    cm &= cm - 1u;
+    var a = elem_a(sp, i);
+    let key = topk_key(a);
+    var keep = false;
+    var pos = 0u;
+    if (key > threshold) {
+      keep = true;
+      pos = next_g;
       next_g++;
-    } else {
+    } else if (key == threshold) {
       keep = next_t < ties;
       pos = greater + next_t;
       next_t++;
     }
     if (keep) {
-      atomicStore(&work[blk.row + pos], window_entry(j0 + i, a[i]));
-      a[i] = 0.0;
+      atomicStore(&work[blk.row + pos], window_entry(sp.j0 + i, a));
+      kept |= 1u << i;
+      a = 0.0;
     }
-    let o = ordered_enc(a[i]);
+    let o = ordered_enc(a);
     rmin = max(rmin, ~o);
     rmax = max(rmax, o);
   }
@@ -311,16 +407,31 @@ fn select_block(w: u32, tid: u32) {
     atomicStore(&work[2u * q + 1u], keys.y);
   }
   let st = stats_from_scratch(keys.x, keys.y);
-  let mn = bf16_value(st);
-  let u = ef_unit(mn, bf16_value(st >> 16u));
-  let qz = ef_quantizer(mn, u);
-  // One loop per code word: no per-element choice of the word.
+  let qz = ef_quantizer(bf16_value(st), bf16_value(st >> 16u));
   var out0 = 0u;
-  for (var i = 0u; i < min(nv, 8u); i++) { out0 |= quantize(a[i], qz) << (4u * i); }
   var out1 = 0u;
-  for (var i = 8u; i < nv; i++) { out1 |= quantize(a[i], qz) << (4u * (i - 8u)); }
-  if (nv > 0u) { codes[codes_out_base + cw_first] = out0; }
-  if (nv > 8u) { codes[codes_out_base + cw_first + 1u] = out1; }
+  if (qz.u != 0.0) {
+    var slow = 0u; // bit i: the fast path left element i's code undecided
+    out0 = codes4(&slow, a.a0, kept, 0u, qz) | codes4(&slow, a.a1, kept, 1u, qz);
+    out1 = codes4(&slow, a.a2, kept, 2u, qz) | codes4(&slow, a.a3, kept, 3u, qz);
+    slow &= valid;
+    while (slow != 0u) {
+      let i = firstTrailingBit(slow);
+      slow &= slow - 1u;
+      let r = select(elem_a(sp, i), 0.0, ((kept >> i) & 1u) == 1u);
+      let nib = (i & 7u) * 4u;
+      let code = quantize(r, qz) << nib;
+      if (i < 8u) {
+        out0 = (out0 & ~(15u << nib)) | code;
+      } else {
+        out1 = (out1 & ~(15u << nib)) | code;
+      }
+    }
+    if (sp.n < 8u) { out0 &= (1u << (4u * sp.n)) - 1u; }
+    if (sp.n < 16u) { out1 &= select(0u, (1u << (4u * (sp.n - 8u))) - 1u, sp.n > 8u); }
+  }
+  if (sp.n > 0u) { codes[codes_out_base + sp.code] = out0; }
+  if (sp.n > 8u) { codes[codes_out_base + sp.code + 1u] = out1; }
 }
 
 // The k-th largest key T of the block from its candidates (the valid
@@ -330,7 +441,7 @@ fn select_block(w: u32, tid: u32) {
 // smallest key) or every bit is decided (T = the bin's key). Called in
 // uniform control flow: its barriers depend on uniform counts only.
 fn threshold_by_digits(
-  a: ptr<function, array<f32, VPT>>,
+  sp: Span,
   cand: u32,
   top: u32,
   floor_key: u32,
@@ -357,7 +468,7 @@ fn threshold_by_digits(
       while (cm != 0u) {
         let i = firstTrailingBit(cm);
         cm &= cm - 1u;
-        let e = topk_key((*a)[i]) >> exp_shift;
+        let e = topk_key(elem_a(sp, i)) >> exp_shift;
         if (e <= eb && eb - e < 8u) {
           let d = eb - e;
           let inc = 1u << ((d & 3u) * 8u);
@@ -406,7 +517,7 @@ fn threshold_by_digits(
     while (cm != 0u) {
       let i = firstTrailingBit(cm);
       cm &= cm - 1u;
-      let key = topk_key((*a)[i]);
+      let key = topk_key(elem_a(sp, i));
       if ((key >> hi_shift) == (prefix >> hi_shift)) {
         atomicAdd(&hist[(key >> shift) & 255u], 1u);
       }
@@ -428,7 +539,7 @@ fn threshold_by_digits(
   while (cm != 0u) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;
-    let key = topk_key((*a)[i]);
+    let key = topk_key(elem_a(sp, i));
     if ((key >> shift) == (prefix >> shift)) { bin_low = min(bin_low, key); }
   }
   return ~wg_max4(tid, vec4<u32>(~bin_low, 0u, 0u, 0u)).x;

@@ -51,7 +51,7 @@ fn update_one(s: Seg, lo: u32, l: u32, p_in: f32, h: GroupHyper) -> f32 {
     old_unit = ef_unit(old_mn, bf16_value(st >> 16u));
     let nst = stats_from_scratch(work[2u * q], work[2u * q + 1u]);
     let new_mn = bf16_value(nst);
-    new_qz = ef_quantizer(new_mn, ef_unit(new_mn, bf16_value(nst >> 16u)));
+    new_qz = ef_quantizer(new_mn, bf16_value(nst >> 16u));
   }
   let a = add_error(load_grad(s.grad_off + c), ef_value(load_code(s, c), old_mn, old_unit));
   let is_kept = ((atomicLoad(&kept[l >> 5u]) >> (l & 31u)) & 1u) == 1u;

@@ -211,6 +211,24 @@ fn div_rn_from(a: f32, b: f32, q0: f32) -> f32 {
   // Outside the normal range (or a zero dividend) the midpoint test below does
   // not apply; '/' is returned as is.
   if (a == 0.0 || abs(q0) < 1.1754944e-38 || abs(q0) > 1.7014118e38) { return q0; }
+  // Normal a and b are refined with their exponent fields set to 0 (values
+  // in [1, 2), signs kept) and the quotient's exponent restored after: exact,
+  // and the remainders and ulp steps then stay far from the subnormal range,
+  // which a device may flush to zero (the H200 does: a quotient near 2^-107
+  // came out wrongly rounded).
+  let ba = bitcast<u32>(a);
+  let bb = bitcast<u32>(b);
+  if ((ba & 0x7f800000u) == 0u || (bb & 0x7f800000u) == 0u) { return div_rn_scaled(a, b, q0); }
+  let shift = (i32((ba >> 23u) & 0xffu) - i32((bb >> 23u) & 0xffu)) << 23u;
+  let q = div_rn_scaled(
+    bitcast<f32>((ba & 0x807fffffu) | 0x3f800000u),
+    bitcast<f32>((bb & 0x807fffffu) | 0x3f800000u),
+    bitcast<f32>(bitcast<i32>(q0) - shift),
+  );
+  return bitcast<f32>(bitcast<i32>(q) + shift);
+}
+
+fn div_rn_scaled(a: f32, b: f32, q0: f32) -> f32 {
   if (EXACT_FMA) { return div_rn_fma(a, b, q0); }
   let aa = abs(a);
   let ab = abs(b);
