@@ -11,15 +11,17 @@
 // quantizer) is straight-line vector code with constant indices. A private
 // array of a, which every earlier version had, went to device memory through
 // the cache with each run-time index into it (bench/RESULTS.md, rounds 3 to
-// 11). The few per-candidate steps read their element again (elem_a).
+// 11). The per-candidate steps take their element from the registers by
+// selects (element); a thread at the end of a tensor and the radix-digit
+// fallback read it again (elem_a).
 //
 // The candidates are the keys at or above a lower bound on T taken from the
 // subgroups' thread maxima (wg_kth_bound_part); on the benchmark's data a
 // block has 60 to 100, a thread usually none or one. Their keys go to
-// workgroup memory, where each counts the keys above and at its own: T comes
-// out of one pass with one barrier. When they do not fit (ties in bulk, or no subgroups, so
-// no bound), radix digits over the candidates find T instead
-// (threshold_by_digits).
+// workgroup memory, where each counts the keys at or above its own, and T is
+// the largest key that at least k reach: one pass, one barrier. When they do
+// not fit (ties in bulk, or no subgroups, so no bound), radix digits over the
+// candidates find T instead (threshold_by_digits).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -46,6 +48,7 @@ var<workgroup> pick: vec4<u32>;
 const CAND_CAP: u32 = 256u;
 var<workgroup> cand_keys: array<vec4<u32>, 64>; // CAND_CAP / 4
 var<workgroup> cand_n: atomic<u32>;
+var<workgroup> t_key: atomic<u32>; // T + 1, from the candidate list
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the segment lookup before
@@ -168,6 +171,16 @@ fn corrected_span(d: Loaded) -> Corrected {
   );
 }
 
+// a[i] of the thread's 16 values, by selects: a run-time index would move
+// them to memory.
+fn element(a: Corrected, i: u32) -> f32 {
+  let half = select(a.a0, a.a1, (i & 4u) != 0u);
+  let other = select(a.a2, a.a3, (i & 4u) != 0u);
+  let v = select(half, other, i >= 8u);
+  let p = select(v.xy, v.zw, (i & 2u) != 0u);
+  return select(p.x, p.y, (i & 1u) != 0u);
+}
+
 // a of the thread's element i, read again (the per-candidate steps).
 fn elem_a(sp: Span, i: u32) -> f32 {
   var bits: u32;
@@ -237,7 +250,10 @@ fn select_block(w: u32, tid: u32) {
   }
   atomicStore(&hist[tid], 0u);
   if (tid < CAND_CAP / 4u) { cand_keys[tid] = vec4<u32>(0u); }
-  if (tid == 0u) { atomicStore(&cand_n, 0u); }
+  if (tid == 0u) {
+    atomicStore(&cand_n, 0u);
+    atomicStore(&t_key, 0u);
+  }
   workgroupBarrier();
 
   // ---- Load: 16 consecutive gradients and two code words per thread ---------
@@ -313,9 +329,9 @@ fn select_block(w: u32, tid: u32) {
 
   // ---- The k-th largest key T --------------------------------------------------
   // The candidates' keys go to workgroup memory. When they fit, every
-  // candidate counts the keys above and at its own, and T is the key with
-  // fewer than k above it and at least k at or above: one pass, one barrier,
-  // no digit passes. Otherwise radix digits over the candidates find it.
+  // candidate counts the keys at or above its own, and T is the largest key
+  // that at least k reach: one pass, one barrier, no digit passes. Otherwise
+  // radix digits over the candidates find it.
   let n_cand = countOneBits(cand);
   var slot = 0u;
   if (n_cand > 0u) { slot = atomicAdd(&cand_n, n_cand); }
@@ -323,7 +339,7 @@ fn select_block(w: u32, tid: u32) {
   while (cm != 0u && slot < CAND_CAP) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;
-    cand_keys[slot >> 2u][slot & 3u] = topk_key(elem_a(sp, i)) + 1u;
+    cand_keys[slot >> 2u][slot & 3u] = topk_key(element(a, i)) + 1u;
     slot++;
   }
   let n_all = workgroupUniformLoad(&cand_n);
@@ -332,19 +348,17 @@ fn select_block(w: u32, tid: u32) {
     if (tid < n_all) {
       let kt = cand_keys[tid >> 2u][tid & 3u];
       let ktv = vec4<u32>(kt);
-      var gt4 = vec4<u32>(0u); // keys above kt
-      var ge4 = vec4<u32>(0u); // keys at or above kt
-      for (var j = 0u; j < (n_all + 3u) / 4u; j++) {
-        let v = cand_keys[j];
-        gt4 += select(vec4<u32>(0u), vec4<u32>(1u), v > ktv);
-        ge4 += select(vec4<u32>(0u), vec4<u32>(1u), v >= ktv);
+      let one = vec4<u32>(1u);
+      let none = vec4<u32>(0u);
+      var ge4 = none; // keys at or above kt
+      // Two groups of four per round (the list is 0 past its end).
+      for (var j = 0u; j < (n_all + 3u) / 4u; j += 2u) {
+        ge4 += select(none, one, cand_keys[j] >= ktv) + select(none, one, cand_keys[j + 1u] >= ktv);
       }
-      let gt = gt4.x + gt4.y + gt4.z + gt4.w;
-      let ge = ge4.x + ge4.y + ge4.z + ge4.w;
-      // Every candidate holding T writes the same value.
-      if (gt < blk.k && ge >= blk.k) { pick.x = kt - 1u; }
+      if (ge4.x + ge4.y + ge4.z + ge4.w >= blk.k) { atomicMax(&t_key, kt); }
     }
-    threshold = workgroupUniformLoad(&pick).x;
+    workgroupBarrier();
+    threshold = atomicLoad(&t_key) - 1u;
   } else {
     threshold = threshold_by_digits(sp, cand, top, floor_key, blk.k, tid);
   }
@@ -358,7 +372,7 @@ fn select_block(w: u32, tid: u32) {
   while (cm != 0u) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;
-    let key = topk_key(elem_a(sp, i));
+    let key = topk_key(element(a, i));
     if (key > threshold) {
       counts += 1u;
     } else if (key == threshold) {
@@ -377,8 +391,8 @@ fn select_block(w: u32, tid: u32) {
   while (cm != 0u) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;
-    var a = elem_a(sp, i);
-    let key = topk_key(a);
+    var ai = element(a, i);
+    let key = topk_key(ai);
     var keep = false;
     var pos = 0u;
     if (key > threshold) {
@@ -391,11 +405,11 @@ fn select_block(w: u32, tid: u32) {
       next_t++;
     }
     if (keep) {
-      atomicStore(&work[blk.row + pos], window_entry(sp.j0 + i, a));
+      atomicStore(&work[blk.row + pos], window_entry(sp.j0 + i, ai));
       kept |= 1u << i;
-      a = 0.0;
+      ai = 0.0;
     }
-    let o = ordered_enc(a);
+    let o = ordered_enc(ai);
     rmin = max(rmin, ~o);
     rmax = max(rmax, o);
   }
@@ -418,7 +432,7 @@ fn select_block(w: u32, tid: u32) {
     while (slow != 0u) {
       let i = firstTrailingBit(slow);
       slow &= slow - 1u;
-      let r = select(elem_a(sp, i), 0.0, ((kept >> i) & 1u) == 1u);
+      let r = select(element(a, i), 0.0, ((kept >> i) & 1u) == 1u);
       let nib = (i & 7u) * 4u;
       let code = quantize(r, qz) << nib;
       if (i < 8u) {
