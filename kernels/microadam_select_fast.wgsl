@@ -307,12 +307,9 @@ fn select_block(w: u32, tid: u32) {
   let top = tops.x;
   let floor_key = ~tops.y;
   var range = Range(vec4<u32>(0u), vec4<u32>(0u));
-  var cand: u32; // bit i: element i is a candidate
-  {
-    cand = mark4(&range, a.a0, 0u, floor_key) | mark4(&range, a.a1, 1u, floor_key) |
-      mark4(&range, a.a2, 2u, floor_key) | mark4(&range, a.a3, 3u, floor_key);
-  }
-  cand &= valid;
+  // bit i: element i is a candidate
+  let cand = valid & (mark4(&range, a.a0, 0u, floor_key) | mark4(&range, a.a1, 1u, floor_key) |
+    mark4(&range, a.a2, 2u, floor_key) | mark4(&range, a.a3, 3u, floor_key));
   var rmin = max(max(range.lo.x, range.lo.y), max(range.lo.z, range.lo.w));
   var rmax = max(max(range.hi.x, range.hi.y), max(range.hi.z, range.hi.w));
   if (sp.n < VPT) {
