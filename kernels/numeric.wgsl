@@ -228,6 +228,7 @@ fn div_rn_from(a: f32, b: f32, q0: f32) -> f32 {
   return bitcast<f32>(bitcast<i32>(q) + shift);
 }
 
+// div_rn_from's refinement of q0, on operands its caller may have scaled.
 fn div_rn_scaled(a: f32, b: f32, q0: f32) -> f32 {
   if (EXACT_FMA) { return div_rn_fma(a, b, q0); }
   let aa = abs(a);
