@@ -194,7 +194,7 @@ Deno.test("quantize == the CPU reference's code near every rounding boundary, at
   const seen = new Set<number>();
   const badByScale = new Map<number, number>();
   // Where the device flushes subnormals, cases that compute with one are
-  // counted apart and not required to match (README, "Exactness").
+  // counted apart and not required to match (README, "Numerics and exactness").
   const flushes = await flushesSubnormals();
   let flushed = 0;
   let flushedBad = 0;
