@@ -25,23 +25,34 @@ fn ef_quantizer(mn: f32, mx: f32) -> Quantizer {
 // Spec step 5's codes of four residuals r where a multiply by 1 / u decides
 // them, and which lanes it does not decide (`undecided`: quantize must take
 // those). The code is floor(div_rn(r - mn, u) + 0.5) clamped to 0..15;
-// (r - mn) · inv is within 2^-21 (relative) of div_rn(r - mn, u) on any
+// y = (r - mn) · inv is within 2^-21 (relative) of div_rn(r - mn, u) on any
 // device (WGSL's '/' is within 2.5 ulp, '*' within 0.5), so below 64 the two
-// differ by less than 4e-5 after adding 0.5 and rounding; where that sum is
-// farther than 1e-4 from an integer, both floors agree. About one residual
-// in 5000 is left undecided (every one when u or 1 / u is not normal).
+// differ by less than 4e-5; where y is farther than 1e-4 from a half
+// integer, both round to the same integer. About one residual in 5000 is
+// left undecided (every one when u or 1 / u is not normal).
 struct FastCodes {
   codes: vec4<u32>,
   undecided: vec4<bool>,
 }
 
+// 1.5 · 2^23: its ulp is 1, so y + ROUNDER rounds y to an integer n, and
+// the sum's bits less ROUNDER's are n (y in (-2^22, 2^22)). Float adds and
+// integer subtractions instead of floor and a float-to-integer conversion
+// (a slow unit on the H200).
+const ROUNDER: f32 = 12582912.0;
+const ROUNDER_BITS: u32 = 0x4b400000u;
+
 fn quantize_fast4(r: vec4<f32>, qz: Quantizer) -> FastCodes {
   let y = (r - vec4<f32>(qz.mn)) * qz.inv;
-  let z = y + vec4<f32>(0.5);
-  let f = z - floor(z);
-  let decided = vec4<bool>(qz.normal) & (y >= vec4<f32>(0.0)) & (y < vec4<f32>(64.0)) &
-    (f > vec4<f32>(1e-4)) & (f < vec4<f32>(0.9999));
-  return FastCodes(vec4<u32>(min(floor(z), vec4<f32>(15.0))), !decided);
+  let t = bitcast<vec4<u32>>(y + vec4<f32>(ROUNDER));
+  // A negative or too large y (or a NaN) gives n >= 64.
+  let n = t - vec4<u32>(ROUNDER_BITS);
+  // n as a float: the bits of 2^23 + n, less 2^23. Not (y + ROUNDER) -
+  // ROUNDER, which a compiler may fold to y (llvmpipe does).
+  let nf = bitcast<vec4<f32>>(t - vec4<u32>(ROUNDER_BITS - 0x4b000000u)) - vec4<f32>(8388608.0);
+  let decided = vec4<bool>(qz.normal) & (n < vec4<u32>(64u)) &
+    (abs(y - nf) < vec4<f32>(0.4999));
+  return FastCodes(min(n, vec4<u32>(15u)), !decided);
 }
 
 // Spec step 5: the nearest 4-bit code of r for the block of qz,
