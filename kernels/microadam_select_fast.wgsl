@@ -12,8 +12,13 @@
 // array of a, which every earlier version had, went to device memory through
 // the cache with each run-time index into it (bench/RESULTS.md, rounds 3 to
 // 11). The per-candidate steps take their element from the registers by
-// selects (element); a thread at the end of a tensor and the radix-digit
-// fallback read it again (elem_a).
+// selects (element, also for a thread at the end of a tensor); the
+// radix-digit fallback reads it again (elem_a). The per-element steps use
+// float operations where one does the work of several integer ones (the
+// gradient check, the largest |a|, the candidates' marking and the
+// residual's range; bench/RESULTS.md, round 12): the kernel's time follows
+// its instruction count, and the H200 adds floats at twice the rate of most
+// integer operations.
 //
 // The candidates are the keys at or above a lower bound on T taken from the
 // subgroups' thread maxima (wg_kth_bound_part); on the benchmark's data a
@@ -132,25 +137,34 @@ fn load_span(sp: Span) -> Loaded {
   return d;
 }
 
-// Spec step 1, a = g + e, from a gradient's bits and its code. A NaN
-// gradient skips the step, so its a is never used and bf16 rounding needs no
-// NaN case here.
-fn corrected_bits(bits: u32, code: u32) -> f32 {
-  var g: f32;
-  if (BF16) { g = bitcast<f32>(bits << 16u); } else { g = bitcast<f32>(bits); }
+// Gradients from their bits (bf16 in the low half).
+fn grad_values(bits: vec4<u32>) -> vec4<f32> {
+  if (BF16) { return bitcast<vec4<f32>>(bits << vec4<u32>(16u)); }
+  return bitcast<vec4<f32>>(bits);
+}
+
+// Spec step 1, a = g + e, of gradient g with code `code`. A NaN gradient
+// skips the step, so its a is never used and bf16 rounding needs no NaN case
+// here.
+fn corrected_value(g: f32, code: u32) -> f32 {
   let a = g + etab[code];
   if (BF16) { return bf16_round_number(a); }
   return a;
 }
 
+fn corrected_bits(bits: u32, code: u32) -> f32 {
+  return corrected_value(grad_values(vec4<u32>(bits)).x, code);
+}
+
 // a for four elements: gradient bits g, codes sub .. sub + 3 of word cw.
 fn corrected4(g: vec4<u32>, cw: u32, sub: u32) -> vec4<f32> {
   let c = (vec4<u32>(cw) >> (vec4<u32>(sub, sub + 1u, sub + 2u, sub + 3u) * 4u)) & vec4<u32>(15u);
+  let gv = grad_values(g);
   return vec4<f32>(
-    corrected_bits(g.x, c.x),
-    corrected_bits(g.y, c.y),
-    corrected_bits(g.z, c.z),
-    corrected_bits(g.w, c.w),
+    corrected_value(gv.x, c.x),
+    corrected_value(gv.y, c.y),
+    corrected_value(gv.z, c.z),
+    corrected_value(gv.w, c.w),
   );
 }
 
@@ -171,34 +185,38 @@ fn corrected_span(d: Loaded) -> Corrected {
   );
 }
 
-// a[i] of the thread's 16 values, by selects: a run-time index would move
-// them to memory.
-fn element(a: Corrected, i: u32) -> f32 {
-  let half = select(a.a0, a.a1, (i & 4u) != 0u);
-  let other = select(a.a2, a.a3, (i & 4u) != 0u);
+// Component i of the 16 in v0 .. v3, by selects: a run-time index would
+// move them to memory.
+fn lane16(v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, i: u32) -> u32 {
+  let half = select(v0, v1, (i & 4u) != 0u);
+  let other = select(v2, v3, (i & 4u) != 0u);
   let v = select(half, other, i >= 8u);
   let p = select(v.xy, v.zw, (i & 2u) != 0u);
   return select(p.x, p.y, (i & 1u) != 0u);
 }
 
-// a of the thread's element i, read again (the per-candidate steps).
+// a[i] of the thread's 16 values.
+fn element(a: Corrected, i: u32) -> f32 {
+  return bitcast<f32>(lane16(
+    bitcast<vec4<u32>>(a.a0),
+    bitcast<vec4<u32>>(a.a1),
+    bitcast<vec4<u32>>(a.a2),
+    bitcast<vec4<u32>>(a.a3),
+    i,
+  ));
+}
+
+// The gradient bits of the thread's element i (bf16 in the low half), read
+// again.
+fn elem_bits(sp: Span, i: u32) -> u32 {
+  if (BF16) { return (grads[sp.grad + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu; }
+  return grads[sp.grad + i];
+}
+
+// a of the thread's element i, read again (the radix-digit fallback).
 fn elem_a(sp: Span, i: u32) -> f32 {
-  var bits: u32;
-  if (BF16) {
-    bits = (grads[sp.grad + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu;
-  } else {
-    bits = grads[sp.grad + i];
-  }
   let code = (codes[codes_in_base + sp.code + (i >> 3u)] >> ((i & 7u) * 4u)) & 15u;
-  return corrected_bits(bits, code);
-}
-
-fn keys4(a: vec4<f32>) -> vec4<u32> {
-  return vec4<u32>(topk_key(a.x), topk_key(a.y), topk_key(a.z), topk_key(a.w));
-}
-
-fn ordered4(a: vec4<f32>) -> vec4<u32> {
-  return vec4<u32>(ordered_enc(a.x), ordered_enc(a.y), ordered_enc(a.z), ordered_enc(a.w));
+  return corrected_bits(elem_bits(sp, i), code);
 }
 
 // Bits 0..3 set where m is.
@@ -212,19 +230,24 @@ fn lanes4(m: u32, q: u32) -> vec4<bool> {
   return (vec4<u32>(m >> (4u * q)) & vec4<u32>(1u, 2u, 4u, 8u)) != vec4<u32>(0u);
 }
 
-// The running minimum (as ~ordered, 0 = none yet) and maximum of residuals.
+// The running minimum and maximum of residuals, from 0 (which every block
+// has: its kept entries leave 0).
 struct Range {
-  lo: vec4<u32>,
-  hi: vec4<u32>,
+  lo: vec4<f32>,
+  hi: vec4<f32>,
 }
 
-// Marks the candidates (key >= floor_key) of four elements at bits 4q .. of
-// the returned mask and folds the others into the residual's range.
-fn mark4(range: ptr<function, Range>, a: vec4<f32>, q: u32, floor_key: u32) -> u32 {
-  let cand = keys4(a) >= vec4<u32>(floor_key);
-  let o = ordered4(a);
-  (*range).lo = max((*range).lo, select(~o, vec4<u32>(0u), cand));
-  (*range).hi = max((*range).hi, select(o, vec4<u32>(0u), cand));
+// Marks the candidates (|a| >= floor) of four elements at bits 4q .. of the
+// returned mask and folds the others into the residual's range; float
+// compares and extrema, one instruction each. A device that flushes
+// subnormals (the H200) flushes a = g + e too, so no a is subnormal there,
+// and a subnormal floor compares as 0: the candidates are then a superset of
+// the keys >= floor_key, which is all the steps below need.
+fn mark4(range: ptr<function, Range>, a: vec4<f32>, q: u32, floor: f32) -> u32 {
+  let cand = abs(a) >= vec4<f32>(floor);
+  let r = select(a, vec4<f32>(0.0), cand);
+  (*range).lo = min((*range).lo, r);
+  (*range).hi = max((*range).hi, r);
   return mask4(cand) << (4u * q);
 }
 
@@ -271,53 +294,53 @@ fn select_block(w: u32, tid: u32) {
   // Elements past n (a thread at the end of a tensor) are masked out below,
   // or, in the per-element maxima, recomputed without them.
   let valid = select(0xffffu, (1u << sp.n) - 1u, sp.n < VPT);
-  var gmax: u32; // the largest |g| bits: too large (or NaN) exactly when one is
-  var kmax: u32;
   let d = load_span(sp);
   let a = corrected_span(d);
-  {
-    let gm = vec4<u32>(select(0x7fffffffu, 0x7fffu, BF16));
-    let g4 = max(max(d.g0 & gm, d.g1 & gm), max(d.g2 & gm, d.g3 & gm));
-    gmax = max(max(g4.x, g4.y), max(g4.z, g4.w));
-    let k4 = max(max(keys4(a.a0), keys4(a.a1)), max(keys4(a.a2), keys4(a.a3)));
-    kmax = max(max(k4.x, k4.y), max(k4.z, k4.w));
-  }
-  if (sp.n < VPT) {
-    gmax = 0u;
+  // The largest key (for the bound only, where a smaller one is also
+  // valid) and whether some gradient is NaN or too large, by float
+  // operations: the float sum of |g| is below the limit only when none is,
+  // so the exact check by bits runs only when it is not, and for a thread
+  // at the end of a tensor. Its gradient bits are read again, so that the
+  // loaded words are dead after the sum (held, they cost the f32 kernel 15
+  // registers and a resident workgroup per SM).
+  let m4 = max(max(abs(a.a0), abs(a.a1)), max(abs(a.a2), abs(a.a3)));
+  var kmax = topk_key(max(max(m4.x, m4.y), max(m4.z, m4.w)));
+  let s4 = (abs(grad_values(d.g0)) + abs(grad_values(d.g1))) +
+    (abs(grad_values(d.g2)) + abs(grad_values(d.g3)));
+  let limit = bitcast<f32>((127u + GRADIENT_LIMIT_LOG2) << 23u);
+  if (!((s4.x + s4.y) + (s4.z + s4.w) < limit) || sp.n < VPT) {
+    let gm = select(0x7fffffffu, 0x7fffu, BF16);
+    var gmax = 0u; // the largest |g| bits: too large (or NaN) exactly when one is
     kmax = 0u;
     for (var i = 0u; i < sp.n; i++) {
-      var bits: u32;
-      if (BF16) {
-        bits = (grads[sp.grad + (i >> 1u)] >> ((i & 1u) * 16u)) & 0x7fffu;
-      } else {
-        bits = grads[sp.grad + i] & 0x7fffffffu;
-      }
-      gmax = max(gmax, bits);
-      kmax = max(kmax, topk_key(elem_a(sp, i)));
+      gmax = max(gmax, elem_bits(sp, i) & gm);
+      kmax = max(kmax, topk_key(element(a, i)));
     }
+    let bad = select(f32_bits_too_large(gmax), bf16_bits_too_large(gmax), BF16);
+    if (bad) { atomicMin(&flags[0], s.tensor); }
   }
-  let bad = select(f32_bits_too_large(gmax), bf16_bits_too_large(gmax), BF16);
-  if (bad) { atomicMin(&flags[0], s.tensor); }
 
   // ---- Candidates --------------------------------------------------------------
-  // top = the block's largest key; floor = a key that at least blk.k keys
-  // reach (so T >= floor): only keys at or above it are candidates, and the
-  // steps below visit only those. The others' residual is a: their range.
-  let tops = wg_max4(tid, vec4<u32>(kmax, ~wg_kth_bound_part(tid, kmax, blk.k), 0u, 0u));
-  let top = tops.x;
-  let floor_key = ~tops.y;
-  var range = Range(vec4<u32>(0u), vec4<u32>(0u));
+  // floor = a key that at least blk.k keys reach (so T >= floor): only
+  // keys at or above it are candidates, and the steps below visit only
+  // those. The others' residual is a: their range.
+  let floor_key = ~wg_max4(tid, vec4<u32>(~wg_kth_bound_part(tid, kmax, blk.k), 0u, 0u, 0u)).x;
+  var range = Range(vec4<f32>(0.0), vec4<f32>(0.0));
+  let floor = select(bitcast<f32>(floor_key), bitcast<f32>(floor_key << 16u), BF16);
   // bit i: element i is a candidate
-  let cand = valid & (mark4(&range, a.a0, 0u, floor_key) | mark4(&range, a.a1, 1u, floor_key) |
-    mark4(&range, a.a2, 2u, floor_key) | mark4(&range, a.a3, 3u, floor_key));
-  var rmin = max(max(range.lo.x, range.lo.y), max(range.lo.z, range.lo.w));
-  var rmax = max(max(range.hi.x, range.hi.y), max(range.hi.z, range.hi.w));
+  let cand = valid & (mark4(&range, a.a0, 0u, floor) | mark4(&range, a.a1, 1u, floor) |
+    mark4(&range, a.a2, 2u, floor) | mark4(&range, a.a3, 3u, floor));
+  // As order-preserving keys (the minimum complemented) for the maxima
+  // below. A -0 and a +0 give different keys, and either may be the
+  // minimum's: stats_from_scratch stores both as +0.
+  var rmin = ~ordered_enc(min(min(range.lo.x, range.lo.y), min(range.lo.z, range.lo.w)));
+  var rmax = ordered_enc(max(max(range.hi.x, range.hi.y), max(range.hi.z, range.hi.w)));
   if (sp.n < VPT) {
-    rmin = 0u;
-    rmax = 0u;
+    rmin = ~ordered_enc(0.0);
+    rmax = ordered_enc(0.0);
     for (var i = 0u; i < sp.n; i++) {
       if (((cand >> i) & 1u) == 0u) {
-        let o = ordered_enc(elem_a(sp, i));
+        let o = ordered_enc(element(a, i));
         rmin = max(rmin, ~o);
         rmax = max(rmax, o);
       }
@@ -357,7 +380,7 @@ fn select_block(w: u32, tid: u32) {
     workgroupBarrier();
     threshold = atomicLoad(&t_key) - 1u;
   } else {
-    threshold = threshold_by_digits(sp, cand, top, floor_key, blk.k, tid);
+    threshold = threshold_by_digits(sp, cand, blk.k, tid);
   }
 
   // ---- This step's row ---------------------------------------------------------
@@ -446,19 +469,25 @@ fn select_block(w: u32, tid: u32) {
 }
 
 // The k-th largest key T of the block from its candidates (the valid
-// entries with key >= floor_key, bit i of cand for a[i]), when they are too
-// many for the candidate list: 8-bit radix digits (for bf16 after octave
-// counts), until the bin is exactly the rest of the top-k (then T is its
-// smallest key) or every bit is decided (T = the bin's key). Called in
-// uniform control flow: its barriers depend on uniform counts only.
-fn threshold_by_digits(
-  sp: Span,
-  cand: u32,
-  top: u32,
-  floor_key: u32,
-  k: u32,
-  tid: u32,
-) -> u32 {
+// entries with key >= floor_key, bit i of cand for a[i], and perhaps a few
+// below it), when they are too many for the candidate list: 8-bit radix
+// digits (for bf16 after octave counts), until the bin is exactly the rest
+// of the top-k (then T is its smallest key) or every bit is decided (T = the
+// bin's key). Called in uniform control flow: its barriers depend on uniform
+// counts only.
+fn threshold_by_digits(sp: Span, cand: u32, k: u32, tid: u32) -> u32 {
+  // The candidates' largest key (the block's) and smallest, exactly.
+  var ends = vec2<u32>(0u);
+  var left = cand;
+  while (left != 0u) {
+    let i = firstTrailingBit(left);
+    left &= left - 1u;
+    let key = topk_key(elem_a(sp, i));
+    ends = max(ends, vec2<u32>(key, ~key));
+  }
+  let wide = wg_max4(tid, vec4<u32>(ends, 0u, 0u));
+  let top = wide.x;
+  let bottom = min(~wide.y, top); // top when there is no candidate
   var rem = k; // entries still to place at or below the current bin
   var shift: u32;
   var prefix: u32; // the bin: keys whose bits above `shift` equal prefix's
@@ -514,9 +543,9 @@ fn threshold_by_digits(
       eb -= 8u;
     }
   } else {
-    // Every candidate key lies in [floor_key, top], so all share the
-    // leading bits of the two: the radix digits start below them.
-    shift = 32u - countLeadingZeros(top ^ floor_key);
+    // Every candidate key lies in [bottom, top], so all share the leading
+    // bits of the two: the radix digits start below them.
+    shift = 32u - countLeadingZeros(top ^ bottom);
     prefix = top & ~((1u << shift) - 1u);
   }
   loop {
