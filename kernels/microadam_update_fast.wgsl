@@ -1,8 +1,8 @@
 // MicroAdam spec steps 6-9 for one top-k block of the fast path (its codes
 // were written by microadam_select_fast). The window rows of the block (the
-// staged row in this step's slot) are counting-sorted by owner thread, each
-// thread orders its few entries by (coordinate, slot) and rebuilds M and S
-// in slot order in registers. Only coordinates the window touches get the
+// staged row in this step's slot, committed there as it is read) are
+// counting-sorted by owner thread, each thread orders its few entries by
+// (coordinate, slot) and rebuilds M and S in slot order in registers. Only coordinates the window touches get the
 // Adam update: elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly;
 // with weight decay every coordinate is still decayed. A skipped step only
 // carries the codes over to the other half.
@@ -18,8 +18,9 @@
 override BF16: bool = false;
 
 const VPT: u32 = FAST_BLOCK / 256u; // coordinates (f32) or words (bf16) per thread
-// Window entries of a block per thread (2).
-const ENTRIES_PER_THREAD: u32 = (FAST_WINDOW_ENTRIES + WG_SIZE - 1u) / WG_SIZE;
+// Window entries of a block per thread: two, taken as entries tid and
+// tid + 256 (written out below, so that both loads are in flight at once).
+const_assert FAST_WINDOW_ENTRIES == 2u * WG_SIZE;
 
 var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, FAST_WINDOW>;
@@ -28,14 +29,16 @@ var<workgroup> owned: array<atomic<u32>, 256>;
 // coordinate << 20 | slot << 16 | bf16 value, grouped by owner.
 var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
 
-// Entry j of the block's window rows in slot order (this step's row from the
-// staged copy), as coordinate << 20 | slot << 16 | bf16 value.
-fn fast_entry(blk: TopkBlock, base: u32, j: u32) -> u32 {
+// Entry j of the block's window rows in slot order, as coordinate << 20 |
+// slot << 16 | bf16 value. This step's row comes from the staged copy, and
+// is committed to its slot here: every entry is taken once per block.
+fn take_entry(blk: TopkBlock, base: u32, slot: u32, j: u32) -> u32 {
   let i = div_small(j, blk.k);
   let e = j - i * blk.k;
   var entry: u32;
-  if (i == step.slot) {
+  if (i == slot) {
     entry = work[blk.row + e];
+    window[base + i * blk.k + e] = entry;
   } else {
     entry = window[base + i * blk.k + e];
   }
@@ -96,35 +99,31 @@ fn update_block(w: u32, tid: u32) {
   let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
   let rows = min(step.t, cfg.window);
   atomicStore(&owned[tid], 0u);
-  // Commit the staged row into this step's slot.
-  for (var e = tid; e < blk.k; e += WG_SIZE) {
-    window[base + step.slot * blk.k + e] = work[blk.row + e];
-  }
   // Count the entries of every row per owner: f32 coordinate c belongs to
   // thread c mod 256, bf16 coordinate c to the thread of word c / 2.
-  // Each thread reads its (at most ENTRIES_PER_THREAD) entries once and
-  // keeps them in registers for the scatter.
+  // Each thread reads its two entries once (both loads before either is
+  // used) and keeps them in registers for the scatter.
   let shift = select(0u, 1u, BF16);
   let total = rows * blk.k;
-  var ent: array<u32, ENTRIES_PER_THREAD>;
+  let slot = step.slot;
+  let has0 = tid < total;
+  let has1 = tid + WG_SIZE < total;
+  var ent0 = 0u;
+  var ent1 = 0u;
   workgroupBarrier();
-  for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
-    let j = tid + r * WG_SIZE;
-    if (j < total) {
-      ent[r] = fast_entry(blk, base, j);
-      atomicAdd(&owned[((ent[r] >> 20u) >> shift) & 255u], 1u);
-    }
-  }
+  if (has0) { ent0 = take_entry(blk, base, slot, tid); }
+  if (has1) { ent1 = take_entry(blk, base, slot, tid + WG_SIZE); }
+  let owner0 = ((ent0 >> 20u) >> shift) & 255u;
+  let owner1 = ((ent1 >> 20u) >> shift) & 255u;
+  if (has0) { atomicAdd(&owned[owner0], 1u); }
+  if (has1) { atomicAdd(&owned[owner1], 1u); }
   workgroupBarrier();
   let mine = atomicLoad(&owned[tid]);
-  let first = wg_scan(tid, mine).x;
+  let first = wg_prefix(tid, mine);
   atomicStore(&owned[tid], first);
   workgroupBarrier();
-  for (var r = 0u; r < ENTRIES_PER_THREAD; r++) {
-    if (tid + r * WG_SIZE < total) {
-      sorted[atomicAdd(&owned[((ent[r] >> 20u) >> shift) & 255u], 1u)] = ent[r];
-    }
-  }
+  if (has0) { sorted[atomicAdd(&owned[owner0], 1u)] = ent0; }
+  if (has1) { sorted[atomicAdd(&owned[owner1], 1u)] = ent1; }
   workgroupBarrier();
   // This thread's entries by (coordinate, slot): a coordinate's slots come
   // out in slot order, as spec step 7 accumulates them.
@@ -148,6 +147,9 @@ fn update_block(w: u32, tid: u32) {
   // Bit l of `touched`: the thread's l-th coordinate is in the window (f32:
   // c = 256·l + tid; bf16: item l / 2 = word 256·(l / 2) + tid, half l mod 2).
   let per_item = select(8u, 9u, BF16); // log2 of coordinates per item row
+  let c1 = step.c1;
+  let c2 = step.c2;
+  let eps = cfg.eps;
   var touched = 0u;
   var done = first;
   var m = 0.0;
@@ -161,7 +163,7 @@ fn update_block(w: u32, tid: u32) {
     m = fma_short(decay1[slot], v, m);
     v2 = fma_short(decay2[slot] * v, v, v2);
     if (x + 1u == end || (sorted[x + 1u] >> 20u) != c) {
-      sorted[done] = bitcast<u32>((step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps));
+      sorted[done] = bitcast<u32>((c1 * m) / (sqrt(c2 * v2) + eps));
       done++;
       m = 0.0;
       v2 = 0.0;

@@ -75,6 +75,9 @@ fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
   return vec2<u32>(before, total);
 }
 
+// Exclusive prefix sum of x in thread order: this thread's prefix.
+fn wg_prefix(tid: u32, x: u32) -> u32 { return wg_scan(tid, x).x; }
+
 // A value that at least k of the workgroup's x reach once the workgroup's
 // minimum of it is taken (k <= WG_SIZE). Without subgroups: 0, which every
 // x reaches.

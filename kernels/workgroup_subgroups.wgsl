@@ -45,13 +45,20 @@ fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
   return workgroupUniformLoad(&wg_out);
 }
 
-// Exclusive prefix sum of x in thread order: (this thread's prefix, total).
-fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
+// Exclusive prefix sum of x in thread order: this thread's prefix. One
+// barrier; the next call must come after another (it rewrites wg_sg).
+fn wg_prefix(tid: u32, x: u32) -> u32 {
   let incl = subgroupInclusiveAdd(x);
   if (tid == sg_first + (1u << sg_shift) - 1u) { wg_sg[sg_first >> sg_shift] = incl; }
   workgroupBarrier();
   var before = incl - x;
   for (var j = 0u; j < (sg_first >> sg_shift); j++) { before += wg_sg[j]; }
+  return before;
+}
+
+// Exclusive prefix sum of x in thread order: (this thread's prefix, total).
+fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
+  let before = wg_prefix(tid, x);
   if (tid == 0u) {
     var t = 0u;
     for (var j = 0u; j < (WG_SIZE >> sg_shift); j++) { t += wg_sg[j]; }

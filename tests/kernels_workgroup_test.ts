@@ -1,0 +1,171 @@
+/**
+ * kernels/workgroup.wgsl and kernels/workgroup_subgroups.wgsl run on the GPU
+ * against closed forms on the CPU: the workgroup sums, maxima, scan and
+ * prefix, and the subgroup lower bound on the k-th largest value that the
+ * select kernel filters its candidates with (wg_kth_bound_part: per subgroup
+ * the c-th largest, c = ceil(k / subgroups), then the workgroup's minimum).
+ */
+
+import assert from "node:assert/strict";
+import workgroup from "../kernels/workgroup.wgsl" with { type: "text" };
+import workgroupSubgroups from "../kernels/workgroup_subgroups.wgsl" with {
+  type: "text",
+};
+import { hasSubgroups } from "../src/gpu/capabilities.ts";
+import { bindBuffers, readBuffer } from "../src/gpu/buffers.ts";
+import { rng, testDevice } from "./gpu_util.ts";
+
+const device = await testDevice();
+const WG = 256;
+
+// One workgroup per case: x = inp[256·case + tid], k = ks[case]. Per thread
+// out gets the exclusive scan and its total, the sum, the maximum, the bound
+// part, the subgroup size (0 without subgroups) and the prefix alone.
+const HARNESS = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> inp: array<u32>;
+@group(0) @binding(1) var<storage, read> ks: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  wg_init(tid);
+  let x = inp[256u * wid.x + tid];
+  let o = 7u * (256u * wid.x + tid);
+  let scan = wg_scan(tid, x & 0xffffu);
+  out[o] = scan.x;
+  out[o + 1u] = scan.y;
+  out[o + 2u] = wg_sum4(tid, vec4<u32>(x & 0xffu, 1u, 2u, 3u)).x;
+  out[o + 3u] = wg_max4(tid, vec4<u32>(x, 0u, 0u, 0u)).x;
+  out[o + 4u] = wg_kth_bound_part(tid, x, ks[wid.x]);
+  out[o + 5u] = SUBGROUP_SIZE;
+  out[o + 6u] = wg_prefix(tid, (x >> 8u) & 0xffu);
+}`;
+
+function buffer(data: Uint32Array<ArrayBuffer>, usage: number): GPUBuffer {
+  const b = device.createBuffer({ size: data.byteLength, usage });
+  device.queue.writeBuffer(b, 0, data);
+  return b;
+}
+
+/** Runs the harness over `cases` workgroups of x, with k per case. */
+async function run(
+  subgroups: boolean,
+  x: Uint32Array<ArrayBuffer>,
+  ks: Uint32Array<ArrayBuffer>,
+): Promise<Uint32Array> {
+  const code = (subgroups ? workgroupSubgroups : workgroup) +
+    HARNESS.replace(
+      "SUBGROUP_SIZE",
+      subgroups ? "subgroupAdd(1u)" : "0u",
+    );
+  const module = device.createShaderModule({ code });
+  const pipeline = device.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+  const inp = buffer(x, storage);
+  const kb = buffer(ks, storage);
+  const out = device.createBuffer({
+    size: 7 * x.byteLength,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    bindBuffers(device, pipeline.getBindGroupLayout(0), [inp, kb, out]),
+  );
+  pass.dispatchWorkgroups(ks.length);
+  pass.end();
+  device.queue.submit([enc.finish()]);
+  const got = new Uint32Array(await readBuffer(device, out));
+  for (const b of [inp, kb, out]) b.destroy();
+  return got;
+}
+
+/** Cases: random keys, keys with many ties, sorted runs, all equal; k from 1 to 256. */
+function cases(): {
+  x: Uint32Array<ArrayBuffer>;
+  ks: Uint32Array<ArrayBuffer>;
+} {
+  const r = rng(7);
+  const kinds = 6;
+  const kList = [1, 2, 7, 8, 9, 31, 41, 64, 100, 255, 256];
+  const n = kinds * kList.length;
+  const x = new Uint32Array(WG * n);
+  const ks = new Uint32Array(n);
+  let c = 0;
+  for (let kind = 0; kind < kinds; kind++) {
+    for (const k of kList) {
+      for (let t = 0; t < WG; t++) {
+        const u = Math.floor(r() * 2 ** 31);
+        x[WG * c + t] = kind === 0 ? u : kind === 1
+          ? u % 5 // bulk ties
+          : kind === 2
+          ? t // ascending
+          : kind === 3
+          ? WG - t // descending
+          : kind === 4
+          ? 12345 // all equal
+          : (u % 3 === 0 ? 0x7f800000 : u % 1000); // a few large, many small
+      }
+      ks[c++] = k;
+    }
+  }
+  return { x, ks };
+}
+
+for (const subgroups of [false, true]) {
+  Deno.test(`workgroup reductions (${subgroups ? "subgroups" : "workgroup memory only"}): scan, sum, maximum and the k-th largest bound against closed forms`, async () => {
+    if (subgroups && !hasSubgroups(device)) {
+      throw new Error("the test device has no usable subgroups");
+    }
+    const { x, ks } = cases();
+    const got = await run(subgroups, x, ks);
+    let boundsChecked = 0;
+    for (let c = 0; c < ks.length; c++) {
+      const xs = Array.from(x.subarray(WG * c, WG * (c + 1)));
+      const k = ks[c];
+      let prefix = 0;
+      let prefix2 = 0;
+      const total = xs.reduce((s, v) => s + (v & 0xffff), 0);
+      const sum = xs.reduce((s, v) => s + (v & 0xff), 0);
+      const max = Math.max(...xs);
+      let bound = Infinity;
+      for (let t = 0; t < WG; t++) {
+        const o = 7 * (WG * c + t);
+        assert.equal(got[o], prefix, `case ${c} thread ${t}: scan`);
+        assert.equal(got[o + 1], total, `case ${c}: scan total`);
+        assert.equal(got[o + 2], sum, `case ${c}: sum`);
+        assert.equal(got[o + 3], max, `case ${c}: maximum`);
+        assert.equal(got[o + 6], prefix2, `case ${c} thread ${t}: prefix`);
+        prefix += xs[t] & 0xffff;
+        prefix2 += (xs[t] >> 8) & 0xff;
+        bound = Math.min(bound, got[o + 4]);
+      }
+      const size = got[7 * WG * c + 5];
+      let want = 0; // without subgroups: 0, which every x reaches
+      if (subgroups) {
+        assert.ok(size >= 4 && size <= WG, `subgroup size ${size}`);
+        const groups = WG / size;
+        const cth = Math.min(Math.ceil(k / groups), size);
+        want = Infinity;
+        for (let g = 0; g < groups; g++) {
+          const lanes = xs.slice(g * size, (g + 1) * size).sort((a, b) =>
+            b - a
+          );
+          want = Math.min(want, lanes[cth - 1]);
+        }
+      }
+      assert.equal(bound, want, `case ${c} (k ${k}): bound`);
+      assert.ok(
+        xs.filter((v) => v >= bound).length >= k,
+        `case ${c}: fewer than k values reach the bound`,
+      );
+      boundsChecked++;
+    }
+    assert.equal(boundsChecked, ks.length);
+  });
+}
