@@ -203,7 +203,12 @@ fn next_up_pos(q: f32) -> f32 { return bitcast<f32>(bitcast<u32>(q) + 1u); }
 fn next_down_pos(q: f32) -> f32 { return bitcast<f32>(bitcast<u32>(q) - 1u); }
 
 // a / b correctly rounded to nearest-even, for finite a and nonzero finite b
-// with a normal quotient; '/' only supplies a first guess.
+// with |b| <= 2^126 and a normal quotient; '/' only supplies a first guess.
+// WGSL bounds the error of '/' only for divisors in [2^-126, 2^126], and
+// NVIDIA documents its fast division as returning 0 beyond 2^126 (the H200
+// got 105 cases of tests/kernels_numeric_test.ts wrong, as many as it had
+// divisors above 2^126). The kernels divide by 15, by an EF unit (far below
+// 2^126: gradients are below 2^60) and by 1 - beta^t.
 fn div_rn(a: f32, b: f32) -> f32 { return div_rn_from(a, b, a / b); }
 
 // div_rn refining a first guess q0 that is within a few ulps of a / b.
