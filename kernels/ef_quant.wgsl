@@ -45,7 +45,8 @@ const ROUNDER_BITS: u32 = 0x4b400000u;
 fn quantize_fast4(r: vec4<f32>, qz: Quantizer) -> FastCodes {
   let y = (r - vec4<f32>(qz.mn)) * qz.inv;
   let t = bitcast<vec4<u32>>(y + vec4<f32>(ROUNDER));
-  // A negative or too large y (or a NaN) gives n >= 64.
+  // y below -0.5 or from 63.5 up (or a NaN) gives n >= 64 (as u32); y in
+  // (-0.5, 0) gives 0, the code that the clamp gives it too.
   let n = t - vec4<u32>(ROUNDER_BITS);
   // n as a float: the bits of 2^23 + n, less 2^23. Not (y + ROUNDER) -
   // ROUNDER, which a compiler may fold to y (llvmpipe does).
