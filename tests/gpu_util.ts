@@ -54,7 +54,7 @@ export function dispatchWith(
 /** A buffer holding `data` (size rounded up to 4 bytes). */
 export function bufferFrom(
   device: GPUDevice,
-  data: Float32Array | Uint16Array,
+  data: Float32Array | Uint16Array | Uint32Array,
   usage = TENSOR_USAGE,
 ): GPUBuffer {
   const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
@@ -67,7 +67,7 @@ export function bufferFrom(
 export function writeTo(
   device: GPUDevice,
   buffer: GPUBuffer,
-  data: Float32Array | Uint16Array,
+  data: Float32Array | Uint16Array | Uint32Array,
   offset = 0,
 ): void {
   const bytes = Math.ceil(data.byteLength / 4) * 4;

@@ -12,8 +12,14 @@ import workgroupSubgroups from "../kernels/workgroup_subgroups.wgsl" with {
   type: "text",
 };
 import { hasSubgroups } from "../src/gpu/capabilities.ts";
-import { bindBuffers, readBuffer } from "../src/gpu/buffers.ts";
-import { rng, testDevice } from "./gpu_util.ts";
+import { readBuffer } from "../src/gpu/buffers.ts";
+import {
+  bufferFrom,
+  dispatchWith,
+  rng,
+  TENSOR_USAGE,
+  testDevice,
+} from "./gpu_util.ts";
 
 const device = await testDevice();
 const WG = 256;
@@ -41,17 +47,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   out[o + 6u] = wg_prefix(tid, (x >> 8u) & 0xffu);
 }`;
 
-function buffer(data: Uint32Array<ArrayBuffer>, usage: number): GPUBuffer {
-  const b = device.createBuffer({ size: data.byteLength, usage });
-  device.queue.writeBuffer(b, 0, data);
-  return b;
-}
-
 /** Runs the harness over `cases` workgroups of x, with k per case. */
 async function run(
   subgroups: boolean,
-  x: Uint32Array<ArrayBuffer>,
-  ks: Uint32Array<ArrayBuffer>,
+  x: Uint32Array,
+  ks: Uint32Array,
 ): Promise<Uint32Array> {
   const code = (subgroups ? workgroupSubgroups : workgroup) +
     HARNESS.replace(
@@ -63,33 +63,20 @@ async function run(
     layout: "auto",
     compute: { module, entryPoint: "main" },
   });
-  const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-  const inp = buffer(x, storage);
-  const kb = buffer(ks, storage);
+  const inp = bufferFrom(device, x);
+  const kb = bufferFrom(device, ks);
   const out = device.createBuffer({
     size: 7 * x.byteLength,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+    usage: TENSOR_USAGE,
   });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(
-    0,
-    bindBuffers(device, pipeline.getBindGroupLayout(0), [inp, kb, out]),
-  );
-  pass.dispatchWorkgroups(ks.length);
-  pass.end();
-  device.queue.submit([enc.finish()]);
+  dispatchWith(device, pipeline, [inp, kb, out], ks.length);
   const got = new Uint32Array(await readBuffer(device, out));
   for (const b of [inp, kb, out]) b.destroy();
   return got;
 }
 
 /** Cases: random keys, keys with many ties, sorted runs, all equal; k from 1 to 256. */
-function cases(): {
-  x: Uint32Array<ArrayBuffer>;
-  ks: Uint32Array<ArrayBuffer>;
-} {
+function cases(): { x: Uint32Array; ks: Uint32Array } {
   const r = rng(7);
   const kinds = 6;
   const kList = [1, 2, 7, 8, 9, 31, 41, 64, 100, 255, 256];
