@@ -2,10 +2,11 @@
 // were written by microadam_select_fast). The window rows of the block (the
 // staged row in this step's slot, committed there as it is read) are
 // counting-sorted by owner thread, each thread orders its few entries by
-// (coordinate, slot) and rebuilds M and S in slot order in registers. Only coordinates the window touches get the
-// Adam update: elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly;
-// with weight decay every coordinate is still decayed. A skipped step only
-// carries the codes over to the other half.
+// (coordinate, slot) and rebuilds M and S in slot order in registers. Only
+// coordinates the window touches get the Adam update: elsewhere M = S = 0,
+// so u = 0 and p + (-lr)·0 = p exactly; with weight decay every coordinate
+// is still decayed. A skipped step only carries the codes over to the other
+// half.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -105,14 +106,14 @@ fn update_block(w: u32, tid: u32) {
   // used) and keeps them in registers for the scatter.
   let shift = select(0u, 1u, BF16);
   let total = rows * blk.k;
-  let slot = step.slot;
+  let this_slot = step.slot;
   let has0 = tid < total;
   let has1 = tid + WG_SIZE < total;
   var ent0 = 0u;
   var ent1 = 0u;
   workgroupBarrier();
-  if (has0) { ent0 = take_entry(blk, base, slot, tid); }
-  if (has1) { ent1 = take_entry(blk, base, slot, tid + WG_SIZE); }
+  if (has0) { ent0 = take_entry(blk, base, this_slot, tid); }
+  if (has1) { ent1 = take_entry(blk, base, this_slot, tid + WG_SIZE); }
   let owner0 = ((ent0 >> 20u) >> shift) & 255u;
   let owner1 = ((ent1 >> 20u) >> shift) & 255u;
   if (has0) { atomicAdd(&owned[owner0], 1u); }
