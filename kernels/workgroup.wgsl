@@ -3,8 +3,10 @@
 // with subgroup operations). Every thread must call them, in uniform control
 // flow, after wg_init; results that all threads need come back through
 // workgroupUniformLoad, so they count as uniform for the barriers that
-// follow. Each array is only zeroed (WGSL zero-initializes workgroup memory)
-// in the kernels that use it.
+// follow. The `_varying` forms (subgroups only; here they are the uniform
+// ones) give every thread the same result after one barrier, but WGSL does
+// not see it as uniform. Each array is only zeroed (WGSL zero-initializes
+// workgroup memory) in the kernels that use it.
 
 const WG_SIZE: u32 = 256u;
 
@@ -74,6 +76,11 @@ fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
   let total = workgroupUniformLoad(&wg_out).x;
   return vec2<u32>(before, total);
 }
+
+// kernels/workgroup_subgroups.wgsl's one-barrier forms; here the uniform
+// ones.
+fn wg_max2_varying(tid: u32, x: vec2<u32>) -> vec2<u32> { return wg_max4(tid, vec4<u32>(x, 0u, 0u)).xy; }
+fn wg_scan_varying(tid: u32, x: u32) -> vec2<u32> { return wg_scan(tid, x); }
 
 // Exclusive prefix sum of x in thread order: this thread's prefix.
 fn wg_prefix(tid: u32, x: u32) -> u32 { return wg_scan(tid, x).x; }

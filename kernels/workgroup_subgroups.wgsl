@@ -45,6 +45,39 @@ fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
   return workgroupUniformLoad(&wg_out);
 }
 
+// wg_max4's first two components with one barrier: every subgroup reduces
+// the subgroups' partials itself. The result is the same in every thread
+// but is not uniform to WGSL: no barrier may depend on it. It shares
+// workgroup memory with wg_max4 and wg_sum4: a barrier must pass between it
+// and the next of them.
+fn wg_max2_varying(tid: u32, x: vec2<u32>) -> vec2<u32> {
+  let s = subgroupMax(x);
+  if (tid == sg_first) { wg_sg4[tid >> sg_shift] = vec4<u32>(s, 0u, 0u); }
+  workgroupBarrier();
+  var p = vec2<u32>(0u);
+  for (var j = tid - sg_first; j < (WG_SIZE >> sg_shift); j += 1u << sg_shift) {
+    p = max(p, wg_sg4[j].xy);
+  }
+  return subgroupMax(p);
+}
+
+// wg_scan with one barrier, on the same terms as wg_max2_varying (it shares
+// workgroup memory with wg_scan and wg_prefix).
+fn wg_scan_varying(tid: u32, x: u32) -> vec2<u32> {
+  let incl = subgroupInclusiveAdd(x);
+  if (tid == sg_first + (1u << sg_shift) - 1u) { wg_sg[sg_first >> sg_shift] = incl; }
+  workgroupBarrier();
+  let group = sg_first >> sg_shift;
+  var before = 0u; // of the subgroups before this one, the ones this lane reads
+  var total = 0u;
+  for (var j = tid - sg_first; j < (WG_SIZE >> sg_shift); j += 1u << sg_shift) {
+    let t = wg_sg[j];
+    total += t;
+    before += select(0u, t, j < group);
+  }
+  return vec2<u32>(incl - x + subgroupAdd(before), subgroupAdd(total));
+}
+
 // Exclusive prefix sum of x in thread order: this thread's prefix. One
 // barrier; the next call must come after another (it rewrites wg_sg).
 fn wg_prefix(tid: u32, x: u32) -> u32 {

@@ -3,7 +3,9 @@
  * against closed forms on the CPU: the workgroup sums, maxima, scan and
  * prefix, and the subgroup lower bound on the k-th largest value that the
  * select kernel filters its candidates with (wg_kth_bound_part: per subgroup
- * the c-th largest, c = ceil(k / subgroups), then the workgroup's minimum).
+ * the c-th largest, c = ceil(k / subgroups), then the workgroup's minimum),
+ * and the one-barrier forms of the scan and the maximum (wg_scan_varying,
+ * wg_max2_varying).
  */
 
 import assert from "node:assert/strict";
@@ -26,7 +28,9 @@ const WG = 256;
 
 // One workgroup per case: x = inp[256·case + tid], k = ks[case]. Per thread
 // out gets the exclusive scan and its total, the sum, the maximum, the bound
-// part, the subgroup size (0 without subgroups) and the prefix alone.
+// part, the subgroup size (0 without subgroups), the prefix alone, then the
+// one-barrier scan and total and maximum (a barrier before each, as their
+// contract asks).
 const HARNESS = /* wgsl */ `
 @group(0) @binding(0) var<storage, read> inp: array<u32>;
 @group(0) @binding(1) var<storage, read> ks: array<u32>;
@@ -36,7 +40,7 @@ const HARNESS = /* wgsl */ `
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   wg_init(tid);
   let x = inp[256u * wid.x + tid];
-  let o = 7u * (256u * wid.x + tid);
+  let o = OUTS * (256u * wid.x + tid);
   let scan = wg_scan(tid, x & 0xffffu);
   out[o] = scan.x;
   out[o + 1u] = scan.y;
@@ -45,7 +49,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   out[o + 4u] = wg_kth_bound_part(tid, x, ks[wid.x]);
   out[o + 5u] = SUBGROUP_SIZE;
   out[o + 6u] = wg_prefix(tid, (x >> 8u) & 0xffu);
+  workgroupBarrier();
+  let scan2 = wg_scan_varying(tid, (x >> 4u) & 0xffffu);
+  out[o + 7u] = scan2.x;
+  out[o + 8u] = scan2.y;
+  workgroupBarrier();
+  out[o + 9u] = wg_max2_varying(tid, vec2<u32>(0u, x ^ 0x55u)).y;
 }`;
+
+/** Words of `out` per thread. */
+const OUTS = 10;
 
 /** Runs the harness over `cases` workgroups of x, with k per case. */
 async function run(
@@ -57,7 +70,7 @@ async function run(
     HARNESS.replace(
       "SUBGROUP_SIZE",
       subgroups ? "subgroupAdd(1u)" : "0u",
-    );
+    ).replace("OUTS", `${OUTS}u`);
   const module = device.createShaderModule({ code });
   const pipeline = device.createComputePipeline({
     layout: "auto",
@@ -66,7 +79,7 @@ async function run(
   const inp = bufferFrom(device, x);
   const kb = bufferFrom(device, ks);
   const out = device.createBuffer({
-    size: 7 * x.byteLength,
+    size: OUTS * x.byteLength,
     usage: TENSOR_USAGE,
   });
   dispatchWith(device, pipeline, [inp, kb, out], ks.length);
@@ -117,22 +130,33 @@ for (const subgroups of [false, true]) {
       const k = ks[c];
       let prefix = 0;
       let prefix2 = 0;
+      let prefix3 = 0;
       const total = xs.reduce((s, v) => s + (v & 0xffff), 0);
+      const total3 = xs.reduce((s, v) => s + ((v >>> 4) & 0xffff), 0);
+      const max3 = Math.max(...xs.map((v) => (v ^ 0x55) >>> 0));
       const sum = xs.reduce((s, v) => s + (v & 0xff), 0);
       const max = Math.max(...xs);
       let bound = Infinity;
       for (let t = 0; t < WG; t++) {
-        const o = 7 * (WG * c + t);
+        const o = OUTS * (WG * c + t);
         assert.equal(got[o], prefix, `case ${c} thread ${t}: scan`);
         assert.equal(got[o + 1], total, `case ${c}: scan total`);
         assert.equal(got[o + 2], sum, `case ${c}: sum`);
         assert.equal(got[o + 3], max, `case ${c}: maximum`);
         assert.equal(got[o + 6], prefix2, `case ${c} thread ${t}: prefix`);
+        assert.equal(
+          got[o + 7],
+          prefix3,
+          `case ${c} thread ${t}: scan (one barrier)`,
+        );
+        assert.equal(got[o + 8], total3, `case ${c}: scan total (one barrier)`);
+        assert.equal(got[o + 9], max3, `case ${c}: maximum (one barrier)`);
         prefix += xs[t] & 0xffff;
         prefix2 += (xs[t] >> 8) & 0xff;
+        prefix3 += (xs[t] >>> 4) & 0xffff;
         bound = Math.min(bound, got[o + 4]);
       }
-      const size = got[7 * WG * c + 5];
+      const size = got[OUTS * WG * c + 5];
       let want = 0; // without subgroups: 0, which every x reaches
       if (subgroups) {
         assert.ok(size >= 4 && size <= WG, `subgroup size ${size}`);
