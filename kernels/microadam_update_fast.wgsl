@@ -1,12 +1,20 @@
 // MicroAdam spec steps 6-9 for one top-k block of the fast path (its codes
 // were written by microadam_select_fast). The window rows of the block (the
 // staged row in this step's slot, committed there as it is read) are
-// counting-sorted by owner thread, each thread orders its few entries by
-// (coordinate, slot) and rebuilds M and S in slot order in registers. Only
-// coordinates the window touches get the Adam update: elsewhere M = S = 0,
-// so u = 0 and p + (-lr)·0 = p exactly; with weight decay every coordinate
-// is still decayed. A skipped step only carries the codes over to the other
-// half.
+// grouped by owner thread (a counting sort), every entry finds its place in
+// its group by (coordinate, slot) by counting the group's entries below it,
+// and the thread holding a coordinate's first entry rebuilds its M and S in
+// slot order. Only coordinates the window touches get the Adam update:
+// elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly; with weight
+// decay every coordinate is still decayed. A skipped step only carries the
+// codes over to the other half.
+//
+// No thread walks more than its entries' groups and one coordinate's slots
+// per entry. The earlier form, where each owner thread insertion-sorted its
+// group and then walked all of it, was quadratic in a group's size (160
+// entries when one thread owns every selected coordinate of a block, as in
+// tests/optim_microadam_test.ts), and on the H200's benchmark data 2.5 %
+// (f32) and 4.6 % (bf16) slower (bench/RESULTS.md, round 13).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -25,9 +33,16 @@ const_assert FAST_WINDOW_ENTRIES == 2u * WG_SIZE;
 
 var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, FAST_WINDOW>;
-// Entries per owner thread, then where the next one goes.
+// Per owner thread: its entry count, then its group as first | count << 16.
 var<workgroup> owned: array<atomic<u32>, 256>;
-// coordinate << 20 | slot << 16 | bf16 value, grouped by owner.
+// Per owner thread: bit i set when its i-th coordinate (see item_of) is in
+// the window.
+var<workgroup> owned_items: array<atomic<u32>, 256>;
+// Entries (coordinate << 20 | slot << 16 | bf16 value) grouped by owner, in
+// no order within a group; then u of the touched coordinates, the owner's
+// j-th at index j of its group.
+var<workgroup> grouped: array<u32, FAST_WINDOW_ENTRIES>;
+// The entries by (owner, coordinate, slot).
 var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
 
 // Entry j of the block's window rows in slot order, as coordinate << 20 |
@@ -94,82 +109,66 @@ fn update_block(w: u32, tid: u32) {
     return;
   }
 
-  let h = step.param_groups[s.param_group];
-  let items = select(VPT, VPT / 2u, BF16);
-  let item_coords = item_coords();
-  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
   let rows = min(step.t, cfg.window);
-  atomicStore(&owned[tid], 0u);
-  // Count the entries of every row per owner: f32 coordinate c belongs to
-  // thread c mod 256, bf16 coordinate c to the thread of word c / 2.
-  // Each thread reads its two entries once (both loads before either is
-  // used) and keeps them in registers for the scatter.
-  let shift = select(0u, 1u, BF16);
+  // Each thread takes two entries (both loads in flight at once, and before
+  // the barrier, which then waits while they are) and keeps them in
+  // registers.
   let total = rows * blk.k;
   let this_slot = step.slot;
   let has0 = tid < total;
   let has1 = tid + WG_SIZE < total;
   var ent0 = 0u;
   var ent1 = 0u;
-  workgroupBarrier();
   if (has0) { ent0 = take_entry(blk, base, this_slot, tid); }
   if (has1) { ent1 = take_entry(blk, base, this_slot, tid + WG_SIZE); }
-  let owner0 = ((ent0 >> 20u) >> shift) & 255u;
-  let owner1 = ((ent1 >> 20u) >> shift) & 255u;
-  if (has0) { atomicAdd(&owned[owner0], 1u); }
-  if (has1) { atomicAdd(&owned[owner1], 1u); }
+  atomicStore(&owned[tid], 0u);
+  atomicStore(&owned_items[tid], 0u);
+  workgroupBarrier();
+  // Count the entries per owner (an entry's rank in its group is the count
+  // before it) and mark the owners' touched coordinates.
+  let owner0 = owner_of(ent0 >> 20u);
+  let owner1 = owner_of(ent1 >> 20u);
+  var rank0 = 0u;
+  var rank1 = 0u;
+  if (has0) {
+    rank0 = atomicAdd(&owned[owner0], 1u);
+    atomicOr(&owned_items[owner0], 1u << item_of(ent0 >> 20u));
+  }
+  if (has1) {
+    rank1 = atomicAdd(&owned[owner1], 1u);
+    atomicOr(&owned_items[owner1], 1u << item_of(ent1 >> 20u));
+  }
   workgroupBarrier();
   let mine = atomicLoad(&owned[tid]);
   let first = wg_prefix(tid, mine);
-  atomicStore(&owned[tid], first);
+  atomicStore(&owned[tid], first | (mine << 16u));
   workgroupBarrier();
-  if (has0) { sorted[atomicAdd(&owned[owner0], 1u)] = ent0; }
-  if (has1) { sorted[atomicAdd(&owned[owner1], 1u)] = ent1; }
-  workgroupBarrier();
-  // This thread's entries by (coordinate, slot): a coordinate's slots come
-  // out in slot order, as spec step 7 accumulates them.
-  let end = first + mine;
-  for (var x = first + 1u; x < end; x++) {
-    let v = sorted[x];
-    var y = x;
-    loop {
-      if (y == first || sorted[y - 1u] <= v) { break; }
-      sorted[y] = sorted[y - 1u];
-      y--;
-    }
-    sorted[y] = v;
+  var group0 = 0u; // first | count << 16 of the entry's group
+  var group1 = 0u;
+  if (has0) {
+    group0 = atomicLoad(&owned[owner0]);
+    grouped[(group0 & 0xffffu) + rank0] = ent0;
   }
+  if (has1) {
+    group1 = atomicLoad(&owned[owner1]);
+    grouped[(group1 & 0xffffu) + rank1] = ent1;
+  }
+  workgroupBarrier();
+  var run0 = 0u; // see place
+  var run1 = 0u;
+  if (has0) { run0 = place(ent0, group0); }
+  if (has1) { run1 = place(ent1, group1); }
+  workgroupBarrier();
+  // Spec steps 7-8, by the thread holding each coordinate's first entry: M
+  // and S in slot order, then u, at index j of the owner's group for the
+  // owner's j-th touched coordinate.
+  if (run0 != 0u) { grouped[u_index(ent0 >> 20u, group0)] = bitcast<u32>(moments_u(run0)); }
+  if (run1 != 0u) { grouped[u_index(ent1 >> 20u, group1)] = bitcast<u32>(moments_u(run1)); }
+  workgroupBarrier();
 
-  // Spec steps 7-8 over the thread's entries, flat: a warp runs as many
-  // iterations as its busiest thread has entries (not one round per item,
-  // which would run the slot loop for every item some lane touches). Each
-  // coordinate's M and S accumulate in slot order; its u replaces the
-  // entries already consumed (sorted[first + j] for the j-th coordinate).
-  // Bit l of `touched`: the thread's l-th coordinate is in the window (f32:
-  // c = 256·l + tid; bf16: item l / 2 = word 256·(l / 2) + tid, half l mod 2).
-  let per_item = select(8u, 9u, BF16); // log2 of coordinates per item row
-  let c1 = step.c1;
-  let c2 = step.c2;
-  let eps = cfg.eps;
-  var touched = 0u;
-  var done = first;
-  var m = 0.0;
-  var v2 = 0.0;
-  for (var x = first; x < end; x++) {
-    let e = sorted[x];
-    let c = e >> 20u;
-    touched |= 1u << (((c >> per_item) * item_coords) | (c & (item_coords - 1u)));
-    let slot = (e >> 16u) & 15u;
-    let v = bf16_value(e);
-    m = fma_short(decay1[slot], v, m);
-    v2 = fma_short(decay2[slot] * v, v, v2);
-    if (x + 1u == end || (sorted[x + 1u] >> 20u) != c) {
-      sorted[done] = bitcast<u32>((c1 * m) / (sqrt(c2 * v2) + eps));
-      done++;
-      m = 0.0;
-      v2 = 0.0;
-    }
-  }
+  let h = step.param_groups[s.param_group];
+  let items = select(VPT, VPT / 2u, BF16);
+  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
 
   // Step 9 (and weight decay), only on the thread's live items, in
   // coordinate order. The coordinates the window touches take their u in
@@ -182,7 +181,7 @@ fn update_block(w: u32, tid: u32) {
   // a time, loads first, was no faster).
   var walk: ItemWalk;
   walk.next = first;
-  walk.touched = touched;
+  walk.touched = atomicLoad(&owned_items[tid]);
   walk.n = blk.n;
   walk.decay = h.wd > 0.0;
   walk.factor = h.decay;
@@ -194,6 +193,61 @@ fn update_block(w: u32, tid: u32) {
     let at = word0 + i * WG_SIZE + tid;
     params[at] = apply_item(&walk, params[at], i, tid);
   }
+}
+
+// The owner thread of block-local coordinate c: f32 c belongs to thread
+// c mod 256, bf16 c to the thread of word c / 2.
+fn owner_of(c: u32) -> u32 { return (c >> select(0u, 1u, BF16)) & 255u; }
+
+// c's index among its owner's coordinates, in coordinate order (bit of
+// `touched`): f32 c = 256·i + owner; bf16 word c / 2 = 256·(i / 2) + owner,
+// half i mod 2.
+fn item_of(c: u32) -> u32 {
+  if (BF16) { return ((c >> 9u) << 1u) | (c & 1u); }
+  return c >> 8u;
+}
+
+// Entry e's place by (coordinate, slot) among the entries of its group
+// (first | count << 16 in `group`), from counts over the group: e goes to
+// `sorted` there. Returns, when e is its coordinate's first entry, where
+// the coordinate starts | its entries << 16 (else 0).
+fn place(e: u32, group: u32) -> u32 {
+  let first = group & 0xffffu;
+  let key = e >> 16u; // coordinate << 4 | slot
+  var below = 0u; // entries before e
+  var coord_below = 0u; // entries of smaller coordinates
+  var same = 0u; // entries of e's coordinate, e included
+  for (var x = first; x < first + (group >> 16u); x++) {
+    let other = grouped[x] >> 16u;
+    below += select(0u, 1u, other < key);
+    coord_below += select(0u, 1u, (other >> 4u) < (key >> 4u));
+    same += select(0u, 1u, (other >> 4u) == (key >> 4u));
+  }
+  sorted[first + below] = e;
+  return select(0u, (first + below) | (same << 16u), below == coord_below);
+}
+
+// Spec steps 7-8 for the coordinate whose entries are sorted[start ..
+// start + count) in slot order (run = start | count << 16): M and S, then u.
+fn moments_u(run: u32) -> f32 {
+  var m = 0.0;
+  var v2 = 0.0;
+  let start = run & 0xffffu;
+  for (var x = start; x < start + (run >> 16u); x++) {
+    let e = sorted[x];
+    let slot = (e >> 16u) & 15u;
+    let v = bf16_value(e);
+    m = fma_short(decay1[slot], v, m);
+    v2 = fma_short(decay2[slot] * v, v, v2);
+  }
+  return (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
+}
+
+// Where the u of coordinate c goes: index j of its owner's group (first |
+// count << 16 in `group`) for the owner's j-th touched coordinate.
+fn u_index(c: u32, group: u32) -> u32 {
+  let below = atomicLoad(&owned_items[owner_of(c)]) & ((1u << item_of(c)) - 1u);
+  return (group & 0xffffu) + countOneBits(below);
 }
 
 // Bit i: item i of thread tid is in the block and changes this step.
@@ -219,7 +273,7 @@ fn live_items(walk: ptr<function, ItemWalk>, items: u32, tid: u32) -> u32 {
 
 // A thread's walk over its items in coordinate order for step 9.
 struct ItemWalk {
-  next: u32,    // `sorted` index of the next touched coordinate's u
+  next: u32,    // `grouped` index of the next touched coordinate's u
   touched: u32, // bit l: the thread's l-th coordinate is in the window
   n: u32,       // elements in the block
   decay: bool,
@@ -244,7 +298,7 @@ fn apply_item(walk: ptr<function, ItemWalk>, word_in: u32, i: u32, tid: u32) -> 
       if (BF16) { p = bf16_round(p); }
     }
     if ((((*walk).touched >> (i * item_coords() + half)) & 1u) == 1u) {
-      let u = bitcast<f32>(sorted[(*walk).next]);
+      let u = bitcast<f32>(grouped[(*walk).next]);
       (*walk).next += 1u;
       if (BF16) {
         // The authors' kernel fuses this multiply-add; u is a bf16, so the

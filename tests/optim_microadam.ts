@@ -43,6 +43,26 @@ export const device = await testDevice();
 // in workgroup memory only.
 export const plainDevice = await requestDevice({ subgroups: false });
 
+/**
+ * The test device, reporting some limits lower than it has (the optimizer
+ * reads its limits from `device.limits`); every call goes to the real device.
+ */
+export function limitedDevice(overrides: Record<string, number>): GPUDevice {
+  const limits = new Proxy(device.limits, {
+    get: (t, k) =>
+      typeof k === "string" && k in overrides
+        ? overrides[k]
+        : Reflect.get(t, k, t),
+  });
+  return new Proxy(device, {
+    get(t, k) {
+      if (k === "limits") return limits;
+      const v = Reflect.get(t, k, t);
+      return typeof v === "function" ? v.bind(t) : v;
+    },
+  });
+}
+
 export type Arr = Float32Array | Uint16Array;
 
 /** The planner's output, for assertions on batching and splitting. */

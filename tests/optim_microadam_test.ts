@@ -13,8 +13,8 @@ import { FAST_GRID } from "../src/gpu/layout.ts";
 import { bf16Bits } from "../src/numeric/bf16.ts";
 import { testSeed } from "./gpu_util.ts";
 import {
-  device,
   groupsOfTensor,
+  limitedDevice,
   plainDevice,
   planOf,
   SIZES,
@@ -91,26 +91,6 @@ Deno.test("compare helpers: a one-ulp f32 drift passes, a wrong state or bf16 pa
 });
 
 // ---- Kernel edge paths ------------------------------------------------------
-
-/**
- * The test device, reporting some limits lower than it has (the optimizer
- * reads its limits from `device.limits`); every call goes to the real device.
- */
-function limitedDevice(overrides: Record<string, number>): GPUDevice {
-  const limits = new Proxy(device.limits, {
-    get: (t, k) =>
-      typeof k === "string" && k in overrides
-        ? overrides[k]
-        : Reflect.get(t, k, t),
-  });
-  return new Proxy(device, {
-    get(t, k) {
-      if (k === "limits") return limits;
-      const v = Reflect.get(t, k, t);
-      return typeof v === "function" ? v.bind(t) : v;
-    },
-  });
-}
 
 const EDGES: {
   label: string;
@@ -306,6 +286,42 @@ for (const dtype of ["f32", "bf16"] as const) {
       } finally {
         twin.dispose();
       }
+    }
+  });
+}
+
+// The one-pass update's grouping when one owner thread holds every window
+// entry of a block: large gradients only on the coordinates of owner 5
+// (f32: c mod 256 = 5; bf16: word c / 2 mod 256 = 5), k = all of them, so
+// that after m steps each of them is in every slot (16 · 10 entries per
+// block in f32, 32 · 10 in bf16) and the entries' places come from counts
+// over one group of 160 or 320.
+for (const dtype of ["f32", "bf16"] as const) {
+  Deno.test(`one-pass update, every entry in one owner thread's coordinates, ${dtype}: == CPU`, async () => {
+    const n = 3 * 4096 + 1000;
+    const perOwner = dtype === "f32" ? 16 : 32;
+    const owned = (j: number) =>
+      ((dtype === "f32" ? j % 4096 : (j % 4096) >> 1) & 255) === 5;
+    const seed = testSeed(`one owner ${dtype}`);
+    const twin = new Twin({
+      dtype,
+      sizes: [n],
+      seed,
+      options: { lr: 1e-2, density: perOwner / 4096 },
+    });
+    try {
+      assert.ok(twin.gpu.geometry.every(fastPath));
+      for (let s = 1; s <= 12; s++) {
+        const g = new Float32Array(n);
+        for (let j = 0; j < n; j++) {
+          g[j] = (twin.r() < 0.5 ? -1 : 1) *
+            (owned(j) ? 1 + twin.r() : 1e-3 * twin.r());
+        }
+        twin.step([dtype === "f32" ? g : toBf16(g)]);
+        await twin.compare(`one owner: seed ${seed}, step ${s}`);
+      }
+    } finally {
+      twin.dispose();
     }
   });
 }
