@@ -48,8 +48,8 @@ fn wg_max4(tid: u32, x: vec4<u32>) -> vec4<u32> {
 // wg_max4's first two components with one barrier: every subgroup reduces
 // the subgroups' partials itself. The result is the same in every thread
 // but is not uniform to WGSL: no barrier may depend on it. It shares
-// workgroup memory with wg_max4 and wg_sum4: a barrier must pass between it
-// and the next of them.
+// workgroup memory with itself, wg_max4 and wg_sum4: a barrier must pass
+// between it and the next call of any of them.
 fn wg_max2_varying(tid: u32, x: vec2<u32>) -> vec2<u32> {
   let s = subgroupMax(x);
   if (tid == sg_first) { wg_sg4[tid >> sg_shift] = vec4<u32>(s, 0u, 0u); }
@@ -61,8 +61,8 @@ fn wg_max2_varying(tid: u32, x: vec2<u32>) -> vec2<u32> {
   return subgroupMax(p);
 }
 
-// wg_scan with one barrier, on the same terms as wg_max2_varying (it shares
-// workgroup memory with wg_scan and wg_prefix).
+// wg_scan with one barrier, on the same terms as wg_max2_varying (its
+// workgroup memory is shared with wg_scan and wg_prefix).
 fn wg_scan_varying(tid: u32, x: u32) -> vec2<u32> {
   let incl = subgroupInclusiveAdd(x);
   if (tid == sg_first + (1u << sg_shift) - 1u) { wg_sg[sg_first >> sg_shift] = incl; }
