@@ -75,7 +75,7 @@ Deno.test("checkAdamState: moments finite, second moments >= 0, ring 0", () => {
   );
 });
 
-Deno.test("checkMicroAdamState: ring = step mod m, window indices inside blocks and values finite, EF ranges finite with min <= max", () => {
+Deno.test("checkMicroAdamState: ring = step mod m, window indices inside blocks and distinct within the rows in use, values finite, EF ranges finite with min <= max", () => {
   const g = microAdamGeometry(4, {
     window: 2,
     density: 0.5,
@@ -102,6 +102,14 @@ Deno.test("checkMicroAdamState: ring = step mod m, window indices inside blocks 
       ),
     /window entry 0 has index 4, outside its block of 4 elements/,
   );
+  // Row 1 repeats index 3: an error once the row is in use (step >= 2),
+  // not while it is still unwritten (step 1: only row 0 is read).
+  const repeated = { ...good, window: u32(1 | (bf(0.5) << 16), 2, 3, 3) };
+  throwsCheckpoint(
+    () => checkMicroAdamState(state(repeated, { ring: 1 }), [g]),
+    /window entry 3 repeats index 3 within its row \(slot 1 of block 0\)/,
+  );
+  checkMicroAdamState(state(repeated, { step: 1, calls: 1, ring: 1 }), [g]);
   throwsCheckpoint(
     () =>
       checkMicroAdamState(

@@ -252,8 +252,11 @@ matrix(
   all,
   async (s) => {
     const h = handle(s, { lr: 1e-3 });
+    const m = s.family === "MicroAdam" ? 10 : 1;
     try {
-      run(h, 5, 1);
+      // m steps, so that every window row is written: a state whose step
+      // count puts rows in use must hold them (checkMicroAdamState).
+      run(h, 5, m);
       const st = await h.stateDict();
       const edge = 2 ** 32 - 1;
       for (const k of ["step", "calls", "skipped"] as const) {
@@ -264,7 +267,6 @@ matrix(
           /counts up to 4294967295/,
         );
       }
-      const m = s.family === "MicroAdam" ? 10 : 1;
       const near = {
         ...st,
         step: edge - 1,

@@ -136,17 +136,19 @@ export function checkBf16Stats(state: OptimizerState): void {
 /**
  * Checks what sizes alone cannot in a MicroAdam state: the ring position
  * follows the step count, every window index lies inside its block (the
- * moments are rebuilt by scattering through them), every window value is a
- * finite bf16, and every EF range is finite with min ≤ max.
+ * moments are rebuilt by scattering through them), the rows the next step
+ * reads hold distinct indices (a top-k row does; the GPU update places each
+ * entry by its index and slot), every window value is a finite bf16, and
+ * every EF range is finite with min ≤ max.
  *
  * @example
  * ```ts
  * import { microAdamGeometry } from "./geometry.ts";
  * import { checkMicroAdamState } from "./state_checks.ts";
  * const g = microAdamGeometry(4, { window: 2, density: 0.5, topkBlockSize: 4, efBlockSize: 2 });
- * const state = { optimizer: "MicroAdam", config: {}, step: 1, calls: 1, skipped: 0, ring: 1,
+ * const state = { optimizer: "MicroAdam", config: {}, step: 0, calls: 0, skipped: 0, ring: 0,
  *   tensors: [{ name: "w", length: 4, buffers: { window: new Uint8Array(16), codes: new Uint8Array(4), stats: new Uint8Array(12) } }] };
- * checkMicroAdamState(state, [g]); // fine: all zero
+ * checkMicroAdamState(state, [g]); // fine: a fresh state, all zero
  * ```
  */
 export function checkMicroAdamState(
@@ -159,8 +161,8 @@ export function checkMicroAdamState(
 
 /**
  * The window part of {@link checkMicroAdamState}: the ring position follows
- * the step count, every index lies inside its block, every value is a finite
- * bf16.
+ * the step count, every index lies inside its block, the rows in use (the
+ * first min(step, m)) hold distinct indices, every value is a finite bf16.
  */
 export function checkMicroAdamWindow(
   state: OptimizerState,
@@ -168,12 +170,18 @@ export function checkMicroAdamWindow(
 ): void {
   const m = geometry[0]?.window ?? 1;
   checkRing(state, state.step % m, "step mod window");
+  const rows = Math.min(state.step, m);
   geometry.forEach((g, i) => {
     const win = u32View(state.tensors[i].buffers.window);
+    // seen[index] = the row (numbered over the tensor, from 1) that last held it.
+    const seen = new Uint32Array(g.blockSize);
+    let row = 0;
     for (let blk = 0; blk < g.blocks; blk++) {
       const len = blockLength(g, blk);
       const off = blockWindowOffset(g, blk);
-      for (let e = off; e < off + g.window * blockK(g, blk); e++) {
+      const k = blockK(g, blk);
+      for (let e = off; e < off + g.window * k; e++) {
+        if ((e - off) % k === 0) row++;
         if ((win[e] & 0xffff) >= len) {
           throw new CheckpointError(
             `${label(state, i)}: window entry ${e} has index ${
@@ -187,6 +195,18 @@ export function checkMicroAdamWindow(
               bf16Value(win[e] >>> 16)
             }; expected a finite value (the state is damaged or crafted)`,
           );
+        }
+        if (e - off < rows * k) {
+          if (seen[win[e] & 0xffff] === row) {
+            throw new CheckpointError(
+              `${label(state, i)}: window entry ${e} repeats index ${
+                win[e] & 0xffff
+              } within its row (slot ${
+                Math.floor((e - off) / k)
+              } of block ${blk}); expected distinct indices, as a top-k row holds (the state is damaged or crafted)`,
+            );
+          }
+          seen[win[e] & 0xffff] = row;
         }
       }
     }
