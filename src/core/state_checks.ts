@@ -178,35 +178,36 @@ export function checkMicroAdamWindow(
     let row = 0;
     for (let blk = 0; blk < g.blocks; blk++) {
       const len = blockLength(g, blk);
-      const off = blockWindowOffset(g, blk);
       const k = blockK(g, blk);
-      for (let e = off; e < off + g.window * k; e++) {
-        if ((e - off) % k === 0) row++;
-        if ((win[e] & 0xffff) >= len) {
-          throw new CheckpointError(
-            `${label(state, i)}: window entry ${e} has index ${
-              win[e] & 0xffff
-            }, outside its block of ${len} elements`,
-          );
-        }
-        if (!bf16Finite(win[e] >>> 16)) {
-          throw new CheckpointError(
-            `${label(state, i)}: window entry ${e} holds ${
-              bf16Value(win[e] >>> 16)
-            }; expected a finite value (the state is damaged or crafted)`,
-          );
-        }
-        if (e - off < rows * k) {
-          if (seen[win[e] & 0xffff] === row) {
+      for (let slot = 0; slot < g.window; slot++) {
+        row++;
+        const first = blockWindowOffset(g, blk) + slot * k;
+        for (let e = first; e < first + k; e++) {
+          const index = win[e] & 0xffff;
+          if (index >= len) {
             throw new CheckpointError(
-              `${label(state, i)}: window entry ${e} repeats index ${
-                win[e] & 0xffff
-              } within its row (slot ${
-                Math.floor((e - off) / k)
-              } of block ${blk}); expected distinct indices, as a top-k row holds (the state is damaged or crafted)`,
+              `${
+                label(state, i)
+              }: window entry ${e} has index ${index}, outside its block of ${len} elements`,
             );
           }
-          seen[win[e] & 0xffff] = row;
+          if (!bf16Finite(win[e] >>> 16)) {
+            throw new CheckpointError(
+              `${label(state, i)}: window entry ${e} holds ${
+                bf16Value(win[e] >>> 16)
+              }; expected a finite value (the state is damaged or crafted)`,
+            );
+          }
+          if (slot < rows) {
+            if (seen[index] === row) {
+              throw new CheckpointError(
+                `${
+                  label(state, i)
+                }: window entry ${e} repeats index ${index} within its row (slot ${slot} of block ${blk}); expected distinct indices, as a top-k row holds (the state is damaged or crafted)`,
+              );
+            }
+            seen[index] = row;
+          }
         }
       }
     }
