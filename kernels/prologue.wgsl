@@ -1,6 +1,9 @@
-// Step 2: one thread counts the call, decides whether the step is applied
-// (its hyperparameters are its own, its gradients finite), advances the step
-// counter and the window ring, and computes the bias-correction scalars.
+// Step 2: the call's hyperparameters are copied from its ring slot into
+// `step` (a copy command there would put the step's kernels behind two more
+// pipeline barriers), then one thread counts the call, decides whether the
+// step is applied (its hyperparameters are its own, its gradients finite),
+// advances the step counter and the window ring, and computes the
+// bias-correction scalars.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read_write> step: Step;
@@ -9,9 +12,19 @@
 // (it selects one of CALL_IDS constant bindings), so no later write can
 // change it.
 @group(0) @binding(3) var<storage, read> call_id: u32;
+// This call's slot of the hyperparameter ring, also chosen in the encoder.
+@group(0) @binding(4) var<storage, read> hyper: StepCall;
 
-@compute @workgroup_size(1)
-fn main() {
+const COPY_THREADS: u32 = 64u;
+
+@compute @workgroup_size(COPY_THREADS)
+fn main(@builtin(local_invocation_index) tid: u32) {
+  let groups = min(arrayLength(&hyper.param_groups), arrayLength(&step.param_groups));
+  for (var i = tid; i < groups; i += COPY_THREADS) {
+    step.param_groups[i] = hyper.param_groups[i];
+  }
+  if (tid != 0u) { return; }
+  step.call = hyper.call;
   step.calls = step.calls + 1u;
   let bad = atomicLoad(&flags[0]);
   atomicStore(&flags[0], 0xffffffffu);

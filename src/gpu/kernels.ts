@@ -192,6 +192,11 @@ const EXPLICIT_LAYOUTS: Partial<Record<KernelName, GPUBindGroupLayoutEntry[]>> =
         visibility: COMPUTE,
         buffer: { type: "read-only-storage", hasDynamicOffset: true },
       },
+      {
+        binding: 4,
+        visibility: COMPUTE,
+        buffer: { type: "read-only-storage", hasDynamicOffset: true },
+      },
     ],
   };
 

@@ -193,10 +193,29 @@ export const GROUP_HYPER: StructLayout<"lr" | "wd" | "decay" | "neg_lr"> =
   ]);
 
 /**
+ * The per-call part of the step scalars, as the CPU writes it at every
+ * `step()` call into its slot of a ring (its number and each group's
+ * hyperparameters); the prologue copies the slot into `Step`.
+ */
+export const STEP_CALL: StructLayout<"call" | "call_pad"> = new StructLayout(
+  "StepCall",
+  [
+    {
+      name: "call",
+      type: "u32",
+      doc:
+        "number of this step() call (1, 2, ...), written by the CPU with the group hyperparameters; the prologue refuses a step whose slot another call overwrote",
+    },
+    { name: "call_pad", type: "u32", count: 3 },
+  ],
+  { name: "param_groups", of: GROUP_HYPER },
+);
+
+/**
  * Step scalars: a header the prologue kernel writes (the step counter lives
- * on the GPU, so a skipped step is decided without a round trip), then a
- * per-call part the CPU writes at every `step()` call (its number and each
- * group's hyperparameters).
+ * on the GPU, so a skipped step is decided without a round trip), then the
+ * per-call part ({@link STEP_CALL}), which the prologue copies from the
+ * call's ring slot.
  */
 export const STEP: StructLayout<
   | "skip"
@@ -254,19 +273,11 @@ export const STEP: StructLayout<
     doc: "calls refused: their hyperparameter slot was overwritten",
   },
   { name: "reserved", type: "u32", count: 5 },
-  {
-    name: "call",
-    type: "u32",
-    doc:
-      "number of this step() call (1, 2, ...), written by the CPU with the group hyperparameters; the prologue refuses a step whose slot another call overwrote",
-  },
-  { name: "call_pad", type: "u32", count: 3 },
+  ...STEP_CALL.fields,
 ], { name: "param_groups", of: GROUP_HYPER });
 
 /** Bytes of the `Step` header the prologue owns (before the per-call part). */
 export const STEP_HEADER_BYTES: number = STEP.offset("call");
-/** Bytes of the per-call part before the param groups. */
-export const STEP_CALL_BYTES: number = STEP.bytes - STEP_HEADER_BYTES;
 /** Bytes of the header that status and state dicts read back. */
 export const STEP_READBACK_BYTES: number = STEP.offset("reserved");
 
@@ -355,6 +366,7 @@ export const SEG_TABLE: StructLayout<
 export const LAYOUTS: readonly StructLayout[] = [
   CONFIG,
   GROUP_HYPER,
+  STEP_CALL,
   STEP,
   SEG,
   SEG_TABLE,

@@ -598,7 +598,7 @@ export abstract class GpuOptimizer {
   ): void {
     const enc = options.encoder ??
       this.device.createCommandEncoder({ label: `${this.#kind} step` });
-    this.scalars.encodeHyper(enc, call, hyper);
+    this.scalars.queueHyper(call, hyper);
     encodeGatherIn(enc, this.plan.batches);
     const pass = options.profile ? undefined : enc.beginComputePass({
       label: `${this.#kind} step`,
@@ -612,7 +612,7 @@ export abstract class GpuOptimizer {
         this.scalars.prologueBindGroup(this.#prologueLayout),
         1,
         "prologue",
-        [this.scalars.prologueOffset(call)],
+        this.scalars.prologueOffsets(call),
       );
       this.encodeKernels();
     } finally {

@@ -15,7 +15,7 @@ import {
   CONFIG,
   GROUP_HYPER,
   STEP,
-  STEP_CALL_BYTES,
+  STEP_CALL,
   STEP_HEADER_BYTES,
   STEP_READBACK_BYTES,
 } from "../gpu/layout.ts";
@@ -139,9 +139,10 @@ export class StepScalars {
       createFilled(device, cfg, GPUBufferUsage.UNIFORM, "config"),
     );
     // The per-call part (call number, one GroupHyper per group), a slot
-    // padded to copy alignment.
+    // padded to 256 bytes, the largest storage offset alignment a device
+    // may ask for.
     this.#stride = Math.ceil(
-      (STEP_CALL_BYTES + GROUP_HYPER.bytes * paramGroups) / 256,
+      (STEP_CALL.bytes + GROUP_HYPER.bytes * paramGroups) / 256,
     ) * 256;
     this.step = own(device.createBuffer({
       label: "step scalars",
@@ -152,7 +153,7 @@ export class StepScalars {
     this.#ring = own(device.createBuffer({
       label: "hyperparameter ring",
       size: HYPER_SLOTS * this.#stride,
-      usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     }));
     this.flags = own(createFilled(
       device,
@@ -163,23 +164,23 @@ export class StepScalars {
   }
 
   /**
-   * Writes the groups' lr and weight decay for step call `call` into its ring
-   * slot (queued now) and encodes the copy of that slot into the `Step`
-   * buffer, so the kernels of this step read this call's values even when
-   * later calls are encoded before the submit. The slot carries `call`: when
-   * more than {@link HYPER_SLOTS} steps wait for one submit, a later call
-   * overwrites the slot, and the prologue refuses the step (counted in
-   * `refused`) rather than run it with another step's learning rate.
+   * Queues the groups' lr and weight decay for step call `call` into its
+   * ring slot, which the prologue of that call binds ({@link
+   * prologueOffsets}) and copies into the `Step` buffer: the kernels of
+   * this step read this call's values even when later calls are encoded
+   * before the submit, and the step needs no copy command of its own. The
+   * slot carries `call`: when more than {@link HYPER_SLOTS} steps wait for
+   * one submit, a later call overwrites the slot, and the prologue refuses
+   * the step (counted in `refused`) rather than run it with another step's
+   * learning rate.
    */
-  encodeHyper(
-    encoder: GPUCommandEncoder,
+  queueHyper(
     call: number,
     hyper: readonly { lr: number; weightDecay: number }[],
   ): void {
     const values = new Uint8Array(this.#stride);
     const view = new DataView(values.buffer);
-    // The slot is copied to the per-call part of `Step`: offsets relative to it.
-    STEP.write(view, { call }, -STEP_HEADER_BYTES);
+    STEP_CALL.write(view, { call });
     hyper.forEach(({ lr, weightDecay }, i) => {
       // decay = 1 − lr·wd in f64, then rounded: the CPU references do the same.
       GROUP_HYPER.write(view, {
@@ -187,22 +188,20 @@ export class StepScalars {
         wd: weightDecay,
         decay: 1 - lr * weightDecay,
         neg_lr: -lr,
-      }, STEP_CALL_BYTES + GROUP_HYPER.bytes * i);
+      }, STEP_CALL.bytes + GROUP_HYPER.bytes * i);
     });
-    const slot = ((call - 1) % HYPER_SLOTS) * this.#stride;
-    this.#device.queue.writeBuffer(this.#ring, slot, values);
-    encoder.copyBufferToBuffer(
-      this.#ring,
-      slot,
-      this.step,
-      STEP_HEADER_BYTES,
-      this.#stride,
-    );
+    this.#device.queue.writeBuffer(this.#ring, this.#slotOffset(call), values);
+  }
+
+  // Where step call `call`'s ring slot starts.
+  #slotOffset(call: number): number {
+    return ((call - 1) % HYPER_SLOTS) * this.#stride;
   }
 
   /**
-   * The prologue's bind group: the scalars and the call identities, of
-   * which step call `call` binds entry {@link prologueOffset}.
+   * The prologue's bind group: the scalars, the call identities and the
+   * hyperparameter ring, of which step call `call` binds the entries at
+   * {@link prologueOffsets}.
    */
   prologueBindGroup(layout: GPUBindGroupLayout): GPUBindGroup {
     return this.#prologue ??= bindBuffers(this.#device, layout, [
@@ -210,12 +209,16 @@ export class StepScalars {
       this.step,
       this.flags,
       { buffer: this.#ids.buffer, size: 4 },
+      { buffer: this.#ring, size: this.#stride },
     ], "prologue");
   }
 
-  /** The dynamic offset that gives the prologue step call `call`'s identity. */
-  prologueOffset(call: number): number {
-    return (call % CALL_IDS) * this.#ids.stride;
+  /**
+   * The dynamic offsets that give the prologue step call `call`'s identity
+   * and its ring slot.
+   */
+  prologueOffsets(call: number): number[] {
+    return [(call % CALL_IDS) * this.#ids.stride, this.#slotOffset(call)];
   }
 
   /** The header's fields from its first {@link STEP_READBACK_BYTES} bytes. */
