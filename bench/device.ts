@@ -18,7 +18,13 @@
  * timestamp to the last step's end timestamp, over N. Host time to the end
  * of the last step, over N, and the median of the per-step timestamp
  * intervals are printed beside it as diagnostics (the median can overstate:
- * a pass's begin can be stamped before the previous one has drained).
+ * a pass's begin can be stamped before the previous one has drained). Two
+ * more diagnostics come from a second run of the same N steps without
+ * timestamps of their own: its GPU span between two empty marker passes
+ * ("marked span", what PyTorch's two CUDA events measure; wgpu resets a
+ * pass's queries before each timestamped pass) and the host time to encode
+ * and submit its steps ("submit": when it is close to the span, the host,
+ * not the GPU, sets the pace).
  * Tensors that would fit the L2 cache rotate between 4 optimizers on 4
  * parameter/gradient sets. Every configuration is warmed up with at least
  * 300 ms of its own steps (`--warmup-ms`), then a copy kernel keeps the GPU
@@ -471,6 +477,13 @@ interface Row {
   hostMs?: number;
   /** Median per-step timestamp interval (diagnostic). */
   medianMs?: number;
+  /**
+   * GPU span / N of the same steps without per-step timestamps, between two
+   * empty marker passes (what PyTorch's CUDA events see).
+   */
+  markedMs?: number;
+  /** Host time to encode and submit the marked run's steps / N (diagnostic). */
+  submitMs?: number;
   bytesPerParam: number;
   note?: string;
   kernels?: Record<string, number>;
@@ -534,7 +547,15 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
 /** Times N steps round-robin over `opts`; see the module doc. */
 async function timeSteps(
   opts: GpuOptimizer[],
-): Promise<{ ms: number; hostMs: number; medianMs: number }> {
+): Promise<
+  {
+    ms: number;
+    hostMs: number;
+    medianMs: number;
+    markedMs: number;
+    submitMs: number;
+  }
+> {
   // Warm-up: at least 3 steps per optimizer and `warmupMs` of steps, then
   // the clock brought up (heatClock).
   const warm = performance.now();
@@ -582,7 +603,52 @@ async function timeSteps(
     ms: Number(t[2 * steps - 1] - t[0]) / 1e6 / steps,
     hostMs,
     medianMs: per[Math.floor(steps / 2)],
+    ...await markedSpan(opts),
   };
+}
+
+/**
+ * GPU span / N of N steps with no timestamps of their own: from the end of
+ * an empty pass submitted before them to the end of one submitted after
+ * them. Each timestamped pass makes wgpu reset its queries before the pass;
+ * this run has two such passes in all, as PyTorch has two CUDA events.
+ */
+async function markedSpan(
+  opts: GpuOptimizer[],
+): Promise<{ markedMs: number; submitMs: number }> {
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+  const mark = (index: number) => {
+    const enc = device.createCommandEncoder();
+    enc.beginComputePass({
+      timestampWrites: { querySet: qs, endOfPassWriteIndex: index },
+    }).end();
+    device.queue.submit([enc.finish()]);
+  };
+  await device.queue.onSubmittedWorkDone();
+  mark(0);
+  const t0 = performance.now();
+  let batch: GPUCommandEncoder | undefined;
+  for (let i = 0; i < steps; i++) {
+    if (perSubmit > 1) batch ??= device.createCommandEncoder();
+    opts[i % opts.length].step({ encoder: batch });
+    if (batch && ((i + 1) % perSubmit === 0 || i + 1 === steps)) {
+      device.queue.submit([batch.finish()]);
+      batch = undefined;
+    }
+  }
+  const submitMs = (performance.now() - t0) / steps;
+  mark(1);
+  const res = device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const enc = device.createCommandEncoder();
+  enc.resolveQuerySet(qs, 0, 2, res, 0);
+  device.queue.submit([enc.finish()]);
+  const t = new BigUint64Array(await readBuffer(device, res));
+  res.destroy();
+  qs.destroy();
+  return { markedMs: Number(t[1] - t[0]) / 1e6 / steps, submitMs };
 }
 
 /** Median time of each kernel over 20 profiled steps (each dispatch in a pass of its own). */
@@ -704,7 +770,9 @@ async function bench(
       row.ms !== undefined
         ? `${row.ms.toFixed(3)} ms/step (host ${
           row.hostMs!.toFixed(3)
-        }, per-step median ${row.medianMs!.toFixed(3)})`
+        }, per-step median ${row.medianMs!.toFixed(3)}, marked span ${
+          row.markedMs!.toFixed(3)
+        }, submit ${row.submitMs!.toFixed(3)})`
         : row.note
     }${row.kernels ? ` | kernels ${JSON.stringify(row.kernels)}` : ""}`,
   );
