@@ -6,8 +6,9 @@
 // known to apply), the residual's min/max, and the residual quantized with
 // the new statistics into the other codes half. Runs before the prologue.
 //
-// The thread's 16 values of a = g + e live in registers as four vec4, and
-// every walk over them (the load, the one that marks the candidates, the
+// The thread's 16 values of a = g + e live in registers, as four vec4 of
+// f32 bits, or for bf16 as two vec4 of bf16 pairs (a is a bf16 number
+// there), and every walk over them (the load, the one that marks the candidates, the
 // quantizer) is straight-line vector code with constant indices. A private
 // array of a, which every earlier version had, went to device memory through
 // the cache with each run-time index into it (bench/RESULTS.md, rounds 3 to
@@ -168,21 +169,49 @@ fn corrected4(g: vec4<u32>, cw: u32, sub: u32) -> vec4<f32> {
   );
 }
 
-// The thread's 16 values of a, elements 4q .. 4q + 3 in aq.
+// The thread's 16 values of a. f32: elements 4q .. 4q + 3 in wq, as bits.
+// bf16: a is a bf16 number, so word j of w0, w1 (j = 0 .. 7) holds elements
+// 2j (low half) and 2j + 1 (high half), and w2, w3 are unused: 8 registers
+// instead of 16 (the bf16 kernel had 64, 4 resident workgroups per SM).
 struct Corrected {
-  a0: vec4<f32>,
-  a1: vec4<f32>,
-  a2: vec4<f32>,
-  a3: vec4<f32>,
+  w0: vec4<u32>,
+  w1: vec4<u32>,
+  w2: vec4<u32>,
+  w3: vec4<u32>,
+}
+
+// Two bf16-valued vec4 as one vec4 of pairs (the low halves are zero).
+fn pack_pairs(lo: vec4<f32>, hi: vec4<f32>) -> vec4<u32> {
+  let l = bitcast<vec4<u32>>(lo);
+  let h = bitcast<vec4<u32>>(hi);
+  return vec4<u32>(l.x >> 16u, l.z >> 16u, h.x >> 16u, h.z >> 16u) |
+    (vec4<u32>(l.y, l.w, h.y, h.w) & vec4<u32>(0xffff0000u));
 }
 
 fn corrected_span(d: Loaded) -> Corrected {
+  let a0 = corrected4(d.g0, d.cw0, 0u);
+  let a1 = corrected4(d.g1, d.cw0, 4u);
+  let a2 = corrected4(d.g2, d.cw1, 0u);
+  let a3 = corrected4(d.g3, d.cw1, 4u);
+  if (BF16) {
+    return Corrected(pack_pairs(a0, a1), pack_pairs(a2, a3), vec4<u32>(0u), vec4<u32>(0u));
+  }
   return Corrected(
-    corrected4(d.g0, d.cw0, 0u),
-    corrected4(d.g1, d.cw0, 4u),
-    corrected4(d.g2, d.cw1, 0u),
-    corrected4(d.g3, d.cw1, 4u),
+    bitcast<vec4<u32>>(a0),
+    bitcast<vec4<u32>>(a1),
+    bitcast<vec4<u32>>(a2),
+    bitcast<vec4<u32>>(a3),
   );
+}
+
+// Elements 4q .. 4q + 3 of a (q a constant).
+fn quad(a: Corrected, q: u32) -> vec4<f32> {
+  if (BF16) {
+    let w = select(a.w0, a.w1, q >= 2u);
+    let p = select(w.xy, w.zw, (q & 1u) == 1u);
+    return bitcast<vec4<f32>>(vec4<u32>(p.x << 16u, p.x & 0xffff0000u, p.y << 16u, p.y & 0xffff0000u));
+  }
+  return bitcast<vec4<f32>>(select(select(a.w0, a.w1, q == 1u), select(a.w2, a.w3, q == 3u), q >= 2u));
 }
 
 // Component i of the 16 in v0 .. v3, by selects: a run-time index would
@@ -197,13 +226,11 @@ fn lane16(v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, i: u32) ->
 
 // a[i] of the thread's 16 values.
 fn element(a: Corrected, i: u32) -> f32 {
-  return bitcast<f32>(lane16(
-    bitcast<vec4<u32>>(a.a0),
-    bitcast<vec4<u32>>(a.a1),
-    bitcast<vec4<u32>>(a.a2),
-    bitcast<vec4<u32>>(a.a3),
-    i,
-  ));
+  if (BF16) {
+    let word = lane16(a.w0, a.w1, a.w0, a.w1, i >> 1u);
+    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+  }
+  return bitcast<f32>(lane16(a.w0, a.w1, a.w2, a.w3, i));
 }
 
 // The gradient bits of the thread's element i (bf16 in the low half), read
@@ -242,7 +269,7 @@ struct Range {
 // compares and extrema, one instruction each. A device that flushes
 // subnormals (the H200) flushes a = g + e too, so no a is subnormal there,
 // and a subnormal floor compares as 0: the candidates are then a superset of
-// the keys >= floor_key, which is all the steps below need.
+// the keys >= floor's, which is all the steps below need.
 fn mark4(range: ptr<function, Range>, a: vec4<f32>, q: u32, floor: f32) -> u32 {
   let cand = abs(a) >= vec4<f32>(floor);
   let r = select(a, vec4<f32>(0.0), cand);
@@ -303,7 +330,7 @@ fn select_block(w: u32, tid: u32) {
   // at the end of a tensor. Its gradient bits are read again, so that the
   // loaded words are dead after the sum (held, they cost the f32 kernel 15
   // registers and a resident workgroup per SM).
-  let m4 = max(max(abs(a.a0), abs(a.a1)), max(abs(a.a2), abs(a.a3)));
+  let m4 = max(max(abs(quad(a, 0u)), abs(quad(a, 1u))), max(abs(quad(a, 2u)), abs(quad(a, 3u))));
   var kmax = topk_key(max(max(m4.x, m4.y), max(m4.z, m4.w)));
   let s4 = (abs(grad_values(d.g0)) + abs(grad_values(d.g1))) +
     (abs(grad_values(d.g2)) + abs(grad_values(d.g3)));
@@ -321,19 +348,23 @@ fn select_block(w: u32, tid: u32) {
   }
 
   // ---- Candidates --------------------------------------------------------------
-  // floor = a key that at least blk.k keys reach (so T >= floor): only
+  // floor = an |a| that at least blk.k elements reach (so T >= its key): only
   // keys at or above it are candidates, and the steps below visit only
   // those. The others' residual is a: their range. This maximum, the row's
   // scan and the residual's range below take the one-barrier `_varying`
   // reductions: no barrier depends on their results (six barriers and
   // three serial thread-0 steps fewer per block than the uniform ones: the
   // f32 kernel 3 % faster on the H200, bench/RESULTS.md, round 13).
-  let floor_key = ~wg_max2_varying(tid, vec2<u32>(~wg_kth_bound_part(tid, kmax, blk.k), 0u)).x;
+  // The bound goes by |a|'s f32 bits (a bf16 key << 16): wg_kth_bound_part
+  // clears its result's low bits (the subgroup lane's), which a bf16 key
+  // does not have there. (Cleared from the key itself, they made the bf16
+  // kernel 20 % slower on the H200, its bound far below T.)
+  let bound = wg_kth_bound_part(tid, select(kmax, kmax << 16u, BF16), blk.k);
+  let floor = bitcast<f32>(~wg_max2_varying(tid, vec2<u32>(~bound, 0u)).x);
   var range = Range(vec4<f32>(0.0), vec4<f32>(0.0));
-  let floor = select(bitcast<f32>(floor_key), bitcast<f32>(floor_key << 16u), BF16);
   // bit i: element i is a candidate
-  let cand = valid & (mark4(&range, a.a0, 0u, floor) | mark4(&range, a.a1, 1u, floor) |
-    mark4(&range, a.a2, 2u, floor) | mark4(&range, a.a3, 3u, floor));
+  let cand = valid & (mark4(&range, quad(a, 0u), 0u, floor) | mark4(&range, quad(a, 1u), 1u, floor) |
+    mark4(&range, quad(a, 2u), 2u, floor) | mark4(&range, quad(a, 3u), 3u, floor));
   // As order-preserving keys (the minimum complemented) for the maxima
   // below. A -0 and a +0 give different keys, and either may be the
   // minimum's: stats_from_scratch stores both as +0.
@@ -450,8 +481,8 @@ fn select_block(w: u32, tid: u32) {
   var out1 = 0u;
   if (qz.u != 0.0) {
     var slow = 0u; // bit i: the fast path left element i's code undecided
-    out0 = codes4(&slow, a.a0, kept, 0u, qz) | codes4(&slow, a.a1, kept, 1u, qz);
-    out1 = codes4(&slow, a.a2, kept, 2u, qz) | codes4(&slow, a.a3, kept, 3u, qz);
+    out0 = codes4(&slow, quad(a, 0u), kept, 0u, qz) | codes4(&slow, quad(a, 1u), kept, 1u, qz);
+    out1 = codes4(&slow, quad(a, 2u), kept, 2u, qz) | codes4(&slow, quad(a, 3u), kept, 3u, qz);
     slow &= valid;
     while (slow != 0u) {
       let i = firstTrailingBit(slow);
@@ -473,7 +504,7 @@ fn select_block(w: u32, tid: u32) {
 }
 
 // The k-th largest key T of the block from its candidates (the valid
-// entries with key >= floor_key, bit i of cand for a[i], and perhaps a few
+// entries with |a| >= floor, bit i of cand for a[i], and perhaps a few
 // below it), when they are too many for the candidate list: 8-bit radix
 // digits (for bf16 after octave counts), until the bin is exactly the rest
 // of the top-k (then T is its smallest key) or every bit is decided (T = the

@@ -102,18 +102,25 @@ fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
 }
 
 // A value that at least k of the workgroup's x reach once the workgroup's
-// minimum of it is taken (k <= WG_SIZE): in each subgroup, the c-th largest
-// of its lanes' x, with c = ceil(k / subgroups), so every subgroup has at
-// least c lanes at or above the minimum. No barrier: c rounds of a subgroup
-// maximum, each removing one lane that holds it.
+// minimum of it is taken (k <= WG_SIZE): in each subgroup, about the c-th
+// largest of its lanes' x, with c = ceil(k / subgroups), so every subgroup
+// has at least c lanes at or above the minimum. No barrier: c rounds of one
+// subgroup maximum each. The lanes' values carry the lane's index in their
+// low bits, so the maximum names the lane that holds it, which then leaves
+// (a maximum and a minimum per round before: the f32 select kernel is 2 %
+// faster on the H200, bench/RESULTS.md, round 14). The result has those
+// bits cleared, so each lane that left is at or above it (also when two
+// lanes share the low bits and leave together); x's own low bits are lost,
+// so a caller whose values live there shifts them up first.
 fn wg_kth_bound_part(tid: u32, x: u32, k: u32) -> u32 {
   let group_shift = firstTrailingBit(WG_SIZE) - sg_shift; // subgroups = 2^group_shift
   let c = min((k + (1u << group_shift) - 1u) >> group_shift, 1u << sg_shift);
-  var v = x;
+  let lane_bits = (1u << sg_shift) - 1u;
+  var v = (x & ~lane_bits) | (tid & lane_bits);
   var m = 0u;
   for (var i = 0u; i < c; i++) {
     m = subgroupMax(v);
-    if (tid == subgroupMin(select(0xffffffffu, tid, v == m))) { v = 0u; }
+    if (v == m) { v = 0u; }
   }
-  return m;
+  return m & ~lane_bits;
 }

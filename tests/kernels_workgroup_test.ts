@@ -3,7 +3,8 @@
  * against closed forms on the CPU: the workgroup sums, maxima, scan and
  * prefix, and the subgroup lower bound on the k-th largest value that the
  * select kernel filters its candidates with (wg_kth_bound_part: per subgroup
- * the c-th largest, c = ceil(k / subgroups), then the workgroup's minimum),
+ * the c-th largest, c = ceil(k / subgroups), its lane-index bits cleared,
+ * then the workgroup's minimum),
  * and the one-barrier forms of the scan and the maximum (wg_scan_varying,
  * wg_max2_varying).
  */
@@ -167,7 +168,9 @@ for (const subgroups of [false, true]) {
           const lanes = xs.slice(g * size, (g + 1) * size).sort((a, b) =>
             b - a
           );
-          want = Math.min(want, lanes[cth - 1]);
+          // The c-th largest with the lane-index bits cleared (they carry
+          // each lane's index while the rounds run).
+          want = Math.min(want, (lanes[cth - 1] & ~(size - 1)) >>> 0);
         }
       }
       assert.equal(bound, want, `case ${c} (k ${k}): bound`);
