@@ -6,20 +6,19 @@
 // known to apply), the residual's min/max, and the residual quantized with
 // the new statistics into the other codes half. Runs before the prologue.
 //
-// The thread's 16 values of a = g + e live in registers, as four vec4 of
-// f32 bits, or for bf16 as two vec4 of bf16 pairs (a is a bf16 number
-// there), and every walk over them (the load, the one that marks the candidates, the
+// The thread's 16 values of a = g + e live in registers, as four vec4 of f32
+// bits, or for bf16 as two vec4 of bf16 pairs (a is a bf16 number there), and
+// every walk over them (the load, the one that marks the candidates, the
 // quantizer) is straight-line vector code with constant indices. A private
 // array of a, which every earlier version had, went to device memory through
 // the cache with each run-time index into it (bench/RESULTS.md, rounds 3 to
-// 11). The per-candidate steps take their element from the registers by
-// selects (element, also for a thread at the end of a tensor); the
-// radix-digit fallback reads it again (elem_a). The per-element steps use
-// float operations where one does the work of several integer ones (the
-// gradient check, the largest |a|, the candidates' marking and the
-// residual's range; bench/RESULTS.md, round 12): the kernel's time follows
-// its instruction count, and the H200 adds floats at twice the rate of most
-// integer operations.
+// 11). The per-candidate steps take their element from the registers by selects
+// (element, also for a thread at the end of a tensor); the radix-digit fallback
+// reads it again (elem_a). The per-element steps use float operations where one
+// does the work of several integer ones (the gradient check, the largest |a|,
+// the candidates' marking and the residual's range; bench/RESULTS.md, round
+// 12): the kernel's time follows its instruction count, and the H200 adds
+// floats at twice the rate of most integer operations.
 //
 // The candidates are the keys at or above a lower bound on T taken from the
 // subgroups' thread maxima (wg_kth_bound_part); on the benchmark's data a

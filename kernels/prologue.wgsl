@@ -1,9 +1,9 @@
-// Step 2: the call's hyperparameters are copied from its ring slot into
-// `step` (a copy command there would put the step's kernels behind two more
-// pipeline barriers), then one thread counts the call, decides whether the
-// step is applied (its hyperparameters are its own, its gradients finite),
-// advances the step counter and the window ring, and computes the
-// bias-correction scalars.
+// Step 2: the call's hyperparameters are copied from its ring slot into `step`
+// (a copy command before the pass did it until round 14; without it AdamW at
+// 2^24 is 1-2 % faster on the H200, bench/RESULTS.md), then one thread counts
+// the call, decides whether the step is applied (its hyperparameters are its
+// own, its gradients finite), advances the step counter and the window ring,
+// and computes the bias-correction scalars.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read_write> step: Step;
