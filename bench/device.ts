@@ -544,6 +544,46 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
   }
 }
 
+/**
+ * Encodes and submits N steps round-robin over `opts`, `perSubmit` to a
+ * command encoder; `timestamps(i)` gives step i's pass timestamps, if any.
+ */
+function submitSteps(
+  opts: GpuOptimizer[],
+  timestamps?: (i: number) => GPUComputePassTimestampWrites,
+): void {
+  let batch: GPUCommandEncoder | undefined;
+  for (let i = 0; i < steps; i++) {
+    if (perSubmit > 1) batch ??= device.createCommandEncoder();
+    opts[i % opts.length].step({
+      encoder: batch,
+      timestampWrites: timestamps?.(i),
+    });
+    if (batch && ((i + 1) % perSubmit === 0 || i + 1 === steps)) {
+      device.queue.submit([batch.finish()]);
+      batch = undefined;
+    }
+  }
+}
+
+/** The first `count` timestamps of `qs` (ns), read back; destroys `qs`. */
+async function readTimestamps(
+  qs: GPUQuerySet,
+  count: number,
+): Promise<BigUint64Array> {
+  const res = device.createBuffer({
+    size: 8 * count,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const enc = device.createCommandEncoder();
+  enc.resolveQuerySet(qs, 0, count, res, 0);
+  device.queue.submit([enc.finish()]);
+  const t = new BigUint64Array(await readBuffer(device, res));
+  res.destroy();
+  qs.destroy();
+  return t;
+}
+
 /** Times N steps round-robin over `opts`; see the module doc. */
 async function timeSteps(
   opts: GpuOptimizer[],
@@ -566,34 +606,14 @@ async function timeSteps(
   await heatClock(heatMs);
   const qs = device.createQuerySet({ type: "timestamp", count: 2 * steps });
   const t0 = performance.now();
-  let batch: GPUCommandEncoder | undefined;
-  for (let i = 0; i < steps; i++) {
-    if (perSubmit > 1) batch ??= device.createCommandEncoder();
-    opts[i % opts.length].step({
-      encoder: batch,
-      timestampWrites: {
-        querySet: qs,
-        beginningOfPassWriteIndex: 2 * i,
-        endOfPassWriteIndex: 2 * i + 1,
-      },
-    });
-    if (batch && ((i + 1) % perSubmit === 0 || i + 1 === steps)) {
-      device.queue.submit([batch.finish()]);
-      batch = undefined;
-    }
-  }
+  submitSteps(opts, (i) => ({
+    querySet: qs,
+    beginningOfPassWriteIndex: 2 * i,
+    endOfPassWriteIndex: 2 * i + 1,
+  }));
   await device.queue.onSubmittedWorkDone();
   const hostMs = (performance.now() - t0) / steps;
-  const res = device.createBuffer({
-    size: 16 * steps,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  const enc = device.createCommandEncoder();
-  enc.resolveQuerySet(qs, 0, 2 * steps, res, 0);
-  device.queue.submit([enc.finish()]);
-  const t = new BigUint64Array(await readBuffer(device, res));
-  res.destroy();
-  qs.destroy();
+  const t = await readTimestamps(qs, 2 * steps);
   const per: number[] = [];
   for (let i = 0; i < steps; i++) {
     per.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
@@ -627,27 +647,10 @@ async function markedSpan(
   await device.queue.onSubmittedWorkDone();
   mark(0);
   const t0 = performance.now();
-  let batch: GPUCommandEncoder | undefined;
-  for (let i = 0; i < steps; i++) {
-    if (perSubmit > 1) batch ??= device.createCommandEncoder();
-    opts[i % opts.length].step({ encoder: batch });
-    if (batch && ((i + 1) % perSubmit === 0 || i + 1 === steps)) {
-      device.queue.submit([batch.finish()]);
-      batch = undefined;
-    }
-  }
+  submitSteps(opts);
   const submitMs = (performance.now() - t0) / steps;
   mark(1);
-  const res = device.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  const enc = device.createCommandEncoder();
-  enc.resolveQuerySet(qs, 0, 2, res, 0);
-  device.queue.submit([enc.finish()]);
-  const t = new BigUint64Array(await readBuffer(device, res));
-  res.destroy();
-  qs.destroy();
+  const t = await readTimestamps(qs, 2);
   return { markedMs: Number(t[1] - t[0]) / 1e6 / steps, submitMs };
 }
 
@@ -664,16 +667,7 @@ async function profile(opt: GpuOptimizer): Promise<Record<string, number>> {
     device.queue.submit([enc.finish()]);
     if (2 * labels.length > 4096 - 200) break;
   }
-  const res = device.createBuffer({
-    size: 16 * labels.length,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  const enc = device.createCommandEncoder();
-  enc.resolveQuerySet(qs, 0, 2 * labels.length, res, 0);
-  device.queue.submit([enc.finish()]);
-  const t = new BigUint64Array(await readBuffer(device, res));
-  res.destroy();
-  qs.destroy();
+  const t = await readTimestamps(qs, 2 * labels.length);
   perStep.push(labels.length);
   const sums = new Map<string, number[]>();
   for (let s = 0; s + 1 < perStep.length; s++) {
