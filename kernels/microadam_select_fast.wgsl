@@ -54,6 +54,7 @@ const CAND_CAP: u32 = 256u;
 var<workgroup> cand_keys: array<vec4<u32>, 64>; // CAND_CAP / 4
 var<workgroup> cand_n: atomic<u32>;
 var<workgroup> t_key: atomic<u32>; // T + 1, from the candidate list
+var<workgroup> quantizer: vec4<u32>; // the block's Quantizer: mn, u, inv bits, normal
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the segment lookup before
@@ -401,13 +402,14 @@ fn select_block(w: u32, tid: u32) {
   if (n_all <= CAND_CAP) {
     if (tid < n_all) {
       let kt = cand_keys[tid >> 2u][tid & 3u];
-      let ktv = vec4<u32>(kt);
-      let one = vec4<u32>(1u);
-      let none = vec4<u32>(0u);
-      var ge4 = none; // keys at or above kt
+      // A listed key (at most 2^31) is at or above kt exactly when
+      // kt - 1 - key wraps below 0: its top bit, one subtraction and one
+      // shift per key.
+      let below = vec4<u32>(kt - 1u);
+      var ge4 = vec4<u32>(0u); // keys at or above kt
       // Two groups of four per round (the list is 0 past its end).
       for (var j = 0u; j < (n_all + 3u) / 4u; j += 2u) {
-        ge4 += select(none, one, cand_keys[j] >= ktv) + select(none, one, cand_keys[j + 1u] >= ktv);
+        ge4 += ((below - cand_keys[j]) >> vec4<u32>(31u)) + ((below - cand_keys[j + 1u]) >> vec4<u32>(31u));
       }
       if (ge4.x + ge4.y + ge4.z + ge4.w >= blk.k) { atomicMax(&t_key, kt); }
     }
@@ -469,13 +471,22 @@ fn select_block(w: u32, tid: u32) {
   }
 
   // ---- EF statistics of the residual, then its codes -------------------------
-  let keys = wg_max2_varying(tid, vec2<u32>(rmin, rmax));
+  // The first thread alone turns the range into the quantizer, which the
+  // others read after one more barrier: in every thread, its exact
+  // division (ef_unit) and the statistics took about 100 instructions per
+  // thread and block (bench/RESULTS.md, round 15).
+  let keys = wg_max2_first(tid, vec2<u32>(rmin, rmax));
   if (tid == 0u) {
     atomicStore(&work[2u * q], keys.x);
     atomicStore(&work[2u * q + 1u], keys.y);
+    let st = stats_from_scratch(keys.x, keys.y);
+    let z = ef_quantizer(bf16_value(st), bf16_value(st >> 16u));
+    quantizer = vec4<u32>(bitcast<vec3<u32>>(vec3<f32>(z.mn, z.u, z.inv)), u32(z.normal));
   }
-  let st = stats_from_scratch(keys.x, keys.y);
-  let qz = ef_quantizer(bf16_value(st), bf16_value(st >> 16u));
+  workgroupBarrier();
+  let zw = quantizer;
+  let zf = bitcast<vec3<f32>>(zw.xyz);
+  let qz = Quantizer(zf.x, zf.y, zf.z, zw.w != 0u);
   var out0 = 0u;
   var out1 = 0u;
   if (qz.u != 0.0) {

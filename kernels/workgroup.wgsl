@@ -81,6 +81,7 @@ fn wg_scan(tid: u32, x: u32) -> vec2<u32> {
 // ones.
 fn wg_max2_varying(tid: u32, x: vec2<u32>) -> vec2<u32> { return wg_max4(tid, vec4<u32>(x, 0u, 0u)).xy; }
 fn wg_scan_varying(tid: u32, x: u32) -> vec2<u32> { return wg_scan(tid, x); }
+fn wg_max2_first(tid: u32, x: vec2<u32>) -> vec2<u32> { return wg_max2_varying(tid, x); }
 
 // Exclusive prefix sum of x in thread order: this thread's prefix.
 fn wg_prefix(tid: u32, x: u32) -> u32 { return wg_scan(tid, x).x; }

@@ -61,6 +61,21 @@ fn wg_max2_varying(tid: u32, x: vec2<u32>) -> vec2<u32> {
   return subgroupMax(p);
 }
 
+// wg_max2_varying's result in the workgroup's first thread only (the
+// others get a partial), after one barrier: for a result that one thread
+// turns into what every thread needs, then passes on through workgroup
+// memory and a barrier of the caller's. The same terms as wg_max2_varying.
+fn wg_max2_first(tid: u32, x: vec2<u32>) -> vec2<u32> {
+  let s = subgroupMax(x);
+  if (tid == sg_first) { wg_sg4[tid >> sg_shift] = vec4<u32>(s, 0u, 0u); }
+  workgroupBarrier();
+  var p = s;
+  if (tid == 0u) {
+    for (var j = 1u; j < (WG_SIZE >> sg_shift); j++) { p = max(p, wg_sg4[j].xy); }
+  }
+  return p;
+}
+
 // wg_scan with one barrier, on the same terms as wg_max2_varying (its
 // workgroup memory is shared with wg_scan and wg_prefix).
 fn wg_scan_varying(tid: u32, x: u32) -> vec2<u32> {
@@ -117,10 +132,26 @@ fn wg_kth_bound_part(tid: u32, x: u32, k: u32) -> u32 {
   let c = min((k + (1u << group_shift) - 1u) >> group_shift, 1u << sg_shift);
   let lane_bits = (1u << sg_shift) - 1u;
   var v = (x & ~lane_bits) | (tid & lane_bits);
-  var m = 0u;
-  for (var i = 0u; i < c; i++) {
-    m = subgroupMax(v);
-    if (v == m) { v = 0u; }
-  }
+  // The first eight rounds are written out and the maxima of rounds past c
+  // dropped: as a loop, each round was about 25 instructions on the H200
+  // (naga's iteration guard and the compiler's convergence checks around
+  // one reduction), written out about 14 (bench/RESULTS.md, round 15).
+  var m = select(0u, kth_round(&v), c > 0u);
+  m = select(m, kth_round(&v), c > 1u);
+  m = select(m, kth_round(&v), c > 2u);
+  m = select(m, kth_round(&v), c > 3u);
+  m = select(m, kth_round(&v), c > 4u);
+  m = select(m, kth_round(&v), c > 5u);
+  m = select(m, kth_round(&v), c > 6u);
+  m = select(m, kth_round(&v), c > 7u);
+  for (var i = 8u; i < c; i++) { m = kth_round(&v); }
   return m & ~lane_bits;
+}
+
+// One round of wg_kth_bound_part: the subgroup's largest v, whose lane
+// then leaves (v = 0).
+fn kth_round(v: ptr<function, u32>) -> u32 {
+  let m = subgroupMax(*v);
+  *v = select(*v, 0u, *v == m);
+  return m;
 }

@@ -6,7 +6,8 @@
  * the c-th largest, c = ceil(k / subgroups), its lane-index bits cleared,
  * then the workgroup's minimum),
  * and the one-barrier forms of the scan and the maximum (wg_scan_varying,
- * wg_max2_varying).
+ * wg_max2_varying, and wg_max2_first, whose result only the first thread
+ * must hold).
  */
 
 import assert from "node:assert/strict";
@@ -30,8 +31,8 @@ const WG = 256;
 // One workgroup per case: x = inp[256·case + tid], k = ks[case]. Per thread
 // out gets the exclusive scan and its total, the sum, the maximum, the bound
 // part, the subgroup size (0 without subgroups), the prefix alone, then the
-// one-barrier scan and total and maximum (a barrier before each, as their
-// contract asks).
+// one-barrier scan and total and maximum, and the first thread's maximum
+// (a barrier before each, as their contract asks).
 const HARNESS = /* wgsl */ `
 @group(0) @binding(0) var<storage, read> inp: array<u32>;
 @group(0) @binding(1) var<storage, read> ks: array<u32>;
@@ -56,10 +57,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   out[o + 8u] = scan2.y;
   workgroupBarrier();
   out[o + 9u] = wg_max2_varying(tid, vec2<u32>(0u, x ^ 0x55u)).y;
+  workgroupBarrier();
+  out[o + 10u] = wg_max2_first(tid, vec2<u32>(x ^ 0xa0u, 0u)).x;
 }`;
 
 /** Words of `out` per thread. */
-const OUTS = 10;
+const OUTS = 11;
 
 /** Runs the harness over `cases` workgroups of x, with k per case. */
 async function run(
@@ -135,6 +138,7 @@ for (const subgroups of [false, true]) {
       const total = xs.reduce((s, v) => s + (v & 0xffff), 0);
       const total3 = xs.reduce((s, v) => s + ((v >>> 4) & 0xffff), 0);
       const max3 = Math.max(...xs.map((v) => (v ^ 0x55) >>> 0));
+      const max4 = Math.max(...xs.map((v) => (v ^ 0xa0) >>> 0));
       const sum = xs.reduce((s, v) => s + (v & 0xff), 0);
       const max = Math.max(...xs);
       let bound = Infinity;
@@ -152,6 +156,13 @@ for (const subgroups of [false, true]) {
         );
         assert.equal(got[o + 8], total3, `case ${c}: scan total (one barrier)`);
         assert.equal(got[o + 9], max3, `case ${c}: maximum (one barrier)`);
+        if (t === 0) {
+          assert.equal(
+            got[o + 10],
+            max4,
+            `case ${c}: the first thread's maximum`,
+          );
+        }
         prefix += xs[t] & 0xffff;
         prefix2 += (xs[t] >> 8) & 0xff;
         prefix3 += (xs[t] >>> 4) & 0xffff;
