@@ -6,54 +6,59 @@ fn ef_unit(mn: f32, mx: f32) -> f32 {
 }
 
 // What spec step 5 needs of an EF block, computed once per block: its
-// minimum mn, unit u = ef_unit(mn, mx), 1 / u in any rounding, and whether
-// u and 1 / u are normal (then quantize may take its fast path).
+// minimum mn, unit u = ef_unit(mn, mx), scale = 1 / (15 u) in any rounding,
+// offset = -mn · scale, and whether quantize_fast4's bound holds (u and
+// scale normal, |mn| <= 16 u; the kernels' blocks always have mn <= 0 <= mx,
+// so |mn| <= 15 u there).
 struct Quantizer {
   mn: f32,
   u: f32,
-  inv: f32,
-  normal: bool,
+  scale: f32,
+  offset: f32,
+  fast: bool,
 }
 
 // The quantizer of an EF block with stored (bf16) minimum mn and maximum mx.
 fn ef_quantizer(mn: f32, mx: f32) -> Quantizer {
   let u = ef_unit(mn, mx);
-  if (u == 0.0) { return Quantizer(mn, u, 0.0, false); }
-  return Quantizer(mn, u, 1.0 / u, u >= 7.888609e-31 && u <= 1.2676506e30);
+  if (u == 0.0) { return Quantizer(mn, u, 0.0, 0.0, false); }
+  let scale = 1.0 / (15.0 * u);
+  let fast = u >= 7.888609e-31 && u <= 1.2676506e30 && abs(mn) <= 16.0 * u;
+  return Quantizer(mn, u, scale, -mn * scale, fast);
 }
 
-// Spec step 5's codes of four residuals r where a multiply by 1 / u decides
-// them, and which lanes it does not decide (`undecided`: quantize must take
-// those). The code is floor(div_rn(r - mn, u) + 0.5) clamped to 0..15;
-// y = (r - mn) · inv is within 2^-21 (relative) of div_rn(r - mn, u) on any
-// device (WGSL's '/' is within 2.5 ulp, '*' within 0.5), so below 64 the two
-// differ by less than 4e-5; where y is farther than 1e-4 from a half
-// integer, both round to the same integer. About one residual in 5000 is
-// left undecided (every one when u or 1 / u is not normal).
+// Spec step 5's codes of four residuals r by multiplies, and how far each
+// multiply's result lies from its code (`margin`): where the margin is below
+// FAST_LIMIT, the code is the exact one, floor(div_rn(r - mn, u) + 0.5)
+// clamped to 0..15. y = saturate(r · scale + offset) is (r - mn) / (15 u)
+// clamped to [0, 1]; for q = (r - mn) / u in [-1, 16], |15 y - q| is at most
+// about 112 · 2^-24 (scale within 4 ulp, the offset and the fma within 0.5
+// each, |q| and |mn / u| at most 16), and div_rn(f32(r - mn), u) is within
+// 32 · 2^-24 of q: below 1e-5 together, so a margin below 0.5 - 5e-5 leaves
+// room for both; outside [-1, 16] the clamp gives the exact code. The
+// clamp keeps every code in 0..15, also for a kept entry's a far outside the
+// block's range. About one residual in 10^4 lies nearer a half integer.
 struct FastCodes {
   codes: vec4<u32>,
-  undecided: vec4<bool>,
+  margin: vec4<f32>,
 }
 
-// 1.5 · 2^23: its ulp is 1, so y + ROUNDER rounds y to an integer n, and
-// the sum's bits less ROUNDER's are n (y in (-2^22, 2^22)). Float adds and
-// integer subtractions instead of floor and a float-to-integer conversion
-// (a slow unit on the H200).
+const FAST_LIMIT: f32 = 0.49995;
+
+// 1.5 · 2^23: its ulp is 1, so 15 y + ROUNDER rounds 15 y to an integer n,
+// and the sum's bits less ROUNDER's are n. Float operations and integer
+// subtractions instead of floor and a float-to-integer conversion (a slow
+// unit on the H200).
 const ROUNDER: f32 = 12582912.0;
 const ROUNDER_BITS: u32 = 0x4b400000u;
 
 fn quantize_fast4(r: vec4<f32>, qz: Quantizer) -> FastCodes {
-  let y = (r - vec4<f32>(qz.mn)) * qz.inv;
-  let t = bitcast<vec4<u32>>(y + vec4<f32>(ROUNDER));
-  // y below -0.5 or from 63.5 up (or a NaN) gives n >= 64 (as u32); y in
-  // (-0.5, 0) gives 0, the code that the clamp gives it too.
-  let n = t - vec4<u32>(ROUNDER_BITS);
-  // n as a float: the bits of 2^23 + n, less 2^23. Not (y + ROUNDER) -
-  // ROUNDER, which a compiler may fold to y (llvmpipe does).
+  let y = saturate(fma(r, vec4<f32>(qz.scale), vec4<f32>(qz.offset)));
+  let t = bitcast<vec4<u32>>(fma(y, vec4<f32>(15.0), vec4<f32>(ROUNDER)));
+  // n as a float: the bits of 2^23 + n, less 2^23. Not t - ROUNDER, which
+  // a compiler may fold (llvmpipe folded (y + ROUNDER) - ROUNDER to y).
   let nf = bitcast<vec4<f32>>(t - vec4<u32>(ROUNDER_BITS - 0x4b000000u)) - vec4<f32>(8388608.0);
-  let decided = vec4<bool>(qz.normal) & (n < vec4<u32>(64u)) &
-    (abs(y - nf) < vec4<f32>(0.4999));
-  return FastCodes(min(n, vec4<u32>(15u)), !decided);
+  return FastCodes(t - vec4<u32>(ROUNDER_BITS), abs(fma(y, vec4<f32>(15.0), -nf)));
 }
 
 // Spec step 5: the nearest 4-bit code of r for the block of qz,
@@ -62,7 +67,12 @@ fn quantize_fast4(r: vec4<f32>, qz: Quantizer) -> FastCodes {
 fn quantize(r: f32, qz: Quantizer) -> u32 {
   if (qz.u == 0.0) { return 0u; }
   let fast = quantize_fast4(vec4<f32>(r), qz);
-  if (!fast.undecided.x) { return fast.codes.x; }
+  if (qz.fast && fast.margin.x < FAST_LIMIT) { return fast.codes.x; }
+  return quantize_exact(r, qz);
+}
+
+// quantize's code of r by the exact division (u != 0).
+fn quantize_exact(r: f32, qz: Quantizer) -> u32 {
   let q = floor(div_rn(r - qz.mn, qz.u) + 0.5);
   return u32(clamp(q, 0.0, 15.0));
 }

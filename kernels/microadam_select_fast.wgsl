@@ -54,12 +54,27 @@ const CAND_CAP: u32 = 256u;
 var<workgroup> cand_keys: array<vec4<u32>, 64>; // CAND_CAP / 4
 var<workgroup> cand_n: atomic<u32>;
 var<workgroup> t_key: atomic<u32>; // T + 1, from the candidate list
-var<workgroup> quantizer: vec4<u32>; // the block's Quantizer: mn, u, inv bits, normal
+var<workgroup> block_quantizer: Quantizer;
+var<workgroup> zero_code: u32; // the code of a residual of 0 in the block
+
+// Where a block lies and what it keeps, written by the first thread for the
+// block a workgroup takes next (see look_ahead).
+struct BlockPlace {
+  grad: u32,   // gradient element of its first entry
+  code: u32,   // EF code word of its first entry, in either half
+  n: u32,      // elements in the block
+  k: u32,      // entries to keep
+  row: u32,    // word of `work` where its staged window row starts
+  stats: u32,  // its EF block
+  tensor: u32,
+}
+var<workgroup> place: BlockPlace;
 
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
-// workgroups): what a workgroup costs to start (the segment lookup before
-// its first loads, the workgroup memory WGSL zeroes) is paid once per
-// workgroup, not once per block.
+// workgroups): what a workgroup costs to start (the workgroup memory WGSL
+// zeroes) is paid once per workgroup, not once per block, and each block's
+// place in the segment table is looked up once, by the first subgroup at
+// the end of the block before it.
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -69,8 +84,31 @@ fn main(
   wg_init(tid);
   set_code_halves(call_before_prologue());
   let grid = nwg.x * nwg.y;
-  for (var w = linear_workgroup(wid, nwg); w < table.total_blocks; w += grid) {
-    select_block(w, tid);
+  let w0 = linear_workgroup(wid, nwg);
+  look_ahead(w0, tid);
+  for (var w = w0; w < table.total_blocks; w += grid) {
+    select_block(w + grid, tid);
+  }
+}
+
+// Block w's place (workgroup variable `place`) and the error e of each code
+// of its EF block (`etab`, from the statistics the previous step stored),
+// for its steps after its first barrier; nothing past the last block. The
+// first 16 threads, all in the first subgroup on a GPU (so one thread's
+// time), each compute the lookup and one code's e. Done by every thread at
+// the block's start, the lookup's dependent loads and its division held up
+// the whole block (select f32 4.6 % faster on the H200 without them there,
+// bench/RESULTS.md, round 16).
+fn look_ahead(w: u32, tid: u32) {
+  if (tid >= 16u || w >= table.total_blocks) { return; }
+  let blk = topk_block(w);
+  let s = table.segs[blk.seg];
+  let q = ef_block(s, blk.start); // the block is one EF block
+  let st = stats[q];
+  let mn = bf16_value(st);
+  etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
+  if (tid == 0u) {
+    place = BlockPlace(s.grad_off + blk.start, s.codes_off + blk.start / 8u, blk.n, blk.k, blk.row, q, s.tensor);
   }
 }
 
@@ -252,11 +290,6 @@ fn mask4(m: vec4<bool>) -> u32 {
   return b.x | b.y | b.z | b.w;
 }
 
-// Lanes whose bit (of m >> 4q) is set.
-fn lanes4(m: u32, q: u32) -> vec4<bool> {
-  return (vec4<u32>(m >> (4u * q)) & vec4<u32>(1u, 2u, 4u, 8u)) != vec4<u32>(0u);
-}
-
 // The running minimum and maximum of residuals, from 0 (which every block
 // has: its kept entries leave 0).
 struct Range {
@@ -278,26 +311,24 @@ fn mark4(range: ptr<function, Range>, a: vec4<f32>, q: u32, floor: f32) -> u32 {
   return mask4(cand) << (4u * q);
 }
 
-// Codes of four residuals at nibbles 4q' (q' = q mod 2) of a word, and their
-// undecided lanes at bits 4q .. of `slow`.
-fn codes4(slow: ptr<function, u32>, a: vec4<f32>, kept: u32, q: u32, qz: Quantizer) -> u32 {
-  let fast = quantize_fast4(select(a, vec4<f32>(0.0), lanes4(kept, q)), qz);
-  *slow |= mask4(fast.undecided) << (4u * q);
+// Codes of four residuals at nibbles 4q' (q' = q mod 2) of a word, by
+// multiplies; the largest margin (see quantize_fast4) goes to `margin`.
+fn codes4(margin: ptr<function, vec4<f32>>, a: vec4<f32>, q: u32, qz: Quantizer) -> u32 {
+  let fast = quantize_fast4(a, qz);
+  *margin = max(*margin, fast.margin);
   let c = fast.codes << (vec4<u32>(0u, 4u, 8u, 12u) + 16u * (q & 1u));
   return c.x | c.y | c.z | c.w;
 }
 
-// Steps 1-5 for block w. Every workgroup variable a block writes was last
-// read, in the previous block, before a barrier that all threads passed.
-fn select_block(w: u32, tid: u32) {
-  let blk = topk_block(w);
-  let s = table.segs[blk.seg];
-  let q = ef_block(s, blk.start); // the block is one EF block
-  if (tid < 16u) {
-    let st = stats[q];
-    let mn = bf16_value(st);
-    etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
-  }
+// Bits 4q .. of the four lanes whose fast code is undecided.
+fn undecided4(a: vec4<f32>, q: u32, qz: Quantizer) -> u32 {
+  return mask4(quantize_fast4(a, qz).margin >= vec4<f32>(FAST_LIMIT)) << (4u * q);
+}
+
+// Steps 1-5 for the block in `place`, then look_ahead(next). Every
+// workgroup variable a block writes was last read, in the previous block,
+// before a barrier that all threads passed.
+fn select_block(next: u32, tid: u32) {
   atomicStore(&hist[tid], 0u);
   if (tid < CAND_CAP / 4u) { cand_keys[tid] = vec4<u32>(0u); }
   if (tid == 0u) {
@@ -305,19 +336,24 @@ fn select_block(w: u32, tid: u32) {
     atomicStore(&t_key, 0u);
   }
   workgroupBarrier();
+  let blk = place;
+  let q = blk.stats;
 
   // ---- Load: 16 consecutive gradients and two code words per thread ---------
-  var sp: Span;
-  sp.j0 = tid * VPT;
-  sp.n = select(0u, min(VPT, blk.n - sp.j0), sp.j0 < blk.n);
-  sp.code = s.codes_off + (blk.start + sp.j0) / 8u; // see MicroAdam: word-aligned
+  let j0 = tid * VPT;
+  var grad = blk.grad + j0;
+  var words = 16u;
   if (BF16) {
-    sp.grad = (s.grad_off + blk.start + sp.j0) >> 1u; // even: see MicroAdam
-    sp.aligned = (sp.grad & 3u) == 0u && sp.grad + 8u <= 4u * arrayLength(&grads4);
-  } else {
-    sp.grad = s.grad_off + blk.start + sp.j0;
-    sp.aligned = (sp.grad & 3u) == 0u && sp.grad + 16u <= 4u * arrayLength(&grads4);
+    grad >>= 1u; // even: see MicroAdam
+    words = 8u;
   }
+  let sp = Span(
+    j0,
+    select(0u, min(VPT, blk.n - j0), j0 < blk.n),
+    grad,
+    blk.code + j0 / 8u, // see MicroAdam: word-aligned
+    (grad & 3u) == 0u && grad + words <= 4u * arrayLength(&grads4),
+  );
   // Elements past n (a thread at the end of a tensor) are masked out below,
   // or, in the per-element maxima, recomputed without them.
   let valid = select(0xffffu, (1u << sp.n) - 1u, sp.n < VPT);
@@ -344,7 +380,7 @@ fn select_block(w: u32, tid: u32) {
       kmax = max(kmax, topk_key(element(a, i)));
     }
     let bad = select(f32_bits_too_large(gmax), bf16_bits_too_large(gmax), BF16);
-    if (bad) { atomicMin(&flags[0], s.tensor); }
+    if (bad) { atomicMin(&flags[0], blk.tensor); }
   }
 
   // ---- Candidates --------------------------------------------------------------
@@ -481,29 +517,72 @@ fn select_block(w: u32, tid: u32) {
     atomicStore(&work[2u * q + 1u], keys.y);
     let st = stats_from_scratch(keys.x, keys.y);
     let z = ef_quantizer(bf16_value(st), bf16_value(st >> 16u));
-    quantizer = vec4<u32>(bitcast<vec3<u32>>(vec3<f32>(z.mn, z.u, z.inv)), u32(z.normal));
+    block_quantizer = z;
+    zero_code = quantize(0.0, z);
   }
   workgroupBarrier();
-  let zw = quantizer;
-  let zf = bitcast<vec3<f32>>(zw.xyz);
-  let qz = Quantizer(zf.x, zf.y, zf.z, zw.w != 0u);
+  let qz = block_quantizer;
   var out0 = 0u;
   var out1 = 0u;
   if (qz.u != 0.0) {
-    var slow = 0u; // bit i: the fast path left element i's code undecided
-    out0 = codes4(&slow, quad(a, 0u), kept, 0u, qz) | codes4(&slow, quad(a, 1u), kept, 1u, qz);
-    out1 = codes4(&slow, quad(a, 2u), kept, 2u, qz) | codes4(&slow, quad(a, 3u), kept, 3u, qz);
-    slow &= valid;
-    while (slow != 0u) {
-      let i = firstTrailingBit(slow);
-      slow &= slow - 1u;
-      let r = select(element(a, i), 0.0, ((kept >> i) & 1u) == 1u);
-      let nib = (i & 7u) * 4u;
-      let code = quantize(r, qz) << nib;
-      if (i < 8u) {
-        out0 = (out0 & ~(15u << nib)) | code;
+    // Every element's code by multiplies, kept ones too (the clamp keeps
+    // theirs in 0..15), then the exact codes of the thread's elements in
+    // the rare thread where a margin says a multiply may not decide; a
+    // running maximum of the margins instead of a mask of undecided lanes,
+    // and the kept entries' codes set afterwards instead of their residuals
+    // zeroed before: about 8 instructions an element instead of 20.
+    var margin = vec4<f32>(select(1.0, 0.0, qz.fast)); // not fast: all exactly
+    out0 = codes4(&margin, quad(a, 0u), 0u, qz) | codes4(&margin, quad(a, 1u), 1u, qz);
+    out1 = codes4(&margin, quad(a, 2u), 2u, qz) | codes4(&margin, quad(a, 3u), 3u, qz);
+    if (max(max(margin.x, margin.y), max(margin.z, margin.w)) >= FAST_LIMIT) {
+      if (BF16) {
+        // bf16 residuals lie on a coarse grid, and many land exactly on a
+        // half code: only the lanes the multiplies leave undecided (all
+        // without a fast path; kept ones are set below) take the exact
+        // division (the whole thread's 16 made the bf16 kernel 12 %
+        // slower on the H200, bench/RESULTS.md, round 16).
+        var slow = valid & ~kept;
+        if (qz.fast) {
+          slow &= undecided4(quad(a, 0u), 0u, qz) | undecided4(quad(a, 1u), 1u, qz) |
+            undecided4(quad(a, 2u), 2u, qz) | undecided4(quad(a, 3u), 3u, qz);
+        }
+        while (slow != 0u) {
+          let i = firstTrailingBit(slow);
+          slow &= slow - 1u;
+          let nib = (i & 7u) * 4u;
+          let code = quantize_exact(element(a, i), qz) << nib;
+          if (i < 8u) {
+            out0 = (out0 & ~(15u << nib)) | code;
+          } else {
+            out1 = (out1 & ~(15u << nib)) | code;
+          }
+        }
       } else {
-        out1 = (out1 & ~(15u << nib)) | code;
+        // f32: rare, and the thread's 16 again kept the f32 kernel at 48
+        // registers, where the lane mask took 64 (round 16).
+        out0 = 0u;
+        out1 = 0u;
+        for (var i = 0u; i < sp.n; i++) {
+          let code = quantize(element(a, i), qz) << ((i & 7u) * 4u);
+          if (i < 8u) {
+            out0 |= code;
+          } else {
+            out1 |= code;
+          }
+        }
+      }
+    }
+    // Kept entries leave a residual of 0.
+    let zc = zero_code;
+    var km = kept;
+    while (km != 0u) {
+      let i = firstTrailingBit(km);
+      km &= km - 1u;
+      let nib = (i & 7u) * 4u;
+      if (i < 8u) {
+        out0 = (out0 & ~(15u << nib)) | (zc << nib);
+      } else {
+        out1 = (out1 & ~(15u << nib)) | (zc << nib);
       }
     }
     if (sp.n < 8u) { out0 &= (1u << (4u * sp.n)) - 1u; }
@@ -511,6 +590,8 @@ fn select_block(w: u32, tid: u32) {
   }
   if (sp.n > 0u) { codes[codes_out_base + sp.code] = out0; }
   if (sp.n > 8u) { codes[codes_out_base + sp.code + 1u] = out1; }
+  // etab and place were last read before the quantizer's barrier.
+  look_ahead(next, tid);
 }
 
 // The k-th largest key T of the block from its candidates (the valid

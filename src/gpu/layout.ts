@@ -395,10 +395,10 @@ export const FAST_WINDOW_ENTRIES = 512;
 export const FAST_K = 256;
 /**
  * Workgroups the one-pass kernels are dispatched with, at most: each walks
- * every FAST_GRID-th block, so what starting a workgroup costs (the segment
- * lookup before its first loads, the workgroup memory WGSL zeroes) is paid
- * once per workgroup, not per block. On the H200 at 2^28 (65,536 blocks),
- * 16384 beat 1024, 4096 and one workgroup per block (bench/RESULTS.md).
+ * every FAST_GRID-th block, so what starting a workgroup costs (the
+ * workgroup memory WGSL zeroes) is paid once per workgroup, not per block.
+ * On the H200 at 2^28 (65,536 blocks), 16384 beat 1024, 4096 and one
+ * workgroup per block (bench/RESULTS.md).
  */
 export const FAST_GRID = 16384;
 
