@@ -34,8 +34,10 @@ fn ef_quantizer(mn: f32, mx: f32) -> Quantizer {
 // clamped to [0, 1]; for q = (r - mn) / u in [-1, 16], |15 y - q| is at most
 // about 112 · 2^-24 (scale within 4 ulp, the offset and the fma within 0.5
 // each, |q| and |mn / u| at most 16), and div_rn(f32(r - mn), u) is within
-// 32 · 2^-24 of q: below 1e-5 together, so a margin below 0.5 - 5e-5 leaves
-// room for both; outside [-1, 16] the clamp gives the exact code. The
+// 32 · 2^-24 of q: below 1e-5 together (an fma evaluated unfused, as
+// llvmpipe's, adds a rounding of r · scale and of 15 y, about 2e-6), so a
+// margin below 0.5 - 5e-5 leaves room for all of it; outside [-1, 16] the
+// clamp gives the exact code. The
 // clamp keeps every code in 0..15, also for a kept entry's a far outside the
 // block's range. About one residual in 10^4 lies nearer a half integer.
 struct FastCodes {

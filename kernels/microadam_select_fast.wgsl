@@ -536,11 +536,12 @@ fn select_block(next: u32, tid: u32) {
     out1 = codes4(&margin, quad(a, 2u), 2u, qz) | codes4(&margin, quad(a, 3u), 3u, qz);
     if (max(max(margin.x, margin.y), max(margin.z, margin.w)) >= FAST_LIMIT) {
       if (BF16) {
-        // bf16 residuals lie on a coarse grid, and many land exactly on a
-        // half code: only the lanes the multiplies leave undecided (all
-        // without a fast path; kept ones are set below) take the exact
-        // division (the whole thread's 16 made the bf16 kernel 12 %
-        // slower on the H200, bench/RESULTS.md, round 16).
+        // bf16 residuals and statistics lie on a coarse grid, so (as the
+        // timing suggests) undecided ones are far more common than in f32:
+        // only the lanes the multiplies leave undecided (all without a fast
+        // path; kept ones are set below) take the exact division (the
+        // thread's 16 made the bf16 kernel 12 % slower on the H200,
+        // bench/RESULTS.md, round 16).
         var slow = valid & ~kept;
         if (qz.fast) {
           slow &= undecided4(quad(a, 0u), 0u, qz) | undecided4(quad(a, 1u), 1u, qz) |
