@@ -37,9 +37,9 @@ fn ef_quantizer(mn: f32, mx: f32) -> Quantizer {
 // 32 · 2^-24 of q: below 1e-5 together (an fma evaluated unfused, as
 // llvmpipe's, adds a rounding of r · scale and of 15 y, about 2e-6), so a
 // margin below 0.5 - 5e-5 leaves room for all of it; outside [-1, 16] the
-// clamp gives the exact code. The
-// clamp keeps every code in 0..15, also for a kept entry's a far outside the
-// block's range. About one residual in 10^4 lies nearer a half integer.
+// clamp gives the exact code. The clamp keeps every code in 0..15, also for
+// a kept entry's a far outside the block's range. About one residual in 10^4
+// lies nearer a half integer.
 struct FastCodes {
   codes: vec4<u32>,
   margin: vec4<f32>,
