@@ -70,6 +70,37 @@ fn quantize(r: f32, qz: Quantizer) -> u32 {
   if (qz.u == 0.0) { return 0u; }
   let fast = quantize_fast4(vec4<f32>(r), qz);
   if (qz.fast && fast.margin.x < FAST_LIMIT) { return fast.codes.x; }
+  return quantize_undecided(r, qz);
+}
+
+// quantize's code of an r that quantize_fast4 leaves undecided (u != 0),
+// without the division where it can: with n = floor(15 y) in 1..14 and
+// h = n + 0.5, the code is n + 1 exactly when div_rn(r - mn, u) rounds to h
+// or above, that is when d - h·u >= -(the ulp below h) / 2 · u for
+// d = r - mn (h + 0.5 and every f32 below it then floor as they should;
+// the midpoint itself would take d 25 significant bits). With fast's u in
+// [2^-100, 2^100], d - h·u is a multiple of 2^-24 times u's exponent's
+// power of two (h has five significant bits, d > u / 2) and smaller than 2^24
+// of them, so one fma gives it exactly; the right side is u times a power of
+// two. One fma and a compare instead of the division's dozens of
+// instructions, where bf16 residuals, on a coarse grid, often sit this near
+// a half code. n = 0 (h = 0.5 rounds differently), 15, and quantizers
+// without a fast path take the division.
+fn quantize_undecided(r: f32, qz: Quantizer) -> u32 {
+  let n = floor(15.0 * saturate(fma(r, qz.scale, qz.offset)));
+  if (!qz.fast || n < 1.0 || n > 14.0) { return quantize_exact(r, qz); }
+  let h = n + 0.5;
+  let half_ulp_below = bitcast<f32>((bitcast<u32>(h) & 0x7f800000u) - (24u << 23u));
+  let up = fma_short(qz.u, -h, r - qz.mn) >= -half_ulp_below * qz.u;
+  return u32(n) + select(0u, 1u, up);
+}
+
+// quantize with the exact division for every undecided r (see
+// microadam_select_fast's bf16 kernel).
+fn quantize_dividing(r: f32, qz: Quantizer) -> u32 {
+  if (qz.u == 0.0) { return 0u; }
+  let fast = quantize_fast4(vec4<f32>(r), qz);
+  if (qz.fast && fast.margin.x < FAST_LIMIT) { return fast.codes.x; }
   return quantize_exact(r, qz);
 }
 

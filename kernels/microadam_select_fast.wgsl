@@ -518,7 +518,14 @@ fn select_block(next: u32, tid: u32) {
     let st = stats_from_scratch(keys.x, keys.y);
     let z = ef_quantizer(bf16_value(st), bf16_value(st >> 16u));
     block_quantizer = z;
-    zero_code = quantize(0.0, z);
+    // bf16 keeps the division for undecided codes, here and below: the fma
+    // decision (quantize_undecided) cost the bf16 kernel 7 registers and 4 %
+    // on the H200, and gained f32 1.7 % (bench/RESULTS.md, round 17).
+    if (BF16) {
+      zero_code = quantize_dividing(0.0, z);
+    } else {
+      zero_code = quantize(0.0, z);
+    }
   }
   workgroupBarrier();
   let qz = block_quantizer;

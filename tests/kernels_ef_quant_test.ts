@@ -4,7 +4,9 @@
  * r in a block with bf16 statistics (mn, mx) is
  * floor(f32(f32(f32(r − mn) / u) + 0.5)) clamped to 0..15, with
  * u = f32(f32(mx − mn) / 15). The kernel takes a multiply by 1/u where that
- * cannot change the code and the exact division elsewhere; the cases
+ * cannot change the code, one exact fma near a half code (quantize_undecided)
+ * and the exact division elsewhere; quantize_dividing (no fma decision) and
+ * quantize_undecided are checked on their own too. The cases
  * concentrate on residuals a few ulps from every rounding boundary. A device
  * that flushes subnormals (WGSL allows it; the H200 does) cannot give the
  * reference's code where a value is subnormal: there those cases are counted
@@ -22,8 +24,9 @@ import { dispatchWith, rng, testDevice } from "./gpu_util.ts";
 const device = await testDevice();
 const WG = 64;
 
-// (r, mn, mx) as f32 bits -> the code.
-const HARNESS = /* wgsl */ `
+// (r, mn, mx) as f32 bits -> the code by `fn` (0 where u = 0, which
+// quantize_undecided and quantize_exact leave to their callers).
+const harness = (fn: string) => /* wgsl */ `
 @group(0) @binding(0) var<storage, read> inp: array<u32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 
@@ -33,7 +36,12 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   if (i >= arrayLength(&out)) { return; }
   let r = bitcast<f32>(inp[3u * i]);
   let mn = bitcast<f32>(inp[3u * i + 1u]);
-  out[i] = quantize(r, ef_quantizer(mn, bitcast<f32>(inp[3u * i + 2u])));
+  let qz = ef_quantizer(mn, bitcast<f32>(inp[3u * i + 2u]));
+  if (qz.u == 0.0) {
+    out[i] = 0u;
+  } else {
+    out[i] = ${fn}(r, qz);
+  }
 }
 `;
 
@@ -156,14 +164,24 @@ function cases(): Case[] {
   return out;
 }
 
-Deno.test("quantize == the CPU reference's code near every rounding boundary, at every scale (subnormal and either side of the fast path's limits), u = 0 included", async () => {
+// quantize (the multiplies, the fma decision near half codes, the division
+// elsewhere), quantize_dividing (the multiplies, then the division), and
+// the fma decision alone (exact for every r whose code is past the first,
+// the division below that) give the reference's code.
+for (const fn of ["quantize", "quantize_dividing", "quantize_undecided"]) {
+  Deno.test(`${fn} == the CPU reference's code near every rounding boundary, at every scale (subnormal and either side of the fast path's limits), u = 0 included`, async () => {
+    await checkQuantizer(fn);
+  });
+}
+
+async function checkQuantizer(fn: string): Promise<void> {
   const all = cases();
   const input = new Uint32Array(
     all.flatMap((c) => [bitsOf(c.r), bitsOf(c.mn), bitsOf(c.mx)]),
   );
   const module = device.createShaderModule({
     label: "ef_quant.wgsl test",
-    code: [numeric, efQuant, HARNESS].join("\n"),
+    code: [numeric, efQuant, harness(fn)].join("\n"),
   });
   const p = device.createComputePipeline({
     layout: "auto",
@@ -214,15 +232,15 @@ Deno.test("quantize == the CPU reference's code near every rounding boundary, at
     }
   });
   console.log(
-    `quantize: ${all.length - flushed} cases, ${bad} mismatches` +
+    `${fn}: ${all.length - flushed} cases, ${bad} mismatches` +
       (flushes
         ? `; the device flushes subnormals: ${flushed} cases with a subnormal value not required to match (${flushedBad} differ)`
         : "; the device keeps subnormals: every case required to match"),
   );
   for (const [scale, n] of badByScale) {
-    console.log(`quantize: statistics near 2^${scale}: ${n} mismatches`);
+    console.log(`${fn}: statistics near 2^${scale}: ${n} mismatches`);
   }
   assert.equal(bad, 0, `${bad} of ${all.length} differ; first: ${first}`);
   // Every code occurs, and the boundary cases really straddle boundaries.
   assert.equal(seen.size, 16);
-});
+}
