@@ -156,7 +156,12 @@ const CONFIGS: Config[] = [
 ];
 
 const STEPS = 50;
-const TOL = 1e-6;
+// Relative error of parameters and moments after STEPS steps. llvmpipe's '/'
+// and sqrt are IEEE-exact and it fuses no multiply-add, so there the twins
+// stay within rounding of each other; a GPU without both drifts by an ulp at
+// a time, and over 50 steps a small tensor's moments reached 1.65e-6 on the
+// H200 (seed 981627440; bench/RESULTS.md, round 17).
+const TOL = device.adapterInfo.description.includes("llvmpipe") ? 1e-6 : 1e-5;
 const SENTINEL = -1234.5;
 
 /** Gradients of one step: uniform with outliers, some exact zeros, some tiny. */
@@ -356,7 +361,7 @@ for (const [li, layout] of LAYOUTS.entries()) {
 
 // The reference rounds in the kernel's order (lr held as f32), so where the
 // device's '/' and sqrt are IEEE-exact, as on llvmpipe in CI, one step agrees
-// bit for bit; other GPUs may differ by an ulp (the 1e-6 tests above).
+// bit for bit; other GPUs may differ by an ulp (the TOL tests above).
 Deno.test({
   name:
     "gpu vs cpu: one Adam step is bit-identical to AdamCpu (IEEE / and sqrt)",
