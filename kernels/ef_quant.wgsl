@@ -64,8 +64,8 @@ fn quantize_fast4(r: vec4<f32>, qz: Quantizer) -> FastCodes {
 }
 
 // Spec step 5: the nearest 4-bit code of r for the block of qz,
-// floor(div_rn(r - mn, u) + 0.5) clamped to 0..15 (0 when u = 0); the exact
-// division only where quantize_fast4 does not decide.
+// floor(div_rn(r - mn, u) + 0.5) clamped to 0..15 (0 when u = 0); where
+// quantize_fast4 does not decide, quantize_undecided.
 fn quantize(r: f32, qz: Quantizer) -> u32 {
   if (qz.u == 0.0) { return 0u; }
   let fast = quantize_fast4(vec4<f32>(r), qz);
@@ -95,8 +95,10 @@ fn quantize_undecided(r: f32, qz: Quantizer) -> u32 {
   return u32(n) + select(0u, 1u, up);
 }
 
-// quantize with the exact division for every undecided r (see
-// microadam_select_fast's bf16 kernel).
+// quantize with the exact division for every undecided r, for the bf16
+// select kernel (see its code of 0). Its first lines are quantize's: the
+// form measured on the H200, where the bf16 kernel's registers moved with
+// every change (bench/RESULTS.md, round 17).
 fn quantize_dividing(r: f32, qz: Quantizer) -> u32 {
   if (qz.u == 0.0) { return 0u; }
   let fast = quantize_fast4(vec4<f32>(r), qz);
