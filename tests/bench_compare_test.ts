@@ -1,10 +1,16 @@
 /**
- * bench/compare.ts: ratios to each group's reference bench, and the
- * regression verdicts against a baseline with its recorded noise.
+ * bench/compare.ts: ratios to each group's reference bench, the regression
+ * verdicts against a baseline with its recorded noise, and the medians over
+ * the runs that confirm a flagged one.
  */
 
 import assert from "node:assert/strict";
-import { compare, MIN_TOLERANCE, ratios } from "../bench/compare.ts";
+import {
+  compare,
+  medianRatios,
+  MIN_TOLERANCE,
+  ratios,
+} from "../bench/compare.ts";
 
 const json = {
   runtime: "Deno",
@@ -74,4 +80,26 @@ Deno.test("compare: flags only changes beyond max(MIN_TOLERANCE, 3 × recorded s
   assert.ok(Math.abs(micro.tolerance! - 0.3) < 1e-12);
   const faster = compare({ gpu: { MicroAdam: 1.5 } }, base)[0];
   assert.equal(faster.verdict, "faster");
+});
+
+Deno.test("medianRatios: the middle run per bench (mean of the middle two for an even count), a one-run outlier outvoted", () => {
+  const runs: Record<string, Record<string, number>>[] = [
+    { gpu: { Adam: 1, MicroAdam: 5.48 }, cpu: { AdamCpu: 1 } },
+    { gpu: { Adam: 1, MicroAdam: 4.17 }, cpu: { AdamCpu: 1 } },
+    { gpu: { Adam: 1, MicroAdam: 3.52 } },
+  ];
+  assert.deepEqual(medianRatios(runs), {
+    gpu: { Adam: 1, MicroAdam: 4.17 },
+    cpu: { AdamCpu: 1 },
+  });
+  assert.equal(medianRatios(runs.slice(1)).gpu.MicroAdam, (4.17 + 3.52) / 2);
+  // The flagged run (+42 % against 3.866) is a regression alone; its
+  // median with two more is not.
+  const base = {
+    recorded: "",
+    machine: "",
+    groups: { gpu: { MicroAdam: { ratio: 3.866, spread: 0.02 } } },
+  };
+  assert.equal(compare(runs[0], base)[1].verdict, "regression");
+  assert.equal(compare(medianRatios(runs), base)[1].verdict, "ok");
 });
