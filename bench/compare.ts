@@ -7,9 +7,9 @@
  * grew beyond the noise recorded with the baseline is flagged as a
  * regression and the command exits with status 1. A run that flags one is
  * repeated (`--confirm`, 2 more runs by default) and each bench's median
- * ratio over the runs decides: one slow run on a shared machine (seen on
- * the 2-core CI machine: +42 % in one run, within the noise in the next
- * four) is not a regression.
+ * ratio over the runs decides: one slow run on a shared machine (seen on a
+ * 2-core machine: +42 % in one run, within the noise in the runs after it)
+ * is not a regression.
  *
  *   deno run -A bench/compare.ts              # run and compare
  *   deno run -A bench/compare.ts --confirm 0  # one run decides
