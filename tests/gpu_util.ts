@@ -103,6 +103,16 @@ export function bf16UlpDistance(a: number, b: number): number {
 }
 
 /**
+ * Whether the device's f32 `/` and `sqrt` are IEEE-exact and it fuses no
+ * `a · b + c` into one rounding, so that the Adam family's kernels agree
+ * with their CPU references bit for bit: llvmpipe, CI's device. The H200
+ * under Vulkan does neither (bench/RESULTS.md, rounds 16 and 17).
+ */
+export function hasIeeeArithmetic(device: GPUDevice): boolean {
+  return device.adapterInfo.description.includes("llvmpipe");
+}
+
+/**
  * The seed of a randomized test: `MICROADAM_SEED` when set (to replay a
  * failure), otherwise fresh from the clock. Printed either way.
  */

@@ -27,6 +27,7 @@ import {
   tensorsOf,
   withTempDir,
 } from "./optimizers.ts";
+import { hasIeeeArithmetic } from "./gpu_util.ts";
 
 // CPU ↔ GPU.
 
@@ -128,7 +129,7 @@ for (const p of PAIRS) {
 // The Adam family's twins agree bit for bit where the device's '/' and sqrt
 // are IEEE-exact, as on llvmpipe in CI (see tests/optim_adam_test.ts);
 // elsewhere within each pair's tolerance.
-const IEEE = device.adapterInfo.description.includes("llvmpipe");
+const IEEE = hasIeeeArithmetic(device);
 const ADAM_PAIRS = PAIRS.filter((p) => p.gpu.family !== "MicroAdam");
 const UNCHECKED_LENGTHS = [3, 1000, 4097];
 

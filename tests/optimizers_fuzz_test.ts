@@ -33,13 +33,11 @@ import {
   writeTensor,
 } from "../mod.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../extend.ts";
-import { rng, testSeed } from "./gpu_util.ts";
+import { hasIeeeArithmetic, rng, testSeed } from "./gpu_util.ts";
 import { device } from "./optimizers.ts";
 
 const CASES = Number(Deno.env.get("MICROADAM_FUZZ_CASES") ?? 60);
-// As in tests/optimizers_cpu_gpu_test.ts: llvmpipe's '/' and sqrt are
-// IEEE-exact and it fuses no multiply-add into an addition.
-const IEEE = device.adapterInfo.description.includes("llvmpipe");
+const IEEE = hasIeeeArithmetic(device);
 
 type Family = "MicroAdam" | "Adam" | "AdamW" | "AMSGrad";
 type Rand = () => number;
