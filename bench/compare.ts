@@ -86,20 +86,27 @@ export function ratios(
 export function medianRatios(
   runs: Record<string, Record<string, number>>[],
 ): Record<string, Record<string, number>> {
-  const out: Record<string, Record<string, number>> = {};
+  const seen: Record<string, Record<string, number[]>> = {};
   for (const run of runs) {
     for (const [g, benches] of Object.entries(run)) {
-      out[g] ??= {};
-      for (const name of Object.keys(benches)) {
-        const xs = runs.map((r) => r[g]?.[name])
-          .filter((x): x is number => x !== undefined)
-          .sort((a, b) => a - b);
-        const mid = xs.length >> 1;
-        out[g][name] = xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
+      for (const [name, ratio] of Object.entries(benches)) {
+        ((seen[g] ??= {})[name] ??= []).push(ratio);
       }
     }
   }
-  return out;
+  const median = (xs: number[]) => {
+    const s = xs.toSorted((a, b) => a - b);
+    const mid = s.length >> 1;
+    return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  };
+  return Object.fromEntries(
+    Object.entries(seen).map(([g, benches]) => [
+      g,
+      Object.fromEntries(
+        Object.entries(benches).map(([name, xs]) => [name, median(xs)]),
+      ),
+    ]),
+  );
 }
 
 /**
