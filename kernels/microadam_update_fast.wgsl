@@ -5,9 +5,10 @@
 // its group by (coordinate, slot) by counting the group's entries below it,
 // and the thread holding a coordinate's first entry rebuilds its M and S in
 // slot order. Only coordinates the window touches get the Adam update:
-// elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly; with weight
-// decay every coordinate is still decayed. A skipped step only carries the
-// codes over to the other half.
+// elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly. Without weight
+// decay that thread applies step 9 too; with it, every coordinate is decayed,
+// and each thread walks its own. A skipped step only carries the codes over
+// to the other half.
 //
 // No thread walks more than its entries' groups and one coordinate's slots
 // per entry. The earlier form, where each owner thread insertion-sorted its
@@ -121,22 +122,34 @@ fn update_block(w: u32, tid: u32) {
   var ent1 = 0u;
   if (has0) { ent0 = take_entry(blk, base, this_slot, tid); }
   if (has1) { ent1 = take_entry(blk, base, this_slot, tid + WG_SIZE); }
+  // Without weight decay, the thread that rebuilds a coordinate's moments
+  // applies step 9 to it too (see apply_direct), so the parameter word of
+  // each entry's coordinate is loaded now, in flight through the sort's
+  // barriers (a coordinate's other entries load it too and drop it).
+  let h = step.param_groups[s.param_group];
+  let direct = !(h.wd > 0.0);
+  let at0 = param_word(s.param_off + blk.start + (ent0 >> 20u));
+  let at1 = param_word(s.param_off + blk.start + (ent1 >> 20u));
+  var p0 = 0u;
+  var p1 = 0u;
+  if (direct && has0) { p0 = params[at0]; }
+  if (direct && has1) { p1 = params[at1]; }
   atomicStore(&owned[tid], 0u);
   atomicStore(&owned_items[tid], 0u);
   workgroupBarrier();
   // Count the entries per owner (an entry's rank in its group is the count
-  // before it) and mark the owners' touched coordinates.
+  // before it) and, for the walk, mark the owners' touched coordinates.
   let owner0 = owner_of(ent0 >> 20u);
   let owner1 = owner_of(ent1 >> 20u);
   var rank0 = 0u;
   var rank1 = 0u;
   if (has0) {
     rank0 = atomicAdd(&owned[owner0], 1u);
-    atomicOr(&owned_items[owner0], 1u << item_of(ent0 >> 20u));
+    if (!direct) { atomicOr(&owned_items[owner0], 1u << item_of(ent0 >> 20u)); }
   }
   if (has1) {
     rank1 = atomicAdd(&owned[owner1], 1u);
-    atomicOr(&owned_items[owner1], 1u << item_of(ent1 >> 20u));
+    if (!direct) { atomicOr(&owned_items[owner1], 1u << item_of(ent1 >> 20u)); }
   }
   workgroupBarrier();
   let mine = atomicLoad(&owned[tid]);
@@ -159,6 +172,11 @@ fn update_block(w: u32, tid: u32) {
   if (has0) { run0 = place(ent0, group0); }
   if (has1) { run1 = place(ent1, group1); }
   workgroupBarrier();
+  if (direct) {
+    if (run0 != 0u) { apply_direct(run0, group0, at0, p0, h.neg_lr); }
+    if (run1 != 0u) { apply_direct(run1, group1, at1, p1, h.neg_lr); }
+    return;
+  }
   // Spec steps 7-8, by the thread holding each coordinate's first entry: M
   // and S in slot order, then u, at index j of the owner's group for the
   // owner's j-th touched coordinate.
@@ -166,7 +184,6 @@ fn update_block(w: u32, tid: u32) {
   if (run1 != 0u) { grouped[u_index(ent1 >> 20u, group1)] = bitcast<u32>(moments_u(run1)); }
   workgroupBarrier();
 
-  let h = step.param_groups[s.param_group];
   let items = select(VPT, VPT / 2u, BF16);
   let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
 
@@ -243,6 +260,52 @@ fn moments_u(run: u32) -> f32 {
   return (step.c1 * m) / (sqrt(step.c2 * v2) + cfg.eps);
 }
 
+// The parameter word of element e: e itself, or for bf16 its pair's.
+fn param_word(e: u32) -> u32 { return e >> select(0u, 1u, BF16); }
+
+// Steps 7-9 without weight decay for the coordinate whose entries are
+// sorted[run] (run = start | count << 16, in its owner's group `group`), by
+// the thread of its first entry, on its parameter word (`word`, at `at`):
+// each touched coordinate once, and no other. The earlier walk over every
+// owner's items took their loads one after another. A bf16 word's two
+// coordinates share an owner, so their entries are adjacent in the group:
+// the even one's thread takes the word, and the odd one's too (its run
+// follows), unless only the odd one is touched.
+fn apply_direct(run: u32, group: u32, at: u32, word: u32, neg_lr: f32) {
+  if (!BF16) {
+    params[at] = bitcast<u32>(step9(bitcast<f32>(word), moments_u(run), neg_lr));
+    return;
+  }
+  let start = run & 0xffffu;
+  let first = group & 0xffffu;
+  let c = sorted[start] >> 20u;
+  if ((c & 1u) == 1u && start > first && (sorted[start - 1u] >> 20u) == c - 1u) { return; }
+  var w = with_half(word, c & 1u, moments_u(run), neg_lr);
+  if ((c & 1u) == 0u) {
+    let next = start + (run >> 16u);
+    let end = first + (group >> 16u);
+    var n = 0u;
+    while (next + n < end && (sorted[next + n] >> 20u) == c + 1u) { n++; }
+    if (n > 0u) { w = with_half(w, 1u, moments_u(next | (n << 16u)), neg_lr); }
+  }
+  params[at] = w;
+}
+
+// A bf16 pair with step 9 applied to its half `half` (0 low, 1 high).
+fn with_half(word: u32, half: u32, u: f32, neg_lr: f32) -> u32 {
+  let bits = half * 16u;
+  let p = bitcast<u32>(bf16_round(step9(bf16_value(word >> bits), u, neg_lr))) >> 16u;
+  return (word & ~(0xffffu << bits)) | (p << bits);
+}
+
+// Spec step 9, p - lr·u, as the authors' kernels round it.
+fn step9(p: f32, u: f32, neg_lr: f32) -> f32 {
+  // The authors' bf16 kernel fuses this multiply-add; u is a bf16 there,
+  // so the exact fma_short applies.
+  if (BF16) { return fma_short(neg_lr, bf16_round(u), p); }
+  return fma(neg_lr, u, p);
+}
+
 // Where the u of coordinate c goes: index j of its owner's group (first |
 // count << 16 in `group`) for the owner's j-th touched coordinate.
 fn u_index(c: u32, group: u32) -> u32 {
@@ -298,15 +361,8 @@ fn apply_item(walk: ptr<function, ItemWalk>, word_in: u32, i: u32, tid: u32) -> 
       if (BF16) { p = bf16_round(p); }
     }
     if ((((*walk).touched >> (i * item_coords() + half)) & 1u) == 1u) {
-      let u = bitcast<f32>(grouped[(*walk).next]);
+      p = step9(p, bitcast<f32>(grouped[(*walk).next]), (*walk).neg_lr);
       (*walk).next += 1u;
-      if (BF16) {
-        // The authors' kernel fuses this multiply-add; u is a bf16, so the
-        // exact fma_short applies.
-        p = fma_short((*walk).neg_lr, bf16_round(u), p);
-      } else {
-        p = fma((*walk).neg_lr, u, p);
-      }
     }
     if (BF16) {
       let pb = bitcast<u32>(bf16_round(p)) >> 16u;
