@@ -95,17 +95,6 @@ fn quantize_undecided(r: f32, qz: Quantizer) -> u32 {
   return u32(n) + select(0u, 1u, up);
 }
 
-// quantize with the exact division for every undecided r, for the bf16
-// select kernel (see its code of 0). Its first lines are quantize's: the
-// form measured on the H200, where the bf16 kernel's registers moved with
-// every change (bench/RESULTS.md, round 17).
-fn quantize_dividing(r: f32, qz: Quantizer) -> u32 {
-  if (qz.u == 0.0) { return 0u; }
-  let fast = quantize_fast4(vec4<f32>(r), qz);
-  if (qz.fast && fast.margin.x < FAST_LIMIT) { return fast.codes.x; }
-  return quantize_exact(r, qz);
-}
-
 // quantize's code of r by the exact division (u != 0).
 fn quantize_exact(r: f32, qz: Quantizer) -> u32 {
   let q = floor(div_rn(r - qz.mn, qz.u) + 0.5);

@@ -518,14 +518,7 @@ fn select_block(next: u32, tid: u32) {
     let st = stats_from_scratch(keys.x, keys.y);
     let z = ef_quantizer(bf16_value(st), bf16_value(st >> 16u));
     block_quantizer = z;
-    // bf16 keeps the division for undecided codes, here and below: the fma
-    // decision (quantize_undecided) cost the bf16 kernel 7 registers and 4 %
-    // on the H200, and gained f32 1.7 % (bench/RESULTS.md, round 17).
-    if (BF16) {
-      zero_code = quantize_dividing(0.0, z);
-    } else {
-      zero_code = quantize(0.0, z);
-    }
+    zero_code = quantize(0.0, z);
   }
   workgroupBarrier();
   let qz = block_quantizer;
@@ -548,7 +541,9 @@ fn select_block(next: u32, tid: u32) {
         // only the lanes the multiplies leave undecided (all without a fast
         // path; kept ones are set below) take the exact division (the
         // thread's 16 made the bf16 kernel 12 % slower on the H200,
-        // bench/RESULTS.md, round 16).
+        // bench/RESULTS.md, round 16). The division, not quantize_undecided's
+        // fma: that took the kernel from 48 to at least 53 registers and
+        // made it 6 % slower there (round 18).
         var slow = valid & ~kept;
         if (qz.fast) {
           slow &= undecided4(quad(a, 0u), 0u, qz) | undecided4(quad(a, 1u), 1u, qz) |

@@ -5,8 +5,9 @@
  * floor(f32(f32(f32(r − mn) / u) + 0.5)) clamped to 0..15, with
  * u = f32(f32(mx − mn) / 15). The kernel takes a multiply by 1/u where that
  * cannot change the code, one exact fma near a half code (quantize_undecided)
- * and the exact division elsewhere; quantize_dividing (no fma decision) and
- * quantize_undecided are checked on their own too. The cases
+ * and the exact division elsewhere; quantize_exact (the division alone, as
+ * the bf16 select kernel's undecided lanes take it) and quantize_undecided
+ * are checked on their own too. The cases
  * concentrate on residuals a few ulps from every rounding boundary. A device
  * that flushes subnormals (WGSL allows it; the H200 does) cannot give the
  * reference's code where a value is subnormal: there those cases are counted
@@ -165,10 +166,10 @@ function cases(): Case[] {
 }
 
 // quantize (the multiplies, the fma decision near half codes, the division
-// elsewhere), quantize_dividing (the multiplies, then the division), and
-// the fma decision alone (exact for every r whose code is past the first,
+// elsewhere), quantize_exact (the division alone), and the fma decision
+// alone (exact for every r whose code is past the first,
 // the division below that) give the reference's code.
-for (const fn of ["quantize", "quantize_dividing", "quantize_undecided"]) {
+for (const fn of ["quantize", "quantize_exact", "quantize_undecided"]) {
   Deno.test(`${fn} == the CPU reference's code near every rounding boundary, at every scale (subnormal and either side of the fast path's limits), u = 0 included`, async () => {
     await checkQuantizer(fn);
   });
