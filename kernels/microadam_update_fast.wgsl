@@ -36,12 +36,12 @@ var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, FAST_WINDOW>;
 // Per owner thread: its entry count, then its group as first | count << 16.
 var<workgroup> owned: array<atomic<u32>, 256>;
-// Per owner thread: bit i set when its i-th coordinate (see item_of) is in
-// the window.
+// Per owner thread, for the walk (with weight decay): bit i set when its
+// i-th coordinate (see item_of) is in the window.
 var<workgroup> owned_items: array<atomic<u32>, 256>;
 // Entries (coordinate << 20 | slot << 16 | bf16 value) grouped by owner, in
-// no order within a group; then u of the touched coordinates, the owner's
-// j-th at index j of its group.
+// no order within a group; then, for the walk, u of the touched coordinates,
+// the owner's j-th at index j of its group.
 var<workgroup> grouped: array<u32, FAST_WINDOW_ENTRIES>;
 // The entries by (owner, coordinate, slot).
 var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
