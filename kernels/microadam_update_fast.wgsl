@@ -266,11 +266,14 @@ fn param_word(e: u32) -> u32 { return e >> select(0u, 1u, BF16); }
 // Steps 7-9 without weight decay for the coordinate whose entries are
 // sorted[run] (run = start | count << 16, in its owner's group `group`), by
 // the thread of its first entry, on its parameter word (`word`, at `at`):
-// each touched coordinate once, and no other. The earlier walk over every
-// owner's items took their loads one after another. A bf16 word's two
-// coordinates share an owner, so their entries are adjacent in the group:
-// the even one's thread takes the word, and the odd one's too (its run
-// follows), unless only the odd one is touched.
+// each touched coordinate once, and no other. The walk over every owner's
+// items (still taken with weight decay) issued its loads one after another,
+// after the sort: this form made the kernel 11 % (f32) and 22 % (bf16)
+// faster on the H200, and with its loads at the end instead it was 76 %
+// slower (bench/RESULTS.md, round 18). A bf16 word's two coordinates share
+// an owner, so their entries are adjacent in the group: the even one's
+// thread takes the word, and the odd one's too (its run follows), unless
+// only the odd one is touched.
 fn apply_direct(run: u32, group: u32, at: u32, word: u32, neg_lr: f32) {
   if (!BF16) {
     params[at] = bitcast<u32>(step9(bitcast<f32>(word), moments_u(run), neg_lr));
