@@ -66,6 +66,7 @@ export {
   type Batch,
   type Binding,
   type GatherCopy,
+  type LaneBindings,
   type Plan,
   planDispatch,
   type PlanOptions,
@@ -74,6 +75,7 @@ export {
 export { type SegmentFields, segmentTable } from "./src/gpu/segments.ts";
 export {
   dispatchSize,
+  fastLanes,
   type KernelName,
   kernelSource,
   type KernelVariant,

@@ -8,7 +8,7 @@
  * training step (the README's MLP on Fashion-MNIST-shaped data). Ends with
  * one table.
  *
- *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--steps 50]
+ *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--layout own,shared] [--steps 50]
  *       [--per-submit 1] [--repeat 1] [--warmup-ms 300] [--heat-ms 1500] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
  *       [--skip-training] [--profile-all] [--residency] [--registers DIR]
  *       [--impl ../mod.ts --label new] [--out DIR]
@@ -69,6 +69,11 @@ const { values } = parseArgs({
   options: {
     sizes: { type: "string", default: "24,26,28" },
     llama: { type: "string", default: "7b,13b" },
+    // How the LLaMA shapes' tensors lie: "own" (each in a parameter and a
+    // gradient buffer of its own, one batch per tensor) and/or "shared"
+    // (packed into as few buffers as the binding limit allows, as a model
+    // allocated in one arena would be: the optimizer batches them as they lie).
+    layout: { type: "string", default: "own" },
     steps: { type: "string", default: "50" },
     // Steps encoded into one command encoder per submit (at most 64).
     "per-submit": { type: "string", default: "1" },
@@ -104,6 +109,12 @@ const warmupMs = Number(values["warmup-ms"]);
 const heatMs = Number(values["heat-ms"]);
 const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
 const llamaNames = values.llama ? values.llama.split(",") : [];
+const layouts = values.layout!.split(",");
+for (const l of layouts) {
+  if (l !== "own" && l !== "shared") {
+    throw new Error(`--layout: expected "own" and/or "shared", got "${l}"`);
+  }
+}
 const lib = (await import(
   new URL(values.impl!, import.meta.url).href
 )) as typeof Lib;
@@ -205,6 +216,50 @@ function fill(
   );
   dispatchWith(device, fillPipe, [buffer, u], x, y);
   u.destroy();
+}
+
+/**
+ * `shapes` packed into shared parameter and gradient buffers (a new pair
+ * whenever the next tensor would pass the binding limit), each tensor on a
+ * 4096-element boundary; the buffers go to `buffers`.
+ */
+function sharedTensors(
+  shapes: number[][],
+  bpe: number,
+  bf16: boolean,
+  seed: number,
+  buffers: GPUBuffer[],
+): Lib.GpuTensor[] {
+  const limit = Math.min(
+    device.limits.maxStorageBufferBindingSize,
+    device.limits.maxBufferSize,
+  ) - 256;
+  const cap = Math.floor(limit / bpe / 4096) * 4096; // elements per buffer
+  const placed: { n: number; at: number; chunk: number }[] = [];
+  const chunks: number[] = []; // elements used per buffer pair
+  for (const x of shapes) {
+    const n = numel(x);
+    const last = chunks.length - 1;
+    if (last < 0 || chunks[last] + n > cap) chunks.push(0);
+    const chunk = chunks.length - 1;
+    placed.push({ n, at: chunks[chunk], chunk });
+    chunks[chunk] += Math.ceil(n / 4096) * 4096;
+  }
+  const pairs = chunks.map((elements, c) => {
+    const words = Math.ceil(elements * bpe / 4);
+    const param = device.createBuffer({ size: 4 * words, usage });
+    const grad = device.createBuffer({ size: 4 * words, usage });
+    buffers.push(param, grad);
+    fill(param, words, seed + 2 * c, 0, bf16);
+    fill(grad, words, seed + 2 * c + 1, 1, bf16);
+    return { param, grad };
+  });
+  return placed.map((p, i) => ({
+    ...pairs[p.chunk],
+    length: p.n,
+    offset: p.at,
+    name: `t${i}`,
+  }));
 }
 
 // ---- Correctness on this device -------------------------------------------------
@@ -694,6 +749,7 @@ async function bench(
   shapes: number[][],
   sets: number,
   withProfile: boolean,
+  shared = false,
 ): Promise<void> {
   const bf16 = kind === "MicroAdam bf16";
   const bpe = bf16 ? 2 : 4;
@@ -712,16 +768,18 @@ async function bench(
   device.pushErrorScope("validation");
   try {
     for (let s = 0; s < sets; s++) {
-      const tensors = shapes.map((x, i) => {
-        const n = numel(x);
-        const words = Math.ceil(n * bpe / 4);
-        const param = device.createBuffer({ size: 4 * words, usage });
-        const grad = device.createBuffer({ size: 4 * words, usage });
-        buffers.push(param, grad);
-        fill(param, words, 1000 * s + 2 * i, 0, bf16);
-        fill(grad, words, 1000 * s + 2 * i + 1, 1, bf16);
-        return { param, grad, length: n, name: `t${i}` };
-      });
+      const tensors = shared
+        ? sharedTensors(shapes, bpe, bf16, 1000 * s, buffers)
+        : shapes.map((x, i) => {
+          const n = numel(x);
+          const words = Math.ceil(n * bpe / 4);
+          const param = device.createBuffer({ size: 4 * words, usage });
+          const grad = device.createBuffer({ size: 4 * words, usage });
+          buffers.push(param, grad);
+          fill(param, words, 1000 * s + 2 * i, 0, bf16);
+          fill(grad, words, 1000 * s + 2 * i + 1, 1, bf16);
+          return { param, grad, length: n, name: `t${i}` };
+        });
       opts.push(make(kind, tensors));
     }
     const validation = await device.popErrorScope();
@@ -790,14 +848,19 @@ for (const name of llamaNames) {
   const kinds = name === "13b"
     ? wanted.filter((k) => k.startsWith("MicroAdam") || k === "AdamW")
     : wanted;
-  for (const kind of kinds) {
-    await bench(
-      kind,
-      `LLaMA-2-${name.toUpperCase()} (${shapes.length} tensors)`,
-      shapes,
-      1,
-      false,
-    );
+  for (const layout of layouts) {
+    for (const kind of kinds) {
+      await bench(
+        kind,
+        `LLaMA-2-${name.toUpperCase()} (${shapes.length} tensors${
+          layout === "shared" ? ", shared buffers" : ""
+        })`,
+        shapes,
+        1,
+        false,
+        layout === "shared",
+      );
+    }
   }
 }
 // ---- A training step: the model against the optimizer ---------------------------------------
@@ -1076,7 +1139,9 @@ if (!values["skip-tfjs"]) {
 const bw = torchCopy?.tbps ?? copy.tbps; // TB/s, the floor's bandwidth
 const torchMs = (dtype: string, shape: string) =>
   torchRows.find((r) =>
-    r.label === shape && r.dtype === (dtype === "f32" ? "float32" : "bfloat16")
+    // PyTorch's multi-tensor step does not depend on where tensors lie.
+    r.label === shape.replace(", shared buffers", "") &&
+    r.dtype === (dtype === "f32" ? "float32" : "bfloat16")
   )?.ms;
 const fmt = (x: number | undefined, d = 3) =>
   x === undefined ? "—" : x.toFixed(d);

@@ -24,6 +24,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { FAST_LANES } from "../src/gpu/layout.ts";
 import { parseWgsl, validate, writeSpirv } from "naga-wasm";
 
 /** A kernel as SPIR-V words and the kinds of its group-0 bindings. */
@@ -135,15 +136,32 @@ if (import.meta.main) {
   Deno.mkdirSync(values.out, { recursive: true });
   const lines: string[] = [];
   for (const name of values.kernels.split(",")) {
-    for (const bf16 of [0, 1]) {
+    // The kernels without lanes, then (one-pass kernels of a build that has
+    // them) with every lane, as a batch of several binding pairs takes them.
+    const variants = kernelSource(
+        name as Parameters<typeof kernelSource>[0],
+        {
+          lanes: FAST_LANES,
+        } as Parameters<typeof kernelSource>[1],
+      ) ===
+        kernelSource(name as Parameters<typeof kernelSource>[0])
+      ? [1]
+      : [1, FAST_LANES];
+    for (const [lanes, bf16] of variants.flatMap((l) => [[l, 0], [l, 1]])) {
       // The H200 takes the subgroup reductions and the exact fma.
       const s = spirvOf(
-        kernelSource(name as Parameters<typeof kernelSource>[0], {
-          subgroups: true,
-        }),
+        kernelSource(
+          name as Parameters<typeof kernelSource>[0],
+          {
+            subgroups: true,
+            lanes,
+          } as Parameters<typeof kernelSource>[1],
+        ),
         { BF16: bf16, EXACT_FMA: 1 },
       );
-      const file = `${name}.${bf16 ? "bf16" : "f32"}.spv`;
+      const file = `${name}${lanes > 1 ? `Lanes${lanes}` : ""}.${
+        bf16 ? "bf16" : "f32"
+      }.spv`;
       Deno.writeFileSync(
         `${values.out}/${file}`,
         new Uint8Array(s.words.buffer, s.words.byteOffset, s.words.byteLength),

@@ -31,6 +31,10 @@
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
 @group(0) @binding(2) var<storage, read> table: SegTable;
+// Lane 0's gradients; lanes 1.. (tensors of other buffers in the same
+// batch) are bindings 9.. that lane_grad, lane_grad4x2, lane_grad4x4 and
+// lane_grad4_len reach (src/gpu/kernels.ts writes them for the device's
+// lane count).
 @group(0) @binding(3) var<storage, read> grads: array<u32>;
 // The same gradient range, read 16 bytes at a time where aligned.
 @group(0) @binding(4) var<storage, read> grads4: array<vec4<u32>>;
@@ -67,6 +71,7 @@ struct BlockPlace {
   row: u32,    // word of `work` where its staged window row starts
   stats: u32,  // its EF block
   tensor: u32,
+  lane: u32,   // the binding pair of its gradients
 }
 var<workgroup> place: BlockPlace;
 
@@ -108,7 +113,7 @@ fn look_ahead(w: u32, tid: u32) {
   let mn = bf16_value(st);
   etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
   if (tid == 0u) {
-    place = BlockPlace(s.grad_off + blk.start, s.codes_off + blk.start / 8u, blk.n, blk.k, blk.row, q, s.tensor);
+    place = BlockPlace(s.grad_off + blk.start, s.codes_off + blk.start / 8u, blk.n, blk.k, blk.row, q, s.tensor, s.lane);
   }
 }
 
@@ -119,24 +124,25 @@ struct Span {
   grad: u32,    // f32: gradient word of the first; bf16: word of the first pair
   code: u32,    // first EF code word, in either half
   aligned: bool, // 16-byte loads reach the gradient words
+  lane: u32,    // the binding pair of the gradients
 }
 
 // Gradient words first .. first + 3, the first `count` of them (the rest 0):
 // the path for blocks that 16-byte loads cannot reach. Components are set
 // one by one (a run-time index would put the vector in memory).
-fn load_words(first: u32, count: u32) -> vec4<u32> {
+fn load_words(lane: u32, first: u32, count: u32) -> vec4<u32> {
   var v = vec4<u32>(0u);
-  if (count > 0u) { v.x = grads[first]; }
-  if (count > 1u) { v.y = grads[first + 1u]; }
-  if (count > 2u) { v.z = grads[first + 2u]; }
-  if (count > 3u) { v.w = grads[first + 3u]; }
+  if (count > 0u) { v.x = lane_grad(lane, first); }
+  if (count > 1u) { v.y = lane_grad(lane, first + 1u); }
+  if (count > 2u) { v.z = lane_grad(lane, first + 2u); }
+  if (count > 3u) { v.w = lane_grad(lane, first + 3u); }
   return v;
 }
 
-// Gradient words 4q .. 4q + 3 of the thread, of its `words` (0 past them).
+// Gradient words 4q .. 4q + 3 of the thread, of its `words` (0 past them),
+// where 16-byte loads cannot reach them.
 fn grad_words(sp: Span, q: u32, words: u32) -> vec4<u32> {
-  if (sp.aligned) { return grads4[(sp.grad >> 2u) + q]; }
-  return load_words(sp.grad + 4u * q, words - min(4u * q, words));
+  return load_words(sp.lane, sp.grad + 4u * q, words - min(4u * q, words));
 }
 
 // The thread's gradient bits (bf16 in the low half), elements 4q .. 4q + 3
@@ -156,10 +162,19 @@ fn load_span(sp: Span) -> Loaded {
   d.cw1 = 0u;
   if (sp.n > 0u) { d.cw0 = codes[codes_in_base + sp.code]; }
   if (sp.n > 8u) { d.cw1 = codes[codes_in_base + sp.code + 1u]; }
+  // The 16-byte loads in one call: each call picks the lane's binding by a
+  // switch, and one switch per load kept the loads apart (the bf16 kernel
+  // took 63 registers for it).
   if (BF16) {
     let words = (sp.n + 1u) / 2u;
-    let w0 = grad_words(sp, 0u, words);
-    let w1 = grad_words(sp, 1u, words);
+    var w = array(vec4<u32>(0u), vec4<u32>(0u));
+    if (sp.aligned) {
+      w = lane_grad4x2(sp.lane, sp.grad >> 2u);
+    } else {
+      w = array(grad_words(sp, 0u, words), grad_words(sp, 1u, words));
+    }
+    let w0 = w[0];
+    let w1 = w[1];
     // Two bf16 gradients per word, the low half first.
     let halves = vec4<u32>(0u, 16u, 0u, 16u);
     let low = vec4<u32>(0xffffu);
@@ -168,10 +183,21 @@ fn load_span(sp: Span) -> Loaded {
     d.g2 = (vec4<u32>(w1.xx, w1.yy) >> halves) & low;
     d.g3 = (vec4<u32>(w1.zz, w1.ww) >> halves) & low;
   } else {
-    d.g0 = grad_words(sp, 0u, sp.n);
-    d.g1 = grad_words(sp, 1u, sp.n);
-    d.g2 = grad_words(sp, 2u, sp.n);
-    d.g3 = grad_words(sp, 3u, sp.n);
+    var w: array<vec4<u32>, 4>;
+    if (sp.aligned) {
+      w = lane_grad4x4(sp.lane, sp.grad >> 2u);
+    } else {
+      w = array(
+        grad_words(sp, 0u, sp.n),
+        grad_words(sp, 1u, sp.n),
+        grad_words(sp, 2u, sp.n),
+        grad_words(sp, 3u, sp.n),
+      );
+    }
+    d.g0 = w[0];
+    d.g1 = w[1];
+    d.g2 = w[2];
+    d.g3 = w[3];
   }
   return d;
 }
@@ -274,8 +300,8 @@ fn element(a: Corrected, i: u32) -> f32 {
 // The gradient bits of the thread's element i (bf16 in the low half), read
 // again.
 fn elem_bits(sp: Span, i: u32) -> u32 {
-  if (BF16) { return (grads[sp.grad + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu; }
-  return grads[sp.grad + i];
+  if (BF16) { return (lane_grad(sp.lane, sp.grad + (i >> 1u)) >> ((i & 1u) * 16u)) & 0xffffu; }
+  return lane_grad(sp.lane, sp.grad + i);
 }
 
 // a of the thread's element i, read again (the radix-digit fallback).
@@ -352,7 +378,8 @@ fn select_block(next: u32, tid: u32) {
     select(0u, min(VPT, blk.n - j0), j0 < blk.n),
     grad,
     blk.code + j0 / 8u, // see MicroAdam: word-aligned
-    (grad & 3u) == 0u && grad + words <= 4u * arrayLength(&grads4),
+    (grad & 3u) == 0u && grad + words <= 4u * lane_grad4_len(blk.lane),
+    blk.lane,
   );
   // Elements past n (a thread at the end of a tensor) are masked out below,
   // or, in the per-element maxima, recomputed without them.

@@ -20,6 +20,9 @@
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
 @group(0) @binding(2) var<storage, read> table: SegTable;
+// Lane 0's parameters; lanes 1.. (tensors of other buffers in the same
+// batch) are bindings 7.. that lane_param and set_lane_param reach
+// (src/gpu/kernels.ts writes them for the device's lane count).
 @group(0) @binding(3) var<storage, read_write> params: array<u32>;
 @group(0) @binding(4) var<storage, read_write> window: array<u32>;
 @group(0) @binding(5) var<storage, read> work: array<u32>;
@@ -132,8 +135,13 @@ fn update_block(w: u32, tid: u32) {
   let at1 = param_word(s.param_off + blk.start + (ent1 >> 20u));
   var p0 = 0u;
   var p1 = 0u;
-  if (direct && has0) { p0 = params[at0]; }
-  if (direct && has1) { p1 = params[at1]; }
+  if (direct) {
+    // Both in one call (a lane's binding is picked by a switch); without
+    // its second entry a thread loads its block's first word for nothing.
+    let p = lane_param2(s.lane, at0, at1);
+    p0 = p.x;
+    p1 = p.y;
+  }
   atomicStore(&owned[tid], 0u);
   atomicStore(&owned_items[tid], 0u);
   workgroupBarrier();
@@ -173,8 +181,8 @@ fn update_block(w: u32, tid: u32) {
   if (has1) { run1 = place(ent1, group1); }
   workgroupBarrier();
   if (direct) {
-    if (run0 != 0u) { apply_direct(run0, group0, at0, p0, h.neg_lr); }
-    if (run1 != 0u) { apply_direct(run1, group1, at1, p1, h.neg_lr); }
+    if (run0 != 0u) { apply_direct(s.lane, run0, group0, at0, p0, h.neg_lr); }
+    if (run1 != 0u) { apply_direct(s.lane, run1, group1, at1, p1, h.neg_lr); }
     return;
   }
   // Spec steps 7-8, by the thread holding each coordinate's first entry: M
@@ -208,7 +216,7 @@ fn update_block(w: u32, tid: u32) {
     let i = firstTrailingBit(live);
     live &= live - 1u;
     let at = word0 + i * WG_SIZE + tid;
-    params[at] = apply_item(&walk, params[at], i, tid);
+    set_lane_param(s.lane, at, apply_item(&walk, lane_param(s.lane, at), i, tid));
   }
 }
 
@@ -265,18 +273,18 @@ fn param_word(e: u32) -> u32 { return e >> select(0u, 1u, BF16); }
 
 // Steps 7-9 without weight decay for the coordinate whose entries are
 // sorted[run] (run = start | count << 16, in its owner's group `group`), by
-// the thread of its first entry, on its parameter word (`word`, at `at`):
-// each touched coordinate once, and no other. The walk over every owner's
-// items (still taken with weight decay) issued its loads one after another,
-// after the sort: this form made the kernel 11 % (f32) and 22 % (bf16)
-// faster on the H200, and with its loads at the end instead it was 76 %
-// slower (bench/RESULTS.md, round 18). A bf16 word's two coordinates share
-// an owner, so their entries are adjacent in the group: the even one's
-// thread takes the word, and the odd one's too (its run follows), unless
-// only the odd one is touched.
-fn apply_direct(run: u32, group: u32, at: u32, word: u32, neg_lr: f32) {
+// the thread of its first entry, on its parameter word (`word`, at `at` in
+// lane `lane`): each touched coordinate once, and no other. The walk over
+// every owner's items (still taken with weight decay) issued its loads one
+// after another, after the sort: this form made the kernel 11 % (f32) and
+// 22 % (bf16) faster on the H200, and with its loads at the end instead it
+// was 76 % slower (bench/RESULTS.md, round 18). A bf16 word's two
+// coordinates share an owner, so their entries are adjacent in the group:
+// the even one's thread takes the word, and the odd one's too (its run
+// follows), unless only the odd one is touched.
+fn apply_direct(lane: u32, run: u32, group: u32, at: u32, word: u32, neg_lr: f32) {
   if (!BF16) {
-    params[at] = bitcast<u32>(step9(bitcast<f32>(word), moments_u(run), neg_lr));
+    set_lane_param(lane, at, bitcast<u32>(step9(bitcast<f32>(word), moments_u(run), neg_lr)));
     return;
   }
   let start = run & 0xffffu;
@@ -291,7 +299,7 @@ fn apply_direct(run: u32, group: u32, at: u32, word: u32, neg_lr: f32) {
     while (next + n < end && (sorted[next + n] >> 20u) == c + 1u) { n++; }
     if (n > 0u) { w = with_half(w, 1u, moments_u(next | (n << 16u)), neg_lr); }
   }
-  params[at] = w;
+  set_lane_param(lane, at, w);
 }
 
 // A bf16 pair with step 9 applied to its half `half` (0 low, 1 high).

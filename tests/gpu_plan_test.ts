@@ -69,7 +69,8 @@ function checkGroup(
   o: PlanOptions,
 ): void {
   const bpe = o.bytesPerElement;
-  for (const b of [g.params, g.grads]) {
+  const lanes = [{ params: g.params, grads: g.grads }, ...g.lanes ?? []];
+  for (const b of lanes.flatMap((l) => [l.params, l.grads])) {
     assert.equal(b.offset % o.offsetAlignment, 0, `binding offset ${b.offset}`);
     assert.equal(b.size % 4, 0, `binding size ${b.size}`);
     assert.ok(b.size <= o.bindLimit, `binding ${b.size} > ${o.bindLimit}`);
@@ -79,18 +80,20 @@ function checkGroup(
     const t = tensors[s.tensor];
     assert.ok(s.len >= 1 && s.coordStart + s.len <= t.length);
     assert.ok(Number.isInteger(s.paramOff) && Number.isInteger(s.gradOff));
-    assert.ok((s.paramOff + s.len) * bpe <= g.params.size);
-    assert.ok((s.gradOff + s.len) * bpe <= g.grads.size);
+    const lane = lanes[s.lane ?? 0];
+    assert.ok(lane, `segment lane ${s.lane} of ${lanes.length}`);
+    assert.ok((s.paramOff + s.len) * bpe <= lane.params.size);
+    assert.ok((s.gradOff + s.len) * bpe <= lane.grads.size);
     if (!g.gather) {
       // Native groups bind the user's buffers: the offsets point at the tensor.
-      assert.equal(g.params.buffer, t.param);
-      assert.equal(g.grads.buffer, t.grad);
+      assert.equal(lane.params.buffer, t.param);
+      assert.equal(lane.grads.buffer, t.grad);
       assert.equal(
-        g.params.offset + s.paramOff * bpe,
+        lane.params.offset + s.paramOff * bpe,
         (t.offset + s.coordStart) * bpe,
       );
       assert.equal(
-        g.grads.offset + s.gradOff * bpe,
+        lane.grads.offset + s.gradOff * bpe,
         (t.offset + s.coordStart) * bpe,
       );
     }
@@ -344,6 +347,91 @@ Deno.test("shared buffers: whole tensors whose summed state exceeds a binding go
   ]);
 });
 
+// ---- lanes ----------------------------------------------------------------------------
+
+Deno.test("lanes: batches of laneable tensors in buffers of their own merge, up to `lanes` per batch, each on its own bindings", () => {
+  const o = { gatherBelow: 0, lanes: 3, laneable: () => true };
+  const { plan: p, tensors } = plan([[
+    own(1000, 4),
+    own(2000, 4),
+    own(300, 4),
+    own(4000, 4),
+    own(50, 4),
+  ]], o);
+  assert.deepEqual(
+    p.batches.map((g) => g.segments.map((s) => [s.tensor, s.lane ?? 0])),
+    [[[0, 0], [1, 1], [2, 2]], [[3, 0], [4, 1]]],
+  );
+  assert.deepEqual(p.batches.map((g) => g.lanes?.length ?? 0), [2, 1]);
+  for (const g of p.batches) checkGroup(g, tensors, options(o));
+  checkCoverage(p, tensors);
+});
+
+Deno.test("lanes: a shared buffer pair's tensors stay one lane; tensors that are not laneable, gathered arenas and chunks of one tensor are not merged", () => {
+  const param = buf(4 * 3000);
+  const grad = buf(4 * 3000);
+  const o = {
+    bindLimit: 16384,
+    gatherBelow: 100,
+    lanes: 4,
+    laneable: (t: PlacedTensor) => t.length !== 700,
+    segmentStateBytes: (_t: PlacedTensor, _s: number, len: number) => [len],
+  };
+  const { plan: p, tensors } = plan([[
+    { param, grad, offset: 0, length: 1000 }, // 0, 1: one lane
+    { param, grad, offset: 1000, length: 1000 },
+    own(700, 4), // 2: not laneable
+    own(5000, 4), // 3: chunks of 4032 and 968 elements
+    own(50, 4), // 4, 5: one gathered arena
+    own(60, 4),
+  ]], o);
+  const lanesOf = (g: Batch) => g.segments.map((s) => [s.tensor, s.lane ?? 0]);
+  // The shared pair and the first chunk merge; the second chunk would bind
+  // a buffer a lane already binds, so it starts the next batch.
+  assert.deepEqual(p.batches.map(lanesOf), [
+    [[2, 0]],
+    [[0, 0], [1, 0], [3, 1]],
+    [[3, 0]],
+    [[4, 0], [5, 0]],
+  ]);
+  assert.deepEqual(p.batches[1].segments.map((s) => s.len), [1000, 1000, 4032]);
+  assert.ok(p.batches[3].gather);
+  for (const g of p.batches) checkGroup(g, tensors, options(o));
+  checkCoverage(p, tensors);
+});
+
+Deno.test("lanes: a batch of more than laneBelow elements keeps its own dispatches", () => {
+  const o = { gatherBelow: 0, lanes: 4, laneable: () => true, laneBelow: 1000 };
+  const { plan: p } = plan([[
+    own(1000, 4),
+    own(1001, 4),
+    own(10, 4),
+    own(990, 4),
+  ]], o);
+  assert.deepEqual(
+    p.batches.map((g) => g.segments.map((s) => [s.tensor, s.lane ?? 0])),
+    [[[1, 0]], [[0, 0], [2, 1], [3, 2]]],
+  );
+});
+
+Deno.test("lanes: a merge stops where the summed state would pass one binding", () => {
+  const o = {
+    gatherBelow: 0,
+    bindLimit: 4096,
+    lanes: 4,
+    laneable: () => true,
+    segmentStateBytes: (_t: PlacedTensor, _s: number, len: number) => [
+      16 * len,
+    ],
+  };
+  // room = 4096 - 256 = 3840 bytes of state: 240 elements.
+  const { plan: p } = plan([[own(100, 4), own(100, 4), own(100, 4)]], o);
+  assert.deepEqual(
+    p.batches.map((g) => g.segments.map((s) => [s.tensor, s.lane ?? 0])),
+    [[[0, 0], [1, 1]], [[2, 0]]],
+  );
+});
+
 // ---- chunking ---------------------------------------------------------------------
 
 for (const bpe of [4, 2] as const) {
@@ -480,6 +568,7 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
       kBlock: 10,
       kTail: 3,
       stageOff: 14,
+      lane: 2,
     },
     {
       coordStart: 0,
@@ -529,12 +618,12 @@ Deno.test("segmentTable: header, row layout, defaults and prefix sums of blocks 
   ];
   // deno-fmt-ignore
   const rows = [
-    // coord len   d     pOff  gOff codes win stats block kBlk kTail fBlk fTile grp tens stateOff stageOff
-    [0,     3000, 5000, 0,    0,    0,  0,  0,    1000, 0,   0,    0,   0,    0,  0,   0,       0],
-    [3000,  2000, 5000, 7,    9,    11, 12, 13,   1000, 10,  3,    3,   3,    1,  0,   0,       14],
-    [0,     1,    1,    5000, 5001, 0,  0,  0,    1024, 0,   0,    5,   5,    2,  1,   77,      0],
-    [0,     2049, 2049, 1,    2,    0,  0,  0,    4096, 0,   0,    6,   6,    0,  2,   0,       0],
-    [0,     2048, 2048, 0,    0,    0,  0,  0,    512,  0,   0,    7,   9,    0,  3,   0,       0],
+    // coord len   d     pOff  gOff codes win stats block kBlk kTail fBlk fTile grp tens stateOff stageOff lane
+    [0,     3000, 5000, 0,    0,    0,  0,  0,    1000, 0,   0,    0,   0,    0,  0,   0,       0,       0],
+    [3000,  2000, 5000, 7,    9,    11, 12, 13,   1000, 10,  3,    3,   3,    1,  0,   0,       14,      2],
+    [0,     1,    1,    5000, 5001, 0,  0,  0,    1024, 0,   0,    5,   5,    2,  1,   77,      0,       0],
+    [0,     2049, 2049, 1,    2,    0,  0,  0,    4096, 0,   0,    6,   6,    0,  2,   0,       0,       0],
+    [0,     2048, 2048, 0,    0,    0,  0,  0,    512,  0,   0,    7,   9,    0,  3,   0,       0,       0],
   ];
   rows.forEach((want, i) => assert.deepEqual(row(i), want, `row ${i}`));
 });

@@ -1,10 +1,13 @@
 /**
  * GPU MicroAdam against MicroAdamCpu across layouts: tensors split over
- * several storage bindings, gathered small tensors, tensors sharing a buffer.
+ * several storage bindings, gathered small tensors, tensors sharing a buffer,
+ * tensors of different buffers sharing a batch (lanes).
  */
 
 import assert from "node:assert/strict";
 import { MicroAdam } from "../src/optim/microadam.ts";
+import { fastLanes } from "../src/gpu/kernels.ts";
+import { FAST_LANES } from "../src/gpu/layout.ts";
 import { rng, TENSOR_USAGE, testSeed } from "./gpu_util.ts";
 import {
   device,
@@ -225,6 +228,39 @@ for (const dtype of ["f32", "bf16"] as const) {
       }
       await twin.assertGapsUntouched(`seed ${seed}`);
       twin.report(`shared ${dtype}`);
+    } finally {
+      twin.dispose();
+    }
+  });
+}
+
+// ---- Tensors in buffers of their own sharing dispatches (lanes) ----------
+
+for (const dtype of ["f32", "bf16"] as const) {
+  Deno.test(`lanes: 7 tensors in buffers of their own, ${dtype}, two param groups (with and without weight decay), in batches of FAST_LANES lanes, == CPU`, async () => {
+    const seed = testSeed(`lanes ${dtype}`);
+    const twin = new Twin({
+      dtype,
+      groups: [
+        { sizes: [70001, 9000, 5003, 4097] },
+        { sizes: [12000, 8193, 40000], weightDecay: 0.05 },
+      ],
+      seed,
+      options: { gatherBelow: 0, lr: 1e-2 },
+    });
+    try {
+      const lanes = fastLanes(twin.device);
+      const plan = planOf(twin.gpu);
+      assert.equal(lanes, FAST_LANES, "the test device takes every lane");
+      assert.deepEqual(
+        plan.batches.map((b) => b.segments.map((s) => s.lane ?? 0)),
+        [[0, 1, 2, 3], [0, 1, 2]],
+      );
+      for (let s = 1; s <= 12; s++) {
+        twin.step();
+        if (s <= 2 || s === 12) await twin.compare(`seed ${seed}, step ${s}`);
+      }
+      twin.report(`lanes ${dtype}`);
     } finally {
       twin.dispose();
     }

@@ -36,7 +36,7 @@ import workgroupSubgroups from "../../kernels/workgroup_subgroups.wgsl" with {
 };
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
 import elementwise from "../../kernels/elementwise.wgsl" with { type: "text" };
-import { layoutWgsl } from "./layout.ts";
+import { FAST_LANES, layoutWgsl } from "./layout.ts";
 
 // Structs and constants the kernels share with TypeScript, declared once in
 // src/gpu/layout.ts and emitted as WGSL ahead of every kernel.
@@ -107,6 +107,115 @@ export interface KernelVariant {
    * @default {false}
    */
   subgroups?: boolean;
+  /**
+   * Binding pairs (lanes) of MicroAdam's one-pass kernels: 1, or
+   * FAST_LANES where the device allows the bindings (see {@link fastLanes}).
+   * @default {1}
+   */
+  lanes?: number;
+}
+
+/**
+ * The lanes MicroAdam's one-pass kernels take on `device`: FAST_LANES
+ * where its storage-buffer limit allows the select kernel's 8 bindings
+ * plus two per further lane, else 1.
+ *
+ * @example
+ * ```ts
+ * import { requestDevice } from "./device.ts";
+ * import { fastLanes } from "./kernels.ts";
+ * const device = await requestDevice();
+ * console.log([1, 4].includes(fastLanes(device))); // true
+ * device.destroy();
+ * ```
+ */
+export function fastLanes(device: GPUDevice): number {
+  const needed = 8 + 2 * (FAST_LANES - 1);
+  return device.limits.maxStorageBuffersPerShaderStage >= needed
+    ? FAST_LANES
+    : 1;
+}
+
+// How the one-pass kernels reach a lane's gradients (select) or parameters
+// (update): lane 0 is the kernel's own binding, lanes 1.. are bindings after
+// its last, and a switch picks one (a block's lane is uniform). WGSL has no
+// arrays of bindings, so this text is made per lane count.
+function laneAccess(name: KernelName, lanes: number): string {
+  const more = Array.from({ length: lanes - 1 }, (_, i) => i + 1);
+  const pick = (
+    fn: string,
+    args: string,
+    type: string,
+    body: (suffix: string) => string,
+  ) =>
+    [
+      `fn ${fn}(lane: u32${args})${type ? ` -> ${type}` : ""} {`,
+      ...(more.length
+        ? [
+          "  switch lane {",
+          ...more.map((l) => `    case ${l}u: { ${body(`_${l}`)} }`),
+          `    default: { ${body("")} }`,
+          "  }",
+        ]
+        : [`  ${body("")}`]),
+      "}",
+    ].join("\n");
+  if (name === "microadamSelectFast") {
+    return [
+      ...more.flatMap((l) => [
+        `@group(0) @binding(${
+          7 + 2 * l
+        }) var<storage, read> grads_${l}: array<u32>;`,
+        `@group(0) @binding(${
+          8 + 2 * l
+        }) var<storage, read> grads4_${l}: array<vec4<u32>>;`,
+      ]),
+      pick("lane_grad", ", i: u32", "u32", (x) => `return grads${x}[i];`),
+      // A thread's 16-byte loads in one switch, so that they leave together.
+      pick(
+        "lane_grad4x2",
+        ", i: u32",
+        "array<vec4<u32>, 2>",
+        (x) => `return array(grads4${x}[i], grads4${x}[i + 1u]);`,
+      ),
+      pick(
+        "lane_grad4x4",
+        ", i: u32",
+        "array<vec4<u32>, 4>",
+        (x) =>
+          `return array(grads4${x}[i], grads4${x}[i + 1u], grads4${x}[i + 2u], grads4${x}[i + 3u]);`,
+      ),
+      pick(
+        "lane_grad4_len",
+        "",
+        "u32",
+        (x) => `return arrayLength(&grads4${x});`,
+      ),
+    ].join("\n");
+  }
+  if (name === "microadamUpdateFast") {
+    return [
+      ...more.map((l) =>
+        `@group(0) @binding(${
+          6 + l
+        }) var<storage, read_write> params_${l}: array<u32>;`
+      ),
+      pick("lane_param", ", i: u32", "u32", (x) => `return params${x}[i];`),
+      pick(
+        "lane_param2",
+        ", i: u32, j: u32",
+        "vec2<u32>",
+        (x) => `return vec2(params${x}[i], params${x}[j]);`,
+      ),
+      pick(
+        "set_lane_param",
+        ", i: u32, v: u32",
+        "",
+        (x) => `params${x}[i] = v;`,
+      ),
+    ].join("\n");
+  }
+  return "";
 }
 
 /**
@@ -128,6 +237,7 @@ export function kernelSource(
     ...SOURCES[name].map((s) =>
       s === workgroup && variant.subgroups ? workgroupSubgroups : s
     ),
+    laneAccess(name, variant.lanes ?? 1),
   ].join("\n");
 }
 
@@ -204,8 +314,10 @@ const EXPLICIT_LAYOUTS: Partial<Record<KernelName, GPUBindGroupLayoutEntry[]>> =
  * A compute pipeline for `name` with the given override constants, compiled
  * once per device. Kernels using the exact numerics get `EXACT_FMA` from
  * {@link hasExactFma} unless `constants` sets it; the workgroup reductions
- * use subgroups where {@link hasSubgroups} says so. Compilation errors surface as the device's validation
- * errors (tests/gpu_kernels_test.ts compiles every kernel in an error scope).
+ * use subgroups where {@link hasSubgroups} says so; MicroAdam's one-pass
+ * kernels take `lanes` binding pairs (see {@link KernelVariant.lanes}).
+ * Compilation errors surface as the device's validation errors
+ * (tests/gpu_kernels_test.ts compiles every kernel in an error scope).
  *
  * @example
  * ```ts
@@ -221,15 +333,17 @@ export function pipeline(
   device: GPUDevice,
   name: KernelName,
   constants: Record<string, number> = {},
+  lanes = 1,
 ): GPUComputePipeline {
   if (NUMERIC.has(name) && constants.EXACT_FMA === undefined) {
     constants = { ...constants, EXACT_FMA: hasExactFma(device) ? 1 : 0 };
   }
   const subgroups = hasSubgroups(device);
-  return cachedPipeline(device, `${name}:${JSON.stringify(constants)}`, () => {
+  const key = `${name}:${JSON.stringify(constants)}:${lanes}`;
+  return cachedPipeline(device, key, () => {
     const module = device.createShaderModule({
       label: name,
-      code: kernelSource(name, { subgroups }),
+      code: kernelSource(name, { subgroups, lanes }),
     });
     const entries = EXPLICIT_LAYOUTS[name];
     return device.createComputePipeline({

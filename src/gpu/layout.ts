@@ -300,6 +300,7 @@ export const SEG: StructLayout<
   | "tensor"
   | "state_off"
   | "stage_off"
+  | "lane"
 > = new StructLayout("Seg", [
   {
     name: "coord_start",
@@ -350,6 +351,11 @@ export const SEG: StructLayout<
     type: "u32",
     doc: "MicroAdam: word of the segment's staged window row in `work`",
   },
+  {
+    name: "lane",
+    type: "u32",
+    doc: "the batch's binding pair holding the segment (one-pass MicroAdam)",
+  },
 ]);
 
 /** A batch's segment table: a header, then the segments. */
@@ -393,6 +399,14 @@ export const FAST_WINDOW = 16;
 export const FAST_WINDOW_ENTRIES = 512;
 /** See {@link FAST_BLOCK}. */
 export const FAST_K = 256;
+/**
+ * Parameter/gradient binding pairs (lanes) MicroAdam's one-pass kernels take
+ * where the device allows the bindings (see `fastLanes` in
+ * src/gpu/kernels.ts): up to this many tensors in buffers of their own share
+ * one dispatch of each kernel.
+ */
+export const FAST_LANES = 4;
+
 /**
  * Workgroups the one-pass kernels are dispatched with, at most: each walks
  * every FAST_GRID-th block, so what starting a workgroup costs (the

@@ -28,6 +28,12 @@ export interface Segment {
   paramOff: number;
   /** Element offset inside the grads binding. */
   gradOff: number;
+  /**
+   * Which of the batch's binding pairs the segment lies in: 0 for
+   * {@link Batch.params} and {@link Batch.grads}, l for `Batch.lanes[l - 1]`.
+   * @default {0}
+   */
+  lane?: number;
 }
 
 /** A buffer range bound to a kernel. */
@@ -38,6 +44,14 @@ export interface Binding {
   offset: number;
   /** Byte size (a multiple of 4). */
   size: number;
+}
+
+/** One lane of a batch: a parameter binding and a gradient binding. */
+export interface LaneBindings {
+  /** Parameters binding. */
+  params: Binding;
+  /** Gradients binding. */
+  grads: Binding;
 }
 
 /** A copy between a user's tensor and a gather arena. */
@@ -69,6 +83,11 @@ export interface Batch {
   grads: Binding;
   /** Segments, in dispatch order. */
   segments: Segment[];
+  /**
+   * Further parameter and gradient bindings (lanes 1, 2, ...), when tensors
+   * of different buffers share the batch (see {@link PlanOptions.lanes}).
+   */
+  lanes?: LaneBindings[];
   /** For gathered batches, the copies in (grads, params) and out (params). */
   gather?: GatherCopy[];
 }
@@ -87,6 +106,25 @@ export interface PlanOptions {
   chunkUnit(t: PlacedTensor): number;
   /** Bytes of each optimizer-owned state binding a segment needs. */
   segmentStateBytes(t: PlacedTensor, coordStart: number, len: number): number[];
+  /**
+   * Binding pairs one batch may take: up to this many batches of tensors in
+   * buffers of their own (whose tensors all pass `laneable`) are merged into
+   * one, each keeping its own parameter and gradient binding as a lane, so
+   * that one dispatch of each kernel updates them all. Every dispatch with a
+   * writable binding waits for the previous one to finish (wgpu puts a
+   * barrier before it), so one per tensor leaves the GPU part idle at each
+   * tensor's end. @default {1}
+   */
+  lanes?: number;
+  /** Whether tensor `t` may share a batch with other buffers' tensors. @default {() => false} */
+  laneable?(t: PlacedTensor): boolean;
+  /**
+   * Batches of more elements than this keep their dispatches: the GPU's
+   * idle end is a small part of such a dispatch, and on the H200 merging
+   * binding-sized batches made the step slower (bench/RESULTS.md, round 19).
+   * @default {Infinity}
+   */
+  laneBelow?: number;
 }
 
 /** The plan plus the arena buffers it allocated (owned by the caller). */
@@ -176,6 +214,12 @@ export function planDispatch(
     }
   }
 
+  if ((o.lanes ?? 1) > 1) {
+    const merged = mergeLanes(batches, tensors, o, room);
+    batches.length = 0;
+    batches.push(...merged);
+  }
+
   // Small tensors in buffers of their own: gather into arenas.
   const arenas: GPUBuffer[] = [];
   let arenaBytes = 0;
@@ -262,6 +306,70 @@ function sumState(list: PlacedTensor[], o: PlanOptions): number[] {
     );
   }
   return total;
+}
+
+// Batches of laneable tensors merged, up to o.lanes at a time and in
+// order, into batches with one binding pair per lane. A lane's parameter
+// buffer is writable, so no two lanes of a batch share a buffer (WebGPU
+// refuses a writable binding that aliases another), and the merged state
+// must still fit one binding.
+function mergeLanes(
+  batches: Batch[],
+  tensors: PlacedTensor[],
+  o: PlanOptions,
+  room: number,
+): Batch[] {
+  const lanes = o.lanes ?? 1;
+  const laneable = (b: Batch) =>
+    !b.gather && !b.lanes &&
+    b.segments.reduce((n, s) => n + s.len, 0) <= (o.laneBelow ?? Infinity) &&
+    b.segments.every((s) => o.laneable?.(tensors[s.tensor]) ?? false);
+  const state = (list: Batch[]) => {
+    const total: number[] = [];
+    for (const b of list) {
+      for (const s of b.segments) {
+        o.segmentStateBytes(tensors[s.tensor], s.coordStart, s.len).forEach(
+          (x, i) => total[i] = (total[i] ?? 0) + x,
+        );
+      }
+    }
+    return total;
+  };
+  const out: Batch[] = [];
+  let group: Batch[] = [];
+  const flush = () => {
+    if (group.length === 1) out.push(group[0]);
+    if (group.length > 1) {
+      out.push({
+        params: group[0].params,
+        grads: group[0].grads,
+        lanes: group.slice(1).map((b) => ({
+          params: b.params,
+          grads: b.grads,
+        })),
+        segments: group.flatMap((b, lane) =>
+          b.segments.map((s) => ({ ...s, lane }))
+        ),
+      });
+    }
+    group = [];
+  };
+  for (const b of batches) {
+    if (!laneable(b)) {
+      out.push(b);
+      continue;
+    }
+    const buffers = new Set(
+      group.flatMap((x) => [x.params.buffer, x.grads.buffer]),
+    );
+    const fits = group.length < lanes && !buffers.has(b.params.buffer) &&
+      !buffers.has(b.grads.buffer) &&
+      state([...group, b]).every((x) => x <= room);
+    if (!fits) flush();
+    group.push(b);
+  }
+  flush();
+  return out;
 }
 
 function fitsWhole(

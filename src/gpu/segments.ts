@@ -44,6 +44,8 @@ export interface SegmentFields {
   stateOff?: number;
   /** MicroAdam: word of the segment's staged window row in the work buffer. */
   stageOff?: number;
+  /** One-pass MicroAdam: the batch's binding pair holding the segment. */
+  lane?: number;
 }
 
 /**
@@ -84,6 +86,7 @@ export function segmentTable(
       tensor: s.tensor,
       state_off: s.stateOff ?? 0,
       stage_off: s.stageOff ?? 0,
+      lane: s.lane ?? 0,
     }, SEG_TABLE.bytes + SEG.bytes * i);
     blocks += Math.ceil(s.len / block);
     tiles += Math.ceil(s.len / TILE);

@@ -166,6 +166,12 @@ export interface OptimizerSpec {
   chunkUnit: PlanOptions["chunkUnit"];
   /** Bytes of each state binding a segment needs. */
   segmentStateBytes: PlanOptions["segmentStateBytes"];
+  /** Binding pairs per batch on a device (see {@link PlanOptions.lanes}). @default {() => 1} */
+  lanes?: (device: GPUDevice) => number;
+  /** Which tensors may share a batch with other buffers' tensors. */
+  laneable?: PlanOptions["laneable"];
+  /** Elements above which a batch keeps its dispatches (see {@link PlanOptions.laneBelow}). */
+  laneBelow?: number;
 }
 
 /** One batch's bindings and sizes, as the subclasses see it. */
@@ -288,6 +294,9 @@ export abstract class GpuOptimizer {
         gatherBelow,
         chunkUnit: spec.chunkUnit,
         segmentStateBytes: spec.segmentStateBytes,
+        lanes: spec.lanes?.(device) ?? 1,
+        laneable: spec.laneable,
+        laneBelow: spec.laneBelow,
       });
       for (const a of this.plan.arenas) this.own(a);
       const own = (b: GPUBuffer) => this.own(b);
@@ -427,9 +436,16 @@ export abstract class GpuOptimizer {
     );
   }
 
-  /** The cached pipeline for a kernel with this optimizer's dtype. */
-  protected pipeline(name: KernelName, bf16 = false): GPUComputePipeline {
-    return pipeline(this.device, name, bf16 ? { BF16: 1 } : {});
+  /**
+   * The cached pipeline for a kernel with this optimizer's dtype (and, for
+   * MicroAdam's one-pass kernels, `lanes` binding pairs).
+   */
+  protected pipeline(
+    name: KernelName,
+    bf16 = false,
+    lanes = 1,
+  ): GPUComputePipeline {
+    return pipeline(this.device, name, bf16 ? { BF16: 1 } : {}, lanes);
   }
 
   /**
@@ -447,6 +463,7 @@ export abstract class GpuOptimizer {
       gradOff: s.gradOff,
       paramGroup: t.group,
       tensor: t.index,
+      lane: s.lane ?? 0,
     };
   }
 

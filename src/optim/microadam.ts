@@ -29,6 +29,8 @@ import {
   type PlacementOptions,
 } from "./gpu_optimizer.ts";
 import { bindBuffers, type BufferRange, createFilled } from "../gpu/buffers.ts";
+import { fastLanes } from "../gpu/kernels.ts";
+import type { Batch } from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   FAST_BLOCK,
@@ -81,12 +83,22 @@ export function fastPath(g: MicroAdamGeometry): boolean {
     g.window <= FAST_WINDOW && g.window * g.kBlock <= FAST_WINDOW_ENTRIES;
 }
 
+/**
+ * Elements above which a batch of one-pass tensors keeps its own dispatches
+ * instead of sharing them as a lane (`laneBelow` in src/gpu/plan.ts): the
+ * LLaMA-2 shapes' matrices (16.8 M to 131 M elements) share; on the H200,
+ * binding-sized batches (2^29 elements) sharing made the step slower.
+ */
+const LANE_BELOW = 2 ** 27;
+
 /** One segment table and the bind groups of the kernels that walk it. */
 interface Path {
   blocks: number;
   tiles: number;
   select: GPUBindGroup;
   update: GPUBindGroup;
+  /** Binding pairs of the kernels' variant (one-pass path). */
+  lanes: number;
 }
 
 interface BatchState {
@@ -181,6 +193,12 @@ export class MicroAdam extends GpuOptimizer {
         // Both codes halves live in one binding.
         8 * Math.ceil(len / 8),
       ],
+      // Tensors of the one-pass kernels in buffers of their own share
+      // dispatches, one binding pair each, where a dispatch of their own
+      // would leave the GPU idle for a noticeable part of it.
+      lanes: fastLanes,
+      laneable: (t) => fastPath(geo(t.length)),
+      laneBelow: LANE_BELOW,
     }, options);
     this.options = o;
     try {
@@ -219,11 +237,12 @@ export class MicroAdam extends GpuOptimizer {
         size: Math.max(4 * workWords, 4),
         usage: GPUBufferUsage.STORAGE,
       }));
-      // A 16-byte stand-in for gradient bindings too small for a vec4 view.
-      let tiny: GPUBuffer | undefined;
+      const stubs: GPUBuffer[] = [];
 
-      const selectFast = this.pipeline("microadamSelectFast", bf16);
-      const updateFast = this.pipeline("microadamUpdateFast", bf16);
+      // A batch of one binding pair takes the kernels without lanes: the
+      // lanes' switch cost the bf16 select kernel 15 registers (48 -> 63)
+      // and 8 % on the H200 (bench/RESULTS.md, round 19).
+      const fastLanesOf = (b: Batch) => b.lanes ? fastLanes(device) : 1;
       const selectPipe = this.pipeline("microadamSelect", bf16);
       const updatePipe = this.pipeline("microadamUpdate", bf16);
       let codesStateBytes = 0;
@@ -252,13 +271,34 @@ export class MicroAdam extends GpuOptimizer {
         }));
         codesStateBytes += codesAt;
         const { params, grads } = b;
-        const grads4 = grads.size >= 16 ? grads : {
-          buffer: tiny ??= this.own(device.createBuffer({
-            label: "microadam unused vec4 view",
+        // 16-byte buffers for a vec4 view of a smaller binding and for the
+        // bindings of lanes a batch does not use: one per lane, as no two
+        // writable bindings of a dispatch may share a buffer.
+        const stub = (lane = 0) =>
+          stubs[lane] ??= this.own(device.createBuffer({
+            label: "microadam unused binding",
             size: 16,
             usage: GPUBufferUsage.STORAGE,
-          })),
-        };
+          }));
+        const vec4View = (g: GPUBufferBinding) =>
+          (g.size ?? 0) >= 16 ? g : { buffer: stub() };
+        const grads4 = vec4View(grads);
+        // Lanes 1.. of the one-pass kernels, the unused ones on the stub.
+        const laneCount = fastLanesOf(b);
+        const lanes = Array.from(
+          { length: laneCount - 1 },
+          (_, l) => b.lanes?.[l],
+        );
+        const selectFast = this.pipeline(
+          "microadamSelectFast",
+          bf16,
+          laneCount,
+        );
+        const updateFast = this.pipeline(
+          "microadamUpdateFast",
+          bf16,
+          laneCount,
+        );
         const segs = b.segments.map(
           (s, si): SegmentFields & { fast: boolean } => {
             const geom = this.geometry[s.tensor];
@@ -301,6 +341,7 @@ export class MicroAdam extends GpuOptimizer {
           state.fast = {
             blocks: t.blocks,
             tiles: t.tiles,
+            lanes: laneCount,
             select: bindBuffers(device, selectFast.getBindGroupLayout(0), [
               ...head,
               grads,
@@ -309,6 +350,9 @@ export class MicroAdam extends GpuOptimizer {
               this.#stats,
               work,
               this.scalars.flags,
+              ...lanes.flatMap((l): (GPUBuffer | GPUBufferBinding)[] =>
+                l ? [l.grads, vec4View(l.grads)] : [stub(), stub()]
+              ),
             ]),
             update: bindBuffers(device, updateFast.getBindGroupLayout(0), [
               ...head,
@@ -316,6 +360,7 @@ export class MicroAdam extends GpuOptimizer {
               window,
               work,
               codes,
+              ...lanes.map((l, i) => l ? l.params : stub(i + 1)),
             ]),
           };
         }
@@ -326,6 +371,7 @@ export class MicroAdam extends GpuOptimizer {
           state.general = {
             blocks: t.blocks,
             tiles: t.tiles,
+            lanes: 1,
             select: bindBuffers(device, selectPipe.getBindGroupLayout(0), [
               ...head,
               grads,
@@ -445,10 +491,12 @@ export class MicroAdam extends GpuOptimizer {
   #encodeBlockKernels(stage: "select" | "update"): void {
     const bf16 = this.options.dtype === "bf16";
     const select = stage === "select";
-    const fast = this.pipeline(
-      select ? "microadamSelectFast" : "microadamUpdateFast",
-      bf16,
-    );
+    const fast = (lanes: number) =>
+      this.pipeline(
+        select ? "microadamSelectFast" : "microadamUpdateFast",
+        bf16,
+        lanes,
+      );
     const general = this.pipeline(
       select ? "microadamSelect" : "microadamUpdate",
       bf16,
@@ -456,7 +504,7 @@ export class MicroAdam extends GpuOptimizer {
     for (const b of this.#batches) {
       if (b.fast) {
         this.dispatch(
-          fast,
+          fast(b.fast.lanes),
           b.fast[stage],
           Math.min(b.fast.blocks, FAST_GRID),
           `microadam_${stage}_fast`,
