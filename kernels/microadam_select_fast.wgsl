@@ -162,9 +162,10 @@ fn load_span(sp: Span) -> Loaded {
   d.cw1 = 0u;
   if (sp.n > 0u) { d.cw0 = codes[codes_in_base + sp.code]; }
   if (sp.n > 8u) { d.cw1 = codes[codes_in_base + sp.code + 1u]; }
-  // The 16-byte loads in one call: each call picks the lane's binding by a
-  // switch, and one switch per load kept the loads apart (the bf16 kernel
-  // took 63 registers for it).
+  // The 16-byte loads in one call, one switch over the lanes' bindings in
+  // the source (the H200's compiler still branches per load; one call per
+  // load made the f32 kernel 30 % slower on llvmpipe: bench/RESULTS.md,
+  // round 19).
   if (BF16) {
     let words = (sp.n + 1u) / 2u;
     var w = array(vec4<u32>(0u), vec4<u32>(0u));

@@ -87,7 +87,7 @@ export function fastPath(g: MicroAdamGeometry): boolean {
  * Elements above which a batch of one-pass tensors keeps its own dispatches
  * instead of sharing them as a lane (`laneBelow` in src/gpu/plan.ts): the
  * LLaMA-2 shapes' matrices (16.8 M to 131 M elements) share; on the H200,
- * binding-sized batches (2^29 elements) sharing made the step slower.
+ * binding-sized batches sharing made the step slower.
  */
 const LANE_BELOW = 2 ** 27;
 
