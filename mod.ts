@@ -72,6 +72,8 @@ export type { CpuTensor } from "./src/reference/cpu_optimizer.ts";
 export {
   createTensor,
   type CreateTensorOptions,
+  createTensors,
+  type CreateTensorsOptions,
   readTensor,
   writeTensor,
 } from "./src/gpu/tensor_io.ts";

@@ -219,47 +219,33 @@ function fill(
 }
 
 /**
- * `shapes` packed into shared parameter and gradient buffers (a new pair
- * whenever the next tensor would pass the binding limit), each tensor on a
- * 4096-element boundary; the buffers go to `buffers`.
+ * `shapes` packed into shared parameter and gradient buffers by the
+ * library's `createTensors` (a new pair whenever the next tensor would pass
+ * the binding limit), filled as the other rows' buffers are; the buffers go
+ * to `buffers`.
  */
 function sharedTensors(
   shapes: number[][],
-  bpe: number,
   bf16: boolean,
   seed: number,
   buffers: GPUBuffer[],
 ): Lib.GpuTensor[] {
-  const limit = Math.min(
-    device.limits.maxStorageBufferBindingSize,
-    device.limits.maxBufferSize,
-  ) - 256;
-  const cap = Math.floor(limit / bpe / 4096) * 4096; // elements per buffer
-  const placed: { n: number; at: number; chunk: number }[] = [];
-  const chunks: number[] = []; // elements used per buffer pair
-  for (const x of shapes) {
-    const n = numel(x);
-    const last = chunks.length - 1;
-    if (last < 0 || chunks[last] + n > cap) chunks.push(0);
-    const chunk = chunks.length - 1;
-    placed.push({ n, at: chunks[chunk], chunk });
-    chunks[chunk] += Math.ceil(n / 4096) * 4096;
+  if (!lib.createTensors) {
+    throw new Error(`--layout shared: ${values.impl} has no createTensors`);
   }
-  const pairs = chunks.map((elements, c) => {
-    const words = Math.ceil(elements * bpe / 4);
-    const param = device.createBuffer({ size: 4 * words, usage });
-    const grad = device.createBuffer({ size: 4 * words, usage });
-    buffers.push(param, grad);
-    fill(param, words, seed + 2 * c, 0, bf16);
-    fill(grad, words, seed + 2 * c + 1, 1, bf16);
-    return { param, grad };
+  const tensors = lib.createTensors(device, shapes.map(numel), {
+    dtype: bf16 ? "bf16" : "f32",
   });
-  return placed.map((p, i) => ({
-    ...pairs[p.chunk],
-    length: p.n,
-    offset: p.at,
-    name: `t${i}`,
+  const pairs = [...new Set(tensors.map((t) => t.param))].map((param) => ({
+    param,
+    grad: tensors.find((t) => t.param === param)!.grad,
   }));
+  pairs.forEach(({ param, grad }, c) => {
+    buffers.push(param, grad);
+    fill(param, param.size / 4, seed + 2 * c, 0, bf16);
+    fill(grad, grad.size / 4, seed + 2 * c + 1, 1, bf16);
+  });
+  return tensors.map((t, i) => ({ ...t, name: `t${i}` }));
 }
 
 // ---- Correctness on this device -------------------------------------------------
@@ -769,7 +755,7 @@ async function bench(
   try {
     for (let s = 0; s < sets; s++) {
       const tensors = shared
-        ? sharedTensors(shapes, bpe, bf16, 1000 * s, buffers)
+        ? sharedTensors(shapes, bf16, 1000 * s, buffers)
         : shapes.map((x, i) => {
           const n = numel(x);
           const words = Math.ceil(n * bpe / 4);
