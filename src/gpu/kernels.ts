@@ -138,8 +138,9 @@ export function fastLanes(device: GPUDevice): number {
 
 // How the one-pass kernels reach a lane's gradients (select) or parameters
 // (update): lane 0 is the kernel's own binding, lanes 1.. are bindings after
-// its last, and a switch picks one (a block's lane is uniform). WGSL has no
-// arrays of bindings, so this text is made per lane count.
+// its last (8 in the select kernel, 6 in the update kernel), and a switch
+// picks one (a block's lane is uniform). WGSL has no arrays of bindings, so
+// this text is made per lane count.
 function laneAccess(name: KernelName, lanes: number): string {
   const more = Array.from({ length: lanes - 1 }, (_, i) => i + 1);
   const pick = (
@@ -171,7 +172,8 @@ function laneAccess(name: KernelName, lanes: number): string {
         }) var<storage, read> grads4_${l}: array<vec4<u32>>;`,
       ]),
       pick("lane_grad", ", i: u32", "u32", (x) => `return grads${x}[i];`),
-      // A thread's 16-byte loads in one switch, so that they leave together.
+      // A thread's 16-byte loads in one call (the H200's compiler still
+      // branches per load; a call per load was slower on llvmpipe).
       pick(
         "lane_grad4x2",
         ", i: u32",
