@@ -213,5 +213,15 @@ Deno.test("createTensors refuses a name list of another length, bad inits and a 
     (e: Error) =>
       e instanceof TensorMismatchError && /expected an array/.test(e.message),
   );
+  // A Uint16Array for an f32 tensor is refused (before any buffer exists).
+  assert.throws(
+    () =>
+      createTensors(device, [new Float32Array(2), new Uint16Array(2)], {
+        dtype: "f32",
+      }),
+    (e: Error) =>
+      e instanceof TensorMismatchError &&
+      /an f32 tensor takes a Float32Array/.test(e.message),
+  );
   assert.deepEqual(createTensors(device, []), []);
 });

@@ -220,6 +220,10 @@ export function createTensors(
     );
   }
   const bpe = bytesOf(dtype);
+  // Every init encoded (and so checked) before any buffer exists.
+  const data = inits.map((x) =>
+    typeof x === "number" ? undefined : encode(x, dtype)
+  );
   // Consecutive tensors share a pair while they fit; a larger one is alone.
   const pairs: { at: number[]; bytes: number }[] = [];
   let open: { at: number[]; bytes: number } | undefined;
@@ -243,11 +247,10 @@ export function createTensors(
       grad: device.createBuffer({ label: `tensors ${i} grads`, size, usage }),
     };
   });
-  return inits.map((init, i) => {
+  return inits.map((_, i) => {
     const { param, grad } = buffers[where[i].pair];
-    if (typeof init !== "number") {
-      device.queue.writeBuffer(param, where[i].at, encode(init, dtype));
-    }
+    const bytes = data[i];
+    if (bytes) device.queue.writeBuffer(param, where[i].at, bytes);
     const tensor: GpuTensor & { dtype: DType; offset: number } = {
       param,
       grad,
