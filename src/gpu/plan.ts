@@ -268,7 +268,7 @@ export function planDispatch(
   for (const t of gathered) {
     const next = [...batch, t];
     const bytes = next.reduce((s, x) => alignUp(s + x.length * bpe, 32), 0);
-    const state = sumState(next, o);
+    const state = sumState(whole(next), o);
     if (batch.length && (bytes > room || state.some((b) => b > room))) {
       arenaFor(batch);
       batch = [t];
@@ -298,15 +298,23 @@ export function vec4Aligned(segments: readonly Segment[]): boolean {
   );
 }
 
-function sumState(list: PlacedTensor[], o: PlanOptions): number[] {
+// Bytes of each state binding that ranges of tensors need together.
+function sumState(
+  pieces: { t: PlacedTensor; start: number; len: number }[],
+  o: PlanOptions,
+): number[] {
   const total: number[] = [];
-  for (const t of list) {
-    o.segmentStateBytes(t, 0, t.length).forEach((b, i) =>
+  for (const { t, start, len } of pieces) {
+    o.segmentStateBytes(t, start, len).forEach((b, i) =>
       total[i] = (total[i] ?? 0) + b
     );
   }
   return total;
 }
+
+// Whole tensors as sumState's pieces.
+const whole = (list: PlacedTensor[]) =>
+  list.map((t) => ({ t, start: 0, len: t.length }));
 
 // Batches of laneable tensors merged, up to o.lanes at a time and in
 // order, into batches with one binding pair per lane. A lane's parameter
@@ -324,17 +332,17 @@ function mergeLanes(
     !b.gather && !b.lanes &&
     b.segments.reduce((n, s) => n + s.len, 0) <= (o.laneBelow ?? Infinity) &&
     b.segments.every((s) => o.laneable?.(tensors[s.tensor]) ?? false);
-  const state = (list: Batch[]) => {
-    const total: number[] = [];
-    for (const b of list) {
-      for (const s of b.segments) {
-        o.segmentStateBytes(tensors[s.tensor], s.coordStart, s.len).forEach(
-          (x, i) => total[i] = (total[i] ?? 0) + x,
-        );
-      }
-    }
-    return total;
-  };
+  const state = (list: Batch[]) =>
+    sumState(
+      list.flatMap((b) =>
+        b.segments.map((s) => ({
+          t: tensors[s.tensor],
+          start: s.coordStart,
+          len: s.len,
+        }))
+      ),
+      o,
+    );
   const out: Batch[] = [];
   let group: Batch[] = [];
   const flush = () => {
@@ -381,7 +389,7 @@ function fitsWhole(
   const start = Math.min(...list.map((t) => t.offset)) * bpe;
   const end = Math.max(...list.map((t) => (t.offset + t.length) * bpe));
   return end - alignDown(start, o.offsetAlignment) <= room &&
-    sumState(list, o).every((b) => b <= room);
+    sumState(whole(list), o).every((b) => b <= room);
 }
 
 function binding(

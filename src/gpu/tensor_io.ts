@@ -225,18 +225,16 @@ export function createTensors(
     typeof x === "number" ? undefined : encode(x, dtype)
   );
   // Consecutive tensors share a pair while they fit; a larger one is alone.
-  const pairs: { at: number[]; bytes: number }[] = [];
-  let open: { at: number[]; bytes: number } | undefined;
+  const pairs: { bytes: number }[] = [];
   const where = lengths.map((n) => {
     const bytes = n * bpe;
-    const start = open ? Math.ceil(open.bytes / PACK_ALIGN) * PACK_ALIGN : 0;
-    if (!open || start + bytes > max) {
-      open = { at: [], bytes: 0 };
-      pairs.push(open);
+    const open = pairs.at(-1);
+    let at = open ? Math.ceil(open.bytes / PACK_ALIGN) * PACK_ALIGN : 0;
+    if (!open || at + bytes > max) {
+      pairs.push({ bytes: 0 });
+      at = 0;
     }
-    const at = open.at.length ? start : 0;
-    open.at.push(at);
-    open.bytes = at + bytes;
+    pairs[pairs.length - 1].bytes = at + bytes;
     return { pair: pairs.length - 1, at };
   });
   const usage = TENSOR_USAGE | (options.usage ?? 0);
