@@ -91,6 +91,7 @@ fn main(
   let grid = nwg.x * nwg.y;
   let w0 = linear_workgroup(wid, nwg);
   look_ahead(w0, tid);
+  workgroupBarrier();
   for (var w = w0; w < table.total_blocks; w += grid) {
     select_block(w + grid, tid);
   }
@@ -104,6 +105,11 @@ fn main(
 // the block's start, the lookup's dependent loads and its division held up
 // the whole block (select f32 4.6 % faster on the H200 without them there,
 // bench/RESULTS.md, round 16).
+// look_ahead by the workgroup's last 16 threads.
+fn look_ahead_last(w: u32, tid: u32) {
+  if (tid >= WG_SIZE - 16u) { look_ahead(w, tid - (WG_SIZE - 16u)); }
+}
+
 fn look_ahead(w: u32, tid: u32) {
   if (tid >= 16u || w >= table.total_blocks) { return; }
   let blk = topk_block(w);
@@ -356,13 +362,6 @@ fn undecided4(a: vec4<f32>, q: u32, qz: Quantizer) -> u32 {
 // workgroup variable a block writes was last read, in the previous block,
 // before a barrier that all threads passed.
 fn select_block(next: u32, tid: u32) {
-  atomicStore(&hist[tid], 0u);
-  if (tid < CAND_CAP / 4u) { cand_keys[tid] = vec4<u32>(0u); }
-  if (tid == 0u) {
-    atomicStore(&cand_n, 0u);
-    atomicStore(&t_key, 0u);
-  }
-  workgroupBarrier();
   let blk = place;
   let q = blk.stats;
 
@@ -464,6 +463,9 @@ fn select_block(next: u32, tid: u32) {
   let n_all = workgroupUniformLoad(&cand_n);
   var threshold: u32;
   if (n_all <= CAND_CAP) {
+    // Every thread has read etab and place: the next block's go there now,
+    // by threads that seldom hold a candidate.
+    look_ahead_last(next, tid);
     if (tid < n_all) {
       let kt = cand_keys[tid >> 2u][tid & 3u];
       // A listed key (at most 2^31) is at or above kt exactly when
@@ -481,7 +483,12 @@ fn select_block(next: u32, tid: u32) {
     threshold = atomicLoad(&t_key) - 1u;
   } else {
     threshold = threshold_by_digits(sp, cand, blk.k, tid);
+    look_ahead_last(next, tid);
   }
+  // The candidate list was last read before the barrier above: cleared for
+  // the next block, which the barriers below order it before.
+  if (tid < CAND_CAP / 4u) { cand_keys[tid] = vec4<u32>(0u); }
+  if (tid == 0u) { atomicStore(&cand_n, 0u); }
 
   // ---- This step's row ---------------------------------------------------------
   // The row holds the entries above T in index order, then the first entries
@@ -500,6 +507,8 @@ fn select_block(next: u32, tid: u32) {
     }
   }
   let sc = wg_scan_varying(tid, counts);
+  // Every thread read t_key before the scan's barrier.
+  if (tid == 0u) { atomicStore(&t_key, 0u); }
   let greater = sc.y & 0xffffu;
   let ties = blk.k - greater;
   var next_g = sc.x & 0xffffu;
@@ -621,8 +630,6 @@ fn select_block(next: u32, tid: u32) {
   }
   if (sp.n > 0u) { codes[codes_out_base + sp.code] = out0; }
   if (sp.n > 8u) { codes[codes_out_base + sp.code + 1u] = out1; }
-  // etab and place were last read before the quantizer's barrier.
-  look_ahead(next, tid);
 }
 
 // The k-th largest key T of the block from its candidates (the valid
