@@ -142,9 +142,13 @@ fn update_block(w: u32, tid: u32) {
     p0 = p.x;
     p1 = p.y;
   }
-  atomicStore(&owned[tid], 0u);
-  atomicStore(&owned_items[tid], 0u);
-  workgroupBarrier();
+  // `owned` was cleared by the block before (or is still zero); the walk
+  // with weight decay needs `owned_items` cleared, and a barrier after
+  // that, since its last reads came after the previous block's last one.
+  if (!direct) {
+    atomicStore(&owned_items[tid], 0u);
+    workgroupBarrier();
+  }
   // Count the entries per owner (an entry's rank in its group is the count
   // before it) and, for the walk, mark the owners' touched coordinates.
   let owner0 = owner_of(ent0 >> 20u);
@@ -175,6 +179,9 @@ fn update_block(w: u32, tid: u32) {
     grouped[(group1 & 0xffffu) + rank1] = ent1;
   }
   workgroupBarrier();
+  // Every thread has read `owned`: cleared for the next block, which the
+  // barrier below orders it before.
+  atomicStore(&owned[tid], 0u);
   var run0 = 0u; // see place
   var run1 = 0u;
   if (has0) { run0 = place(ent0, group0); }
