@@ -47,6 +47,8 @@
 const VPT: u32 = FAST_BLOCK / 256u; // elements per thread (16)
 
 var<workgroup> etab: array<f32, 16>; // e for each code of the block's EF block
+// Radix-digit counts (threshold_by_digits), zero between its passes and
+// blocks: each pass clears the counts it read.
 var<workgroup> hist: array<atomic<u32>, 256>;
 // The digit, the count above it, the count in it. w is unused, but a vec3
 // here (with one other edit) cost two resident workgroups per SM on the H200
@@ -78,8 +80,8 @@ var<workgroup> place: BlockPlace;
 // A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
 // workgroups): what a workgroup costs to start (the workgroup memory WGSL
 // zeroes) is paid once per workgroup, not once per block, and each block's
-// place in the segment table is looked up once, by the first subgroup at
-// the end of the block before it.
+// place in the segment table is looked up once, by the last 16 threads
+// while the block before it counts its candidates (see select_block).
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -97,19 +99,22 @@ fn main(
   }
 }
 
-// Block w's place (workgroup variable `place`) and the error e of each code
-// of its EF block (`etab`, from the statistics the previous step stored),
-// for its steps after its first barrier; nothing past the last block. The
-// first 16 threads, all in the first subgroup on a GPU (so one thread's
-// time), each compute the lookup and one code's e. Done by every thread at
-// the block's start, the lookup's dependent loads and its division held up
-// the whole block (select f32 4.6 % faster on the H200 without them there,
-// bench/RESULTS.md, round 16).
-// look_ahead by the workgroup's last 16 threads.
+// look_ahead by the workgroup's last 16 threads, all in one subgroup on a
+// GPU, which seldom hold a candidate: done while the first subgroups count
+// the candidates, the lookup's dependent loads and its division wait on
+// nothing else. Done at the end of the block before, they held up the
+// barrier that opened each block (select f32 4.7 % faster on the H200
+// without that barrier and with the lookup here, bench/RESULTS.md, round 20).
 fn look_ahead_last(w: u32, tid: u32) {
   if (tid >= WG_SIZE - 16u) { look_ahead(w, tid - (WG_SIZE - 16u)); }
 }
 
+// Block w's place (workgroup variable `place`) and the error e of each code
+// of its EF block (`etab`, from the statistics the previous step stored);
+// nothing past the last block. Threads 0..15 each compute the lookup and
+// one code's e. Done by every thread at the block's start, the lookup's
+// dependent loads and its division held up the whole block (select f32
+// 4.6 % faster on the H200 without them there, bench/RESULTS.md, round 16).
 fn look_ahead(w: u32, tid: u32) {
   if (tid >= 16u || w >= table.total_blocks) { return; }
   let blk = topk_block(w);
@@ -358,9 +363,11 @@ fn undecided4(a: vec4<f32>, q: u32, qz: Quantizer) -> u32 {
   return mask4(quantize_fast4(a, qz).margin >= vec4<f32>(FAST_LIMIT)) << (4u * q);
 }
 
-// Steps 1-5 for the block in `place`, then look_ahead(next). Every
-// workgroup variable a block writes was last read, in the previous block,
-// before a barrier that all threads passed.
+// Steps 1-5 for the block in `place`, and look_ahead(next) once every
+// thread has read this block's place and etab. Every workgroup variable a
+// block writes was last read, in the previous block, before a barrier that
+// all threads passed: the candidate list, its count and T are cleared after
+// their last reads, so no barrier opens a block.
 fn select_block(next: u32, tid: u32) {
   let blk = place;
   let q = blk.stats;

@@ -132,18 +132,20 @@ fn wg_kth_bound_part(tid: u32, x: u32, k: u32) -> u32 {
   let c = min((k + (1u << group_shift) - 1u) >> group_shift, 1u << sg_shift);
   let lane_bits = (1u << sg_shift) - 1u;
   var v = (x & ~lane_bits) | (tid & lane_bits);
-  // The first eight rounds are written out and the maxima of rounds past c
-  // dropped: as a loop, each round was about 25 instructions on the H200
-  // (naga's iteration guard and the compiler's convergence checks around
-  // one reduction), written out about 14 (bench/RESULTS.md, round 15).
-  var m = select(0u, kth_round(&v), c > 0u);
-  m = select(m, kth_round(&v), c > 1u);
-  m = select(m, kth_round(&v), c > 2u);
-  m = select(m, kth_round(&v), c > 3u);
-  m = select(m, kth_round(&v), c > 4u);
-  m = select(m, kth_round(&v), c > 5u);
-  m = select(m, kth_round(&v), c > 6u);
-  m = select(m, kth_round(&v), c > 7u);
+  // The first eight rounds are written out, each only when c asks for it:
+  // as a loop, each round was about 25 instructions on the H200 (naga's
+  // iteration guard and the compiler's convergence checks around one
+  // reduction), written out about 14 (bench/RESULTS.md, round 15); computed
+  // and dropped past c, they cost the f32 select kernel 1.3 % (round 20).
+  var m = 0u;
+  if (c > 0u) { m = kth_round(&v); }
+  if (c > 1u) { m = kth_round(&v); }
+  if (c > 2u) { m = kth_round(&v); }
+  if (c > 3u) { m = kth_round(&v); }
+  if (c > 4u) { m = kth_round(&v); }
+  if (c > 5u) { m = kth_round(&v); }
+  if (c > 6u) { m = kth_round(&v); }
+  if (c > 7u) { m = kth_round(&v); }
   for (var i = 8u; i < c; i++) { m = kth_round(&v); }
   return m & ~lane_bits;
 }

@@ -20,10 +20,12 @@ import {
   AMSGrad,
   AMSGradCpu,
   type CpuTensor,
+  createTensors,
   type GpuTensor,
   linearWarmup,
   type OptimizerState,
   type ParamGroupSpec,
+  writeTensor,
 } from "../mod.ts";
 import type { PlacementOptions } from "../extend.ts";
 import {
@@ -633,3 +635,63 @@ Deno.test(
     }
   },
 );
+
+// The non-finite check reads CHECK_TILES (8) tiles of 1024 elements per
+// workgroup, walking the segments they lie in: a bad gradient must be found
+// wherever it lies (a tensor's first or last element, a tile a workgroup
+// shares with other tensors, its eighth tile), and the first bad tensor of
+// the batch named. Lengths that are all multiples of 4 take the 16-byte
+// loads.
+for (const aligned of [true, false]) {
+  Deno.test(`check_finite: a bad gradient anywhere in a batch of tensors sharing buffers skips the step and names the first bad tensor [${aligned ? "16-byte loads" : "word loads"}]`, async () => {
+    const lengths = aligned
+      ? [1000, 3000, 4, 9000, 70000, 516]
+      : [1000, 3001, 1, 9000, 70001, 517];
+    const names = lengths.map((_, i) => `t${i}`);
+    const tensors = createTensors(device, lengths, { names });
+    const opt = new AdamW(device, tensors, { lr: 1e-3, gatherBelow: 0 });
+    const clean = () => lengths.map((n) => new Float32Array(n).fill(1e-3));
+    // (tensor, element) pairs, one bad gradient each, then two at once.
+    // Tiles: t0 0, t1 1-3, t2 4, t3 5-13, t4 14-82, t5 83.
+    const cases: [number, number][][] = [
+      [[0, 999]],
+      [[1, 0]],
+      [[1, lengths[1] - 1]],
+      [[2, 0]],
+      [[3, 8191]],
+      [[3, 8999]],
+      [[3, 2 * 1024 + 5]], // tile 7: the first workgroup's last
+      [[4, 1024 + 7]], // tile 15: the second's last
+      [[4, 5 * 8192 + 3]],
+      [[4, lengths[4] - 1]],
+      [[5, lengths[5] - 1]],
+      [[4, 100], [3, 4000]],
+    ];
+    try {
+      for (const [ci, poison] of cases.entries()) {
+        const g = clean();
+        for (const [t, j] of poison) {
+          g[t][j] = [NaN, Infinity, -(2 ** 61)][ci % 3];
+        }
+        for (const [t, x] of g.entries()) writeTensor(device, tensors[t], x);
+        opt.step();
+        const st = await opt.status();
+        const first = Math.min(...poison.map(([t]) => t));
+        const what = `case ${ci}: ${JSON.stringify(poison)}`;
+        assert.deepEqual([st.step, st.skipped], [0, ci + 1], what);
+        assert.equal(st.lastNonFiniteTensor, names[first], what);
+      }
+      for (const [t, x] of clean().entries()) {
+        writeTensor(device, tensors[t], x);
+      }
+      opt.step();
+      const st = await opt.status();
+      assert.deepEqual([st.step, st.skipped], [1, cases.length]);
+    } finally {
+      opt.dispose();
+      for (const b of new Set(tensors.flatMap((t) => [t.param, t.grad]))) {
+        b.destroy();
+      }
+    }
+  });
+}

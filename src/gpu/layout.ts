@@ -384,6 +384,8 @@ export const LAYOUTS: readonly StructLayout[] = [
 export const TILE = 1024;
 /** Threads per workgroup of the tiled kernels. */
 export const TILE_THREADS = 128;
+/** Tiles each workgroup of the non-finite check (kernels/check_finite.wgsl) reads. */
+export const CHECK_TILES = 8;
 
 /**
  * Limits of MicroAdam's one-pass kernels (`fastPath()` in
@@ -430,6 +432,7 @@ export const SHARED_CONSTANTS: Readonly<Record<string, number>> = {
   CALL_IDS,
   TILE,
   TILE_THREADS,
+  CHECK_TILES,
   FAST_BLOCK,
   FAST_WINDOW,
   FAST_WINDOW_ENTRIES,

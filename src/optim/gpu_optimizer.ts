@@ -32,6 +32,7 @@ import {
   type Segment,
   vec4Aligned,
 } from "../gpu/plan.ts";
+import { CHECK_TILES } from "../gpu/layout.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   type GpuTensor,
@@ -390,7 +391,12 @@ export abstract class GpuOptimizer {
    */
   protected encodeNonFiniteCheck(): void {
     for (const c of this.#checkBatches) {
-      this.dispatch(c.pipe, c.bindGroup, c.tiles, "check_finite");
+      this.dispatch(
+        c.pipe,
+        c.bindGroup,
+        Math.ceil(c.tiles / CHECK_TILES),
+        "check_finite",
+      );
     }
   }
 
