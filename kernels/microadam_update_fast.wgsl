@@ -93,9 +93,10 @@ fn main(
   }
 }
 
-// Steps 6-9 for block w. `owned` is cleared first; the barrier after that
-// also orders every other workgroup write of this block after the previous
-// block's last reads.
+// Steps 6-9 for block w. The counts into `owned` (cleared by the block
+// before, after its last read) come first; every other workgroup write of
+// this block comes after the barrier that follows them, which no thread
+// reaches before it has finished the block before.
 fn update_block(w: u32, tid: u32) {
   let blk = topk_block(w);
   let s = table.segs[blk.seg];
