@@ -349,6 +349,9 @@ Deno.test("shared buffers: whole tensors whose summed state exceeds a binding go
 
 // ---- lanes ----------------------------------------------------------------------------
 
+/** A batch's segments as [tensor, lane]. */
+const lanesOf = (g: Batch) => g.segments.map((s) => [s.tensor, s.lane ?? 0]);
+
 Deno.test("lanes: batches of laneable tensors in buffers of their own merge, up to `lanes` per batch, each on its own bindings", () => {
   const o = { gatherBelow: 0, lanes: 3, laneable: () => true };
   const { plan: p, tensors } = plan([[
@@ -359,7 +362,7 @@ Deno.test("lanes: batches of laneable tensors in buffers of their own merge, up 
     own(50, 4),
   ]], o);
   assert.deepEqual(
-    p.batches.map((g) => g.segments.map((s) => [s.tensor, s.lane ?? 0])),
+    p.batches.map(lanesOf),
     [[[0, 0], [1, 1], [2, 2]], [[3, 0], [4, 1]]],
   );
   assert.deepEqual(p.batches.map((g) => g.lanes?.length ?? 0), [2, 1]);
@@ -385,7 +388,6 @@ Deno.test("lanes: a shared buffer pair's tensors stay one lane; tensors that are
     own(50, 4), // 4, 5: one gathered arena
     own(60, 4),
   ]], o);
-  const lanesOf = (g: Batch) => g.segments.map((s) => [s.tensor, s.lane ?? 0]);
   // The shared pair and the first chunk merge; the second chunk would bind
   // a buffer a lane already binds, so it starts the next batch.
   assert.deepEqual(p.batches.map(lanesOf), [
@@ -409,7 +411,7 @@ Deno.test("lanes: a batch of more than laneBelow elements keeps its own dispatch
     own(990, 4),
   ]], o);
   assert.deepEqual(
-    p.batches.map((g) => g.segments.map((s) => [s.tensor, s.lane ?? 0])),
+    p.batches.map(lanesOf),
     [[[1, 0]], [[0, 0], [2, 1], [3, 2]]],
   );
 });
@@ -427,7 +429,7 @@ Deno.test("lanes: a merge stops where the summed state would pass one binding", 
   // room = 4096 - 256 = 3840 bytes of state: 240 elements.
   const { plan: p } = plan([[own(100, 4), own(100, 4), own(100, 4)]], o);
   assert.deepEqual(
-    p.batches.map((g) => g.segments.map((s) => [s.tensor, s.lane ?? 0])),
+    p.batches.map(lanesOf),
     [[[0, 0], [1, 1]], [[2, 0]]],
   );
 });
