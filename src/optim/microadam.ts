@@ -95,10 +95,14 @@ const LANE_BELOW = 2 ** 27;
 interface Path {
   blocks: number;
   tiles: number;
-  select: GPUBindGroup;
-  update: GPUBindGroup;
-  /** Binding pairs of the kernels' variant (one-pass path). */
-  lanes: number;
+  select: Kernel;
+  update: Kernel;
+}
+
+/** A stage's pipeline (one-pass: with the batch's lanes) and its bindings. */
+interface Kernel {
+  pipe: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
 }
 
 interface BatchState {
@@ -238,6 +242,13 @@ export class MicroAdam extends GpuOptimizer {
         usage: GPUBufferUsage.STORAGE,
       }));
       const stubs: GPUBuffer[] = [];
+      const kernel = (
+        pipe: GPUComputePipeline,
+        entries: (GPUBuffer | GPUBufferBinding)[],
+      ): Kernel => ({
+        pipe,
+        bindGroup: bindBuffers(device, pipe.getBindGroupLayout(0), entries),
+      });
 
       // A batch of one binding pair takes the kernels without lanes: the
       // lanes' switch cost the bf16 select kernel 15 registers (48 -> 63)
@@ -341,8 +352,7 @@ export class MicroAdam extends GpuOptimizer {
           state.fast = {
             blocks: t.blocks,
             tiles: t.tiles,
-            lanes: laneCount,
-            select: bindBuffers(device, selectFast.getBindGroupLayout(0), [
+            select: kernel(selectFast, [
               ...head,
               grads,
               grads4,
@@ -354,7 +364,7 @@ export class MicroAdam extends GpuOptimizer {
                 l ? [l.grads, vec4View(l.grads)] : [stub(), stub()]
               ),
             ]),
-            update: bindBuffers(device, updateFast.getBindGroupLayout(0), [
+            update: kernel(updateFast, [
               ...head,
               params,
               window,
@@ -371,8 +381,7 @@ export class MicroAdam extends GpuOptimizer {
           state.general = {
             blocks: t.blocks,
             tiles: t.tiles,
-            lanes: 1,
-            select: bindBuffers(device, selectPipe.getBindGroupLayout(0), [
+            select: kernel(selectPipe, [
               ...head,
               grads,
               codes,
@@ -380,7 +389,7 @@ export class MicroAdam extends GpuOptimizer {
               work,
               this.scalars.flags,
             ]),
-            update: bindBuffers(device, updatePipe.getBindGroupLayout(0), [
+            update: kernel(updatePipe, [
               ...head,
               params,
               grads,
@@ -489,32 +498,22 @@ export class MicroAdam extends GpuOptimizer {
   // FAST_GRID workgroups (each walks several blocks), the general one per
   // block (select) or per tile (update).
   #encodeBlockKernels(stage: "select" | "update"): void {
-    const bf16 = this.options.dtype === "bf16";
-    const select = stage === "select";
-    const fast = (lanes: number) =>
-      this.pipeline(
-        select ? "microadamSelectFast" : "microadamUpdateFast",
-        bf16,
-        lanes,
-      );
-    const general = this.pipeline(
-      select ? "microadamSelect" : "microadamUpdate",
-      bf16,
-    );
     for (const b of this.#batches) {
       if (b.fast) {
+        const k = b.fast[stage];
         this.dispatch(
-          fast(b.fast.lanes),
-          b.fast[stage],
+          k.pipe,
+          k.bindGroup,
           Math.min(b.fast.blocks, FAST_GRID),
           `microadam_${stage}_fast`,
         );
       }
       if (b.general) {
+        const k = b.general[stage];
         this.dispatch(
-          general,
-          b.general[stage],
-          select ? b.general.blocks : b.general.tiles,
+          k.pipe,
+          k.bindGroup,
+          stage === "select" ? b.general.blocks : b.general.tiles,
           `microadam_${stage}`,
         );
       }
