@@ -135,30 +135,23 @@ if (import.meta.main) {
   )) as typeof import("../src/gpu/kernels.ts");
   Deno.mkdirSync(values.out, { recursive: true });
   const lines: string[] = [];
+  // The impl's kernelSource, typed as this tree's (an older build may lack
+  // a variant field, which it then ignores).
+  type Name = Parameters<typeof kernelSource>[0];
+  type Variant = Parameters<typeof kernelSource>[1];
   for (const name of values.kernels.split(",")) {
+    const source = (variant: Variant) => kernelSource(name as Name, variant);
     // The kernels without lanes, then (one-pass kernels of a build that has
     // them) with every lane, as a batch of several binding pairs takes them.
-    const variants = kernelSource(
-        name as Parameters<typeof kernelSource>[0],
-        {
-          lanes: FAST_LANES,
-        } as Parameters<typeof kernelSource>[1],
-      ) ===
-        kernelSource(name as Parameters<typeof kernelSource>[0])
+    const variants = source({ lanes: FAST_LANES }) === source({})
       ? [1]
       : [1, FAST_LANES];
     for (const [lanes, bf16] of variants.flatMap((l) => [[l, 0], [l, 1]])) {
       // The H200 takes the subgroup reductions and the exact fma.
-      const s = spirvOf(
-        kernelSource(
-          name as Parameters<typeof kernelSource>[0],
-          {
-            subgroups: true,
-            lanes,
-          } as Parameters<typeof kernelSource>[1],
-        ),
-        { BF16: bf16, EXACT_FMA: 1 },
-      );
+      const s = spirvOf(source({ subgroups: true, lanes }), {
+        BF16: bf16,
+        EXACT_FMA: 1,
+      });
       const file = `${name}${lanes > 1 ? `Lanes${lanes}` : ""}.${
         bf16 ? "bf16" : "f32"
       }.spv`;
