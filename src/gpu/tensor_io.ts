@@ -168,8 +168,8 @@ const PACK_ALIGN = 256;
  * {@link createTensor}, gradients zero. Every optimizer takes tensors that
  * share buffers as one batch, so a model's step is a few dispatches however
  * many tensors it has (on an NVIDIA H200, MicroAdam over the LLaMA-2-7B
- * tensor shapes: 43.4 ms f32 and 43.9 ms bf16 packed, 43.9 and 46.6 ms with
- * each tensor in buffers of its own; bench/RESULTS.md, round 19). The
+ * tensor shapes: 41.5 ms f32 and 42.4 ms bf16 packed, 43.3 and 45.9 ms with
+ * each tensor in buffers of its own; bench/RESULTS.md, round 20). The
  * tensors share their buffers: destroy each distinct buffer once.
  *
  * @example
