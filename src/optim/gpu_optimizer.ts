@@ -215,7 +215,8 @@ export abstract class GpuOptimizer {
   readonly #checkBatches: {
     pipe: GPUComputePipeline;
     bindGroup: GPUBindGroup;
-    tiles: number;
+    /** check_finite's workgroups: CHECK_TILES tiles each. */
+    workgroups: number;
   }[] = [];
   readonly #prologueLayout: GPUBindGroupLayout;
   readonly #watch?: NonFiniteWatch;
@@ -391,12 +392,7 @@ export abstract class GpuOptimizer {
    */
   protected encodeNonFiniteCheck(): void {
     for (const c of this.#checkBatches) {
-      this.dispatch(
-        c.pipe,
-        c.bindGroup,
-        Math.ceil(c.tiles / CHECK_TILES),
-        "check_finite",
-      );
+      this.dispatch(c.pipe, c.bindGroup, c.workgroups, "check_finite");
     }
   }
 
@@ -501,7 +497,7 @@ export abstract class GpuOptimizer {
         );
         this.#checkBatches.push({
           pipe: check,
-          tiles,
+          workgroups: Math.ceil(tiles / CHECK_TILES),
           bindGroup: bindBuffers(this.device, check.getBindGroupLayout(0), [
             table,
             grads,
