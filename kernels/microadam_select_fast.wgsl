@@ -329,10 +329,14 @@ fn mask4(m: vec4<bool>) -> u32 {
 }
 
 // The running minimum and maximum of residuals, from 0 (which every block
-// has: its kept entries leave 0).
+// has: its kept entries leave 0). Scalars, each quad folded in by three
+// extrema and one more (as many instructions as a vec4 running extremum):
+// six values fewer live through the marking, select 0.6 % faster on the
+// H200 and the bf16 kernel with lanes 61 registers instead of 63
+// (bench/RESULTS.md, round 21).
 struct Range {
-  lo: vec4<f32>,
-  hi: vec4<f32>,
+  lo: f32,
+  hi: f32,
 }
 
 // Marks the candidates (|a| >= floor) of four elements at bits 4q .. of the
@@ -344,16 +348,18 @@ struct Range {
 fn mark4(range: ptr<function, Range>, a: vec4<f32>, q: u32, floor: f32) -> u32 {
   let cand = abs(a) >= vec4<f32>(floor);
   let r = select(a, vec4<f32>(0.0), cand);
-  (*range).lo = min((*range).lo, r);
-  (*range).hi = max((*range).hi, r);
+  (*range).lo = min((*range).lo, min(min(r.x, r.y), min(r.z, r.w)));
+  (*range).hi = max((*range).hi, max(max(r.x, r.y), max(r.z, r.w)));
   return mask4(cand) << (4u * q);
 }
 
 // Codes of four residuals at nibbles 4q' (q' = q mod 2) of a word, by
-// multiplies; the largest margin (see quantize_fast4) goes to `margin`.
-fn codes4(margin: ptr<function, vec4<f32>>, a: vec4<f32>, q: u32, qz: Quantizer) -> u32 {
+// multiplies; the largest margin (see quantize_fast4) goes to `margin`, a
+// scalar for the same reason as Range's.
+fn codes4(margin: ptr<function, f32>, a: vec4<f32>, q: u32, qz: Quantizer) -> u32 {
   let fast = quantize_fast4(a, qz);
-  *margin = max(*margin, fast.margin);
+  let m = fast.margin;
+  *margin = max(*margin, max(max(m.x, m.y), max(m.z, m.w)));
   let c = fast.codes << (vec4<u32>(0u, 4u, 8u, 12u) + 16u * (q & 1u));
   return c.x | c.y | c.z | c.w;
 }
@@ -431,15 +437,15 @@ fn select_block(next: u32, tid: u32) {
   // kernel 20 % slower on the H200, its bound far below T.)
   let bound = wg_kth_bound_part(tid, select(kmax, kmax << 16u, BF16), blk.k);
   let floor = bitcast<f32>(~wg_max2_varying(tid, vec2<u32>(~bound, 0u)).x);
-  var range = Range(vec4<f32>(0.0), vec4<f32>(0.0));
+  var range = Range(0.0, 0.0);
   // bit i: element i is a candidate
   let cand = valid & (mark4(&range, quad(a, 0u), 0u, floor) | mark4(&range, quad(a, 1u), 1u, floor) |
     mark4(&range, quad(a, 2u), 2u, floor) | mark4(&range, quad(a, 3u), 3u, floor));
   // As order-preserving keys (the minimum complemented) for the maxima
   // below. A -0 and a +0 give different keys, and either may be the
   // minimum's: stats_from_scratch stores both as +0.
-  var rmin = ~ordered_enc(min(min(range.lo.x, range.lo.y), min(range.lo.z, range.lo.w)));
-  var rmax = ordered_enc(max(max(range.hi.x, range.hi.y), max(range.hi.z, range.hi.w)));
+  var rmin = ~ordered_enc(range.lo);
+  var rmax = ordered_enc(range.hi);
   if (sp.n < VPT) {
     rmin = ~ordered_enc(0.0);
     rmax = ordered_enc(0.0);
@@ -575,10 +581,10 @@ fn select_block(next: u32, tid: u32) {
     // running maximum of the margins instead of a mask of undecided lanes,
     // and the kept entries' codes set afterwards instead of their residuals
     // zeroed before: about 8 instructions an element instead of 20.
-    var margin = vec4<f32>(select(1.0, 0.0, qz.fast)); // not fast: all exactly
+    var margin = select(1.0, 0.0, qz.fast); // not fast: all exactly
     out0 = codes4(&margin, quad(a, 0u), 0u, qz) | codes4(&margin, quad(a, 1u), 1u, qz);
     out1 = codes4(&margin, quad(a, 2u), 2u, qz) | codes4(&margin, quad(a, 3u), 3u, qz);
-    if (max(max(margin.x, margin.y), max(margin.z, margin.w)) >= FAST_LIMIT) {
+    if (margin >= FAST_LIMIT) {
       if (BF16) {
         // bf16 residuals and statistics lie on a coarse grid, so (as the
         // timing suggests) undecided ones are far more common than in f32:
