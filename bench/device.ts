@@ -3,10 +3,10 @@
  * (the authors' golden trajectories bit for bit, GPU against the CPU
  * reference on both MicroAdam paths), the copy bandwidth, then the time of
  * one optimizer step for every optimizer on one tensor of each size and on
- * the LLaMA-2 7B and 13B tensor shapes, next to PyTorch's fused AdamW and
- * TensorFlow.js's Adam on the same GPU; last, the optimizer's share of a
- * training step (the README's MLP on Fashion-MNIST-shaped data). Ends with
- * one table.
+ * the LLaMA-2 7B and 13B tensor shapes, next to PyTorch's fused AdamW (and
+ * fused AMSGrad, for the AMSGrad rows) and TensorFlow.js's Adam on the same
+ * GPU; last, the optimizer's share of a training step (the README's MLP on
+ * Fashion-MNIST-shaped data). Ends with one table.
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--layout own,shared] [--steps 50]
  *       [--per-submit 1] [--repeat 1] [--warmup-ms 300] [--heat-ms 1500] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
@@ -36,8 +36,13 @@
  * bf16, Adam, AdamW, AdamW unchecked and AMSGrad ("all", the default, is
  * every one). "AdamW unchecked" is AdamW with `nonFinite: "unchecked"`: no
  * check_finite pass (28 B/param, like PyTorch's fused AdamW without a
- * GradScaler); its "vs torch AdamW" column, like every f32 row's, is against
- * torch's fused AdamW in fp32.
+ * GradScaler); its "vs torch" column, like every row's but AMSGrad's, is
+ * against torch's fused AdamW at the row's dtype (fp32 here). AMSGrad keeps
+ * one more state tensor, so its "vs torch" is against torch's fused AMSGrad
+ * in fp32 (`torch.optim.Adam(amsgrad=True, fused=True)`, L2 weight decay 0
+ * as our AMSGrad's default; 36 B/param: g 4, p 8, m 8, v 8, max_v 8), timed
+ * by bench/torch_adamw.py as its fused AdamW, on the sizes and LLaMA shapes
+ * our AMSGrad runs (not 13B), and only when AMSGrad is among `--optimizers`.
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.
@@ -565,6 +570,13 @@ function bytesPerParam(kind: Kind): number {
   return check + 4 + 8 + 16 + (kind === "AMSGrad" ? 8 : 0);
 }
 
+/** The optimizers timed on LLaMA shapes `name` (13B: MicroAdam and AdamW only). */
+function llamaKinds(name: string): Kind[] {
+  return name === "13b"
+    ? wanted.filter((k) => k.startsWith("MicroAdam") || k === "AdamW")
+    : wanted;
+}
+
 function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
   switch (kind) {
     case "MicroAdam f32":
@@ -831,9 +843,7 @@ for (const log2 of sizes) {
 }
 for (const name of llamaNames) {
   const shapes = LLAMA[name];
-  const kinds = name === "13b"
-    ? wanted.filter((k) => k.startsWith("MicroAdam") || k === "AdamW")
-    : wanted;
+  const kinds = llamaKinds(name);
   for (const layout of layouts) {
     for (const kind of kinds) {
       await bench(
@@ -1020,10 +1030,12 @@ function stderrTail(r: Deno.CommandOutput): string {
     .join(" | ");
 }
 
-// ---- PyTorch fused AdamW and the copy bandwidth -------------------------------------------
+// ---- PyTorch fused AdamW, fused AMSGrad and the copy bandwidth -----------------------------
 
 interface PeerRow {
   label: string;
+  /** bench/torch_adamw.py's rows: "AdamW" or "AMSGrad" (fp32 only). */
+  optimizer?: string;
   dtype?: string;
   params: number | null;
   ms?: number;
@@ -1034,20 +1046,34 @@ interface PeerRow {
 let torchCopy: { tbps: number } | undefined;
 const torchRows: PeerRow[] = [];
 if (!values["skip-torch"]) {
-  const shapes = Object.fromEntries(
-    llamaNames.map((
-      n,
-    ) => [`LLaMA-2-${n.toUpperCase()} (${LLAMA[n].length} tensors)`, LLAMA[n]]),
-  );
+  // The LLaMA shapes under the labels our rows have (less ", shared buffers").
+  const shapesOf = (names: string[]) =>
+    Object.fromEntries(
+      names.map((
+        n,
+      ) => [
+        `LLaMA-2-${n.toUpperCase()} (${LLAMA[n].length} tensors)`,
+        LLAMA[n],
+      ]),
+    );
   try {
     const r = await new Deno.Command("python3", {
       args: [
         `${here}torch_adamw.py`,
         JSON.stringify({
           sizes: sizes.map((s) => 2 ** s),
-          shapes,
+          shapes: shapesOf(llamaNames),
           steps,
           warmupMs: warmupMs + heatMs,
+          // Fused AMSGrad fp32, the AMSGrad rows' baseline, where they run.
+          amsgrad: wanted.includes("AMSGrad")
+            ? {
+              sizes: sizes.map((s) => 2 ** s),
+              shapes: shapesOf(
+                llamaNames.filter((n) => llamaKinds(n).includes("AMSGrad")),
+              ),
+            }
+            : undefined,
         }),
       ],
       stdout: "piped",
@@ -1059,9 +1085,10 @@ if (!values["skip-torch"]) {
       if (x.copy) torchCopy = x.copy;
       else if (x.device) say(`torch ${x.torch} on ${x.device}`);
       else {
+        x.optimizer ??= "AdamW";
         torchRows.push(x);
         say(
-          `torch fused AdamW | ${x.dtype} | ${x.label} | ${
+          `torch fused ${x.optimizer} | ${x.dtype} | ${x.label} | ${
             x.oom
               ? `out of memory (peak ${x.peakGiB.toFixed(1)} GiB)`
               : `${x.ms.toFixed(3)} ms/step (peak ${x.peakGiB.toFixed(1)} GiB)`
@@ -1123,12 +1150,26 @@ if (!values["skip-tfjs"]) {
 // ---- The table ------------------------------------------------------------------------------
 
 const bw = torchCopy?.tbps ?? copy.tbps; // TB/s, the floor's bandwidth
-const torchMs = (dtype: string, shape: string) =>
+/**
+ * The torch row a row of ours is compared with: fused AMSGrad fp32 for
+ * AMSGrad (one more state tensor), fused AdamW at the row's dtype for the
+ * others.
+ */
+const torchBaseline = (optimizer: string) =>
+  optimizer === "AMSGrad" ? "AMSGrad" : "AdamW";
+const torchMs = (optimizer: string, dtype: string, shape: string) =>
   torchRows.find((r) =>
+    r.optimizer === torchBaseline(optimizer) &&
     // PyTorch's multi-tensor step does not depend on where tensors lie.
     r.label === shape.replace(", shared buffers", "") &&
     r.dtype === (dtype === "f32" ? "float32" : "bfloat16")
   )?.ms;
+/**
+ * Bytes a torch fused step moves per parameter: g 4, p 8, m 8, v 8 in fp32
+ * (28, as our AdamW unchecked), AMSGrad's max_v 8 more (36); half in bf16.
+ */
+const torchBytesPerParam = (r: PeerRow) =>
+  (28 + (r.optimizer === "AMSGrad" ? 8 : 0)) / (r.dtype === "float32" ? 1 : 2);
 const fmt = (x: number | undefined, d = 3) =>
   x === undefined ? "—" : x.toFixed(d);
 const lines: string[] = [];
@@ -1138,14 +1179,14 @@ lines.push(
   } TB/s; floor = bytes / ${bw.toFixed(2)} TB/s`,
 );
 lines.push(
-  "| implementation | optimizer | dtype | shape | ms/step | host ms | median ms | B/param | floor ms | × floor | % copy BW | vs torch AdamW |",
+  "| implementation | optimizer | dtype | shape | ms/step | host ms | median ms | B/param | floor ms | × floor | % copy BW | vs torch ¹ |",
 );
 lines.push(
   "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 );
 for (const r of rows) {
   const floor = r.params * r.bytesPerParam / bw / 1e9;
-  const t = torchMs(r.dtype, r.shape);
+  const t = torchMs(r.optimizer, r.dtype, r.shape);
   lines.push(
     `| ${r.impl} | ${r.optimizer} | ${r.dtype} | ${r.shape} | ${
       r.ms !== undefined ? fmt(r.ms) : r.note
@@ -1157,10 +1198,10 @@ for (const r of rows) {
   );
 }
 for (const r of torchRows) {
-  const bpp = r.dtype === "float32" ? 28 : 14;
+  const bpp = torchBytesPerParam(r);
   const floor = r.params ? r.params * bpp / bw / 1e9 : undefined;
   lines.push(
-    `| torch ${"fused AdamW"} | AdamW | ${
+    `| torch fused ${r.optimizer} | ${r.optimizer} | ${
       r.dtype === "float32" ? "f32" : "bf16"
     } | ${r.label} | ${
       r.oom ? `out of memory (${fmt(r.peakGiB, 1)} GiB held)` : fmt(r.ms)
@@ -1184,6 +1225,10 @@ for (const r of tfjsRows) {
     } | ${ours ? `our AdamW ${fmt(r.ms! / ours, 1)}× faster` : "—"} |`,
   );
 }
+lines.push(
+  "",
+  "¹ ms/step over torch fused AdamW's at the row's dtype and shape; AMSGrad rows over torch fused AMSGrad fp32's (torch.optim.Adam(amsgrad=True, fused=True), one more state tensor); — where torch has no such row or ran out of memory.",
+);
 if (trainingRows.length) {
   lines.push(
     "",
