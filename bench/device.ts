@@ -807,9 +807,12 @@ async function bench(
     Object.assign(row, await timeSteps(opts));
     if (withProfile) row.kernels = await profile(opts[0]);
   } catch (e) {
-    row.note = /out of memory|OutOfMemory|allocat/i.test((e as Error).message)
+    const message = (e as Error).message;
+    row.note = /out of memory|OutOfMemory|allocat/i.test(message)
       ? "out of memory"
-      : `error: ${(e as Error).message.slice(0, 160)}`;
+      : `error: ${message.slice(0, 160)}`;
+    // The device's own words go to the log (the table keeps the short note).
+    say(`${row.impl} | ${kind} | ${shape} | ${message.slice(0, 300)}`);
   }
   for (const o of opts) o.dispose();
   for (const b of buffers) b.destroy();
