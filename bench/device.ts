@@ -570,6 +570,16 @@ function bytesPerParam(kind: Kind): number {
   return check + 4 + 8 + 16 + (kind === "AMSGrad" ? 8 : 0);
 }
 
+/**
+ * The row label of LLaMA shapes `name`; torch's rows carry the label without
+ * the shared layout's suffix, which is how a row finds its torch baseline.
+ */
+function llamaLabel(name: string, shared = false): string {
+  return `LLaMA-2-${name.toUpperCase()} (${LLAMA[name].length} tensors${
+    shared ? ", shared buffers" : ""
+  })`;
+}
+
 /** The optimizers timed on LLaMA shapes `name` (13B: MicroAdam and AdamW only). */
 function llamaKinds(name: string): Kind[] {
   return name === "13b"
@@ -851,9 +861,7 @@ for (const name of llamaNames) {
     for (const kind of kinds) {
       await bench(
         kind,
-        `LLaMA-2-${name.toUpperCase()} (${shapes.length} tensors${
-          layout === "shared" ? ", shared buffers" : ""
-        })`,
+        llamaLabel(name, layout === "shared"),
         shapes,
         1,
         false,
@@ -1051,14 +1059,7 @@ const torchRows: PeerRow[] = [];
 if (!values["skip-torch"]) {
   // The LLaMA shapes under the labels our rows have (less ", shared buffers").
   const shapesOf = (names: string[]) =>
-    Object.fromEntries(
-      names.map((
-        n,
-      ) => [
-        `LLaMA-2-${n.toUpperCase()} (${LLAMA[n].length} tensors)`,
-        LLAMA[n],
-      ]),
-    );
+    Object.fromEntries(names.map((n) => [llamaLabel(n), LLAMA[n]]));
   try {
     const r = await new Deno.Command("python3", {
       args: [
