@@ -10,7 +10,7 @@
  *
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--layout own,shared] [--steps 50]
  *       [--per-submit 1] [--repeat 1] [--warmup-ms 300] [--heat-ms 1500] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
- *       [--skip-training] [--profile-all] [--residency] [--registers DIR]
+ *       [--skip-training] [--profile-all] [--residency] [--registers DIR] [--memory-probe 1024,500,172,64]
  *       [--impl ../mod.ts --label new] [--out DIR]
  *
  * How a step is timed (bench/RESULTS.md): N ≥ 50 steps are submitted back to
@@ -43,6 +43,12 @@
  * as our AMSGrad's default; 36 B/param: g 4, p 8, m 8, v 8, max_v 8), timed
  * by bench/torch_adamw.py as its fused AdamW, on the sizes and LLaMA shapes
  * our AMSGrad runs (not 13B), and only when AMSGrad is among `--optimizers`.
+ *
+ * `--memory-probe` first measures how much memory this process can hold in
+ * storage buffers of each given size (MiB): it creates them until the
+ * device refuses one, prints the total, and frees them before the next
+ * size. A total that depends on the size is the allocator's granularity,
+ * not the device's memory.
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.
@@ -101,6 +107,8 @@ const { values } = parseArgs({
     residency: { type: "boolean", default: false },
     // A folder of SPIR-V from bench/spirv.ts: the driver's report (bench/vkstats.py).
     registers: { type: "string" },
+    // Buffer sizes in MiB for the memory probe (none by default).
+    "memory-probe": { type: "string", default: "" },
     "tfjs-sizes": { type: "string", default: "20,24,26,28" },
     impl: { type: "string", default: "../mod.ts" },
     label: { type: "string", default: "this project" },
@@ -158,6 +166,49 @@ say(
 );
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
+
+// ---- What the device lets a process hold ----------------------------------------
+
+/**
+ * Storage buffers of `mib` MiB created until the device refuses one: how
+ * many it took and their total, then all freed.
+ */
+async function probeMemory(mib: number): Promise<void> {
+  const held: GPUBuffer[] = [];
+  // Past any GPU's memory today: a device that allocates lazily stops here.
+  const cap = Math.floor(192 * 1024 / mib);
+  let refusal = `none before ${cap} buffers`;
+  while (held.length < cap) {
+    device.pushErrorScope("out-of-memory");
+    const b = device.createBuffer({ size: mib * 2 ** 20, usage });
+    const error = await device.popErrorScope();
+    if (error) {
+      b.destroy();
+      refusal = error.message.slice(0, 120);
+      break;
+    }
+    held.push(b);
+  }
+  say(
+    `memory probe: ${held.length} buffers of ${mib} MiB = ${
+      (held.length * mib / 1024).toFixed(2)
+    } GiB held; then refused (${refusal})`,
+  );
+  for (const b of held) b.destroy();
+  await device.queue.onSubmittedWorkDone();
+}
+if (values["memory-probe"]) {
+  for (const mib of values["memory-probe"].split(",").map(Number)) {
+    if (!(mib > 0)) {
+      throw new RangeError(
+        `--memory-probe: expected buffer sizes in MiB, got "${
+          values["memory-probe"]
+        }"`,
+      );
+    }
+    await probeMemory(mib);
+  }
+}
 
 // ---- Shapes -------------------------------------------------------------------
 

@@ -1,13 +1,18 @@
 /**
  * src/gpu/device.ts (requestDevice: limits, features, the errors that say
  * how to get an adapter) and src/gpu/buffers.ts (createFilled, readRanges,
- * readBuffer round trips).
+ * readBuffer round trips, packBuffers).
  */
 
 import assert from "node:assert/strict";
 import { GpuUnavailableError } from "../src/errors.ts";
 import { requestDevice } from "../src/gpu/device.ts";
-import { createFilled, readBuffer, readRanges } from "../src/gpu/buffers.ts";
+import {
+  createFilled,
+  packBuffers,
+  readBuffer,
+  readRanges,
+} from "../src/gpu/buffers.ts";
 import { rng, testDevice } from "./gpu_util.ts";
 
 const RAISED = [
@@ -337,4 +342,57 @@ Deno.test("readRanges: several ranges of several buffers in one call, odd sizes,
   assert.deepEqual([...whole], Array.from({ length: 64 }, (_, i) => 255 - i));
   a.destroy();
   b.destroy();
+});
+
+Deno.test("packBuffers: ranges in order, aligned, a new buffer where the next would pass maxBytes, each buffer its contents' size; the ranges hold data apart", async () => {
+  const device = await testDevice();
+  const usage = GPUBufferUsage.STORAGE | COPY | GPUBufferUsage.COPY_DST;
+  const { buffers, ranges } = packBuffers(device, [10, 0, 256, 600, 300, 4], {
+    label: "packed",
+    usage,
+    align: 256,
+    maxBytes: 1024,
+  });
+  // 10 -> 12 bytes at 0; 0 -> 4 at 256; 256 at 512; 600 does not fit after
+  // 768 in 1024: a new buffer; 300 cannot follow at 768 (past 1024): a
+  // third; 4 at 512 there.
+  assert.deepEqual(
+    ranges.map((r) => [buffers.indexOf(r.buffer), r.offset, r.size]),
+    [[0, 0, 12], [0, 256, 4], [0, 512, 256], [1, 0, 600], [2, 0, 300], [
+      2,
+      512,
+      4,
+    ]],
+  );
+  assert.deepEqual(buffers.map((b) => b.size), [768, 600, 516]);
+  assert.deepEqual(buffers.map((b) => b.label), [
+    "packed 0",
+    "packed 1",
+    "packed 2",
+  ]);
+  // Written and read back range by range: nothing overlaps.
+  ranges.forEach((r, i) =>
+    device.queue.writeBuffer(
+      r.buffer,
+      r.offset,
+      new Uint8Array(r.size).fill(i + 1),
+    )
+  );
+  const got = await readRanges(device, ranges);
+  got.forEach((g, i) => assert.ok(g.every((x) => x === i + 1), `range ${i}`));
+  // The device's limits by default; one buffer when everything fits.
+  const one = packBuffers(device, [8, 8], { label: "one", usage });
+  assert.equal(one.buffers.length, 1);
+  assert.equal(one.buffers[0].label, "one");
+  assert.equal(
+    one.ranges[1].offset,
+    device.limits.minStorageBufferOffsetAlignment,
+  );
+  assert.throws(
+    () => packBuffers(device, [2048], { label: "x", usage, maxBytes: 1024 }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /at most 1024 bytes \(the largest buffer\), got 2048/.test(e.message),
+  );
+  for (const b of [...buffers, ...one.buffers]) b.destroy();
 });

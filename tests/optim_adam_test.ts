@@ -695,3 +695,77 @@ for (const aligned of [true, false]) {
     }
   });
 }
+
+Deno.test(
+  "AMSGrad: the moments of every batch in one buffer (packBuffers), each range aligned, state exactly 12 bytes per parameter",
+  async () => {
+    const device = await testDevice();
+    const sizes = [1000, 33, 4097, 70];
+    const tensors = sizes.map((n, i) => ({
+      param: bufferFrom(device, new Float32Array(n).fill(1)),
+      grad: bufferFrom(device, new Float32Array(n).fill(0.5)),
+      length: n,
+      name: `t${i}`,
+    }));
+    const made: GPUBufferDescriptor[] = [];
+    const create = device.createBuffer;
+    device.createBuffer = (d: GPUBufferDescriptor) => {
+      made.push(d);
+      return create.call(device, d);
+    };
+    let opt: AMSGrad;
+    try {
+      // One batch per tensor: each is in buffers of its own, none gathered.
+      opt = new AMSGrad(device, tensors, { lr: 1e-3, gatherBelow: 0 });
+    } finally {
+      device.createBuffer = create;
+    }
+    const moments = made.filter((d) => d.label?.startsWith("adam moments"));
+    assert.equal(moments.length, 1, "one buffer for 4 batches × 3 moments");
+    // Three ranges per tensor in batch order, each at the next multiple of
+    // the offset alignment: the buffer ends where the last range does.
+    const align = device.limits.minStorageBufferOffsetAlignment;
+    let end = 0;
+    for (const n of sizes) {
+      for (let m = 0; m < 3; m++) end = Math.ceil(end / align) * align + 4 * n;
+    }
+    assert.equal(moments[0].size, end);
+    const params = sizes.reduce((s, n) => s + n, 0);
+    assert.equal(opt.stateBytes(), 12 * params);
+    const mem = opt.memoryBytes();
+    assert.equal(mem.state, 12 * params);
+    // The alignment gaps count as workspace.
+    assert.ok(mem.workspace >= end - 12 * params);
+    // The moments land in their own ranges: after one step of g = 0.5 every
+    // tensor's m is (1 - β1)·0.5 and v and max_v (1 - β2)·0.25 (in f32),
+    // as the state dict reads them back.
+    opt.step();
+    const state = await opt.stateDict();
+    const f32 = (b: Uint8Array) =>
+      new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    state.tensors.forEach((t, i) => {
+      assert.equal(f32(t.buffers.expAvg).length, sizes[i]);
+      for (
+        const [key, want] of [
+          ["expAvg", Math.fround(Math.fround(1 - Math.fround(0.9)) * 0.5)],
+          ["expAvgSq", Math.fround(Math.fround(1 - Math.fround(0.999)) * 0.25)],
+          [
+            "maxExpAvgSq",
+            Math.fround(Math.fround(1 - Math.fround(0.999)) * 0.25),
+          ],
+        ] as const
+      ) {
+        const got = f32(t.buffers[key]);
+        assert.ok(
+          got.every((x) => Math.abs(x - want) <= 1e-6 * want),
+          `${key} of t${i}: ${got[0]}, expected ${want}`,
+        );
+      }
+    });
+    opt.dispose();
+    for (const t of tensors) {
+      t.param.destroy();
+      t.grad.destroy();
+    }
+  },
+);

@@ -53,7 +53,7 @@ export class Adam extends GpuOptimizer {
     pipe: GPUComputePipeline;
     bind: GPUBindGroup;
     tiles: number;
-    moments: GPUBuffer[];
+    moments: BufferRange[];
     offsets: number[];
   }[];
 
@@ -121,14 +121,15 @@ export class Adam extends GpuOptimizer {
         size: 16,
         usage: GPUBufferUsage.STORAGE,
       }));
+      // Every batch's moments in few buffers (see stateRanges).
+      const all = this.stateRanges(
+        "adam moments",
+        this.plan.batches.flatMap((b) =>
+          new Array(states).fill(4 * b.segments.reduce((s, x) => s + x.len, 0))
+        ),
+      );
       this.#batches = planned.map((p, bi) => {
-        const total = this.plan.batches[bi].segments.reduce(
-          (s, x) => s + x.len,
-          0,
-        );
-        const moments = MOMENTS.slice(0, states).map((name) =>
-          this.stateBuffer(`adam ${name}`, 4 * total)
-        );
+        const moments = all.slice(states * bi, states * (bi + 1));
         const pipe = pipeline(
           device,
           vec4Aligned(this.plan.batches[bi].segments) ? "adam4" : "adam",
@@ -176,9 +177,9 @@ export class Adam extends GpuOptimizer {
         const st = this.#batches[bi];
         pieces.push({
           start: s.coordStart,
-          ranges: st.moments.map((buffer) => ({
-            buffer,
-            offset: 4 * st.offsets[si],
+          ranges: st.moments.map((r) => ({
+            buffer: r.buffer,
+            offset: r.offset + 4 * st.offsets[si],
             size: 4 * s.len,
           })),
         });

@@ -23,7 +23,13 @@ import { MAX_COUNT } from "../core/limits.ts";
 import { checkKeys, given } from "../core/checks.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
 import { matchState } from "../checkpoint/validate.ts";
-import { bindBuffers, createFilled, readRanges } from "../gpu/buffers.ts";
+import {
+  bindBuffers,
+  type BufferRange,
+  createFilled,
+  packBuffers,
+  readRanges,
+} from "../gpu/buffers.ts";
 import { dispatchSize, type KernelName, pipeline } from "../gpu/kernels.ts";
 import {
   type Plan,
@@ -212,6 +218,7 @@ export abstract class GpuOptimizer {
   readonly #decoupled: boolean;
   readonly #life: Lifecycle;
   readonly #stateBuffers = new Set<GPUBuffer>();
+  #packedStateBytes = 0; // of stateRanges (their alignment gaps are workspace)
   readonly #checkBatches: {
     pipe: GPUComputePipeline;
     bindGroup: GPUBindGroup;
@@ -436,6 +443,26 @@ export abstract class GpuOptimizer {
       }),
       true,
     );
+  }
+
+  /**
+   * Zeroed state ranges of these byte sizes (counted by
+   * {@link stateBytes}), packed into as few buffers as the device allows:
+   * one buffer per range wastes memory where the allocator rounds buffer
+   * sizes up (see `packBuffers`).
+   */
+  protected stateRanges(
+    label: string,
+    sizes: readonly number[],
+  ): BufferRange[] {
+    const { buffers, ranges } = packBuffers(this.device, sizes, {
+      label,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+        GPUBufferUsage.COPY_DST,
+    });
+    for (const b of buffers) this.own(b);
+    for (const r of ranges) this.#packedStateBytes += r.size;
+    return ranges;
   }
 
   /**
@@ -698,7 +725,7 @@ export abstract class GpuOptimizer {
   /** Exact bytes of optimizer state allocated on the device (what a checkpoint holds per tensor). */
   stateBytes(): number {
     if (this.#life.disposed) this.#life.assertUsable();
-    let n = 0;
+    let n = this.#packedStateBytes;
     for (const b of this.#stateBuffers) n += b.size;
     return n;
   }
