@@ -44,10 +44,10 @@
  * by bench/torch_adamw.py as its fused AdamW, on the sizes and LLaMA shapes
  * our AMSGrad runs (not 13B), and only when AMSGrad is among `--optimizers`.
  *
- * `--memory-probe` first measures how much memory this process can hold in
- * storage buffers of each given size (MiB): it creates them until the
- * device refuses one, prints the total, and frees them before the next
- * size. A total that depends on the size is the allocator's granularity,
+ * `--memory-probe` measures how much memory this process can hold in storage
+ * buffers of each given size (MiB), after the timings (run first, it slowed
+ * the host-paced rows that followed): it creates them until the device
+ * refuses one, prints the total, and frees them before the next size. A total that depends on the size is the allocator's granularity,
  * not the device's memory.
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
@@ -122,6 +122,16 @@ const warmupMs = Number(values["warmup-ms"]);
 const heatMs = Number(values["heat-ms"]);
 const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
 const llamaNames = values.llama ? values.llama.split(",") : [];
+const probeSizes = values["memory-probe"]
+  ? values["memory-probe"].split(",").map(Number)
+  : [];
+if (!probeSizes.every((mib) => mib > 0)) {
+  throw new RangeError(
+    `--memory-probe: expected buffer sizes in MiB, got "${
+      values["memory-probe"]
+    }"`,
+  );
+}
 const layouts = values.layout!.split(",");
 for (const l of layouts) {
   if (l !== "own" && l !== "shared") {
@@ -166,49 +176,6 @@ say(
 );
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
-
-// ---- What the device lets a process hold ----------------------------------------
-
-/**
- * Storage buffers of `mib` MiB created until the device refuses one: how
- * many it took and their total, then all freed.
- */
-async function probeMemory(mib: number): Promise<void> {
-  const held: GPUBuffer[] = [];
-  // Past any GPU's memory today: a device that allocates lazily stops here.
-  const cap = Math.floor(192 * 1024 / mib);
-  let refusal = `none before ${cap} buffers`;
-  while (held.length < cap) {
-    device.pushErrorScope("out-of-memory");
-    const b = device.createBuffer({ size: mib * 2 ** 20, usage });
-    const error = await device.popErrorScope();
-    if (error) {
-      b.destroy();
-      refusal = error.message.slice(0, 120);
-      break;
-    }
-    held.push(b);
-  }
-  say(
-    `memory probe: ${held.length} buffers of ${mib} MiB = ${
-      (held.length * mib / 1024).toFixed(2)
-    } GiB held; then refused (${refusal})`,
-  );
-  for (const b of held) b.destroy();
-  await device.queue.onSubmittedWorkDone();
-}
-if (values["memory-probe"]) {
-  for (const mib of values["memory-probe"].split(",").map(Number)) {
-    if (!(mib > 0)) {
-      throw new RangeError(
-        `--memory-probe: expected buffer sizes in MiB, got "${
-          values["memory-probe"]
-        }"`,
-      );
-    }
-    await probeMemory(mib);
-  }
-}
 
 // ---- Shapes -------------------------------------------------------------------
 
@@ -1091,6 +1058,44 @@ function stderrTail(r: Deno.CommandOutput): string {
   return new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3)
     .join(" | ");
 }
+
+// ---- What the device lets a process hold (--memory-probe), after the timings ---------------
+
+/**
+ * Storage buffers of `mib` MiB created until the device refuses one: how
+ * many it took and their total, then all freed.
+ */
+async function probeMemory(mib: number): Promise<void> {
+  if (mib * 2 ** 20 > device.limits.maxBufferSize) {
+    say(
+      `memory probe: ${mib} MiB is above maxBufferSize (${device.limits.maxBufferSize} bytes)`,
+    );
+    return;
+  }
+  const held: GPUBuffer[] = [];
+  // Past any GPU's memory today: a device that allocates lazily stops here.
+  const cap = Math.floor(192 * 1024 / mib);
+  let refusal = `none before ${cap} buffers`;
+  while (held.length < cap) {
+    device.pushErrorScope("out-of-memory");
+    const b = device.createBuffer({ size: mib * 2 ** 20, usage });
+    const error = await device.popErrorScope();
+    if (error) {
+      b.destroy();
+      refusal = error.message.slice(0, 120);
+      break;
+    }
+    held.push(b);
+  }
+  say(
+    `memory probe: ${held.length} buffers of ${mib} MiB = ${
+      (held.length * mib / 1024).toFixed(2)
+    } GiB held; then refused (${refusal})`,
+  );
+  for (const b of held) b.destroy();
+  await device.queue.onSubmittedWorkDone();
+}
+for (const mib of probeSizes) await probeMemory(mib);
 
 // ---- PyTorch fused AdamW, fused AMSGrad and the copy bandwidth -----------------------------
 
