@@ -47,8 +47,9 @@
  * `--memory-probe` measures how much memory this process can hold in storage
  * buffers of each given size (MiB), after the timings (run first, it slowed
  * the host-paced rows that followed): it creates them until the device
- * refuses one, prints the total, and frees them before the next size. A total that depends on the size is the allocator's granularity,
- * not the device's memory.
+ * refuses one, prints the total, and frees them before the next size. A
+ * total that depends on the size is the allocator's granularity, not the
+ * device's memory.
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.

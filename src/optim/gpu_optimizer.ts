@@ -448,8 +448,8 @@ export abstract class GpuOptimizer {
   /**
    * Zeroed state ranges of these byte sizes (counted by
    * {@link stateBytes}), packed into as few buffers as the device allows:
-   * one buffer per range wastes memory where the allocator rounds buffer
-   * sizes up (see `packBuffers`).
+   * one buffer per range wastes memory where the allocator places buffers
+   * in larger blocks (see `packBuffers`).
    */
   protected stateRanges(
     label: string,
