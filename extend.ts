@@ -86,6 +86,8 @@ export type { TensorBuffer } from "./src/gpu/tensor_io.ts";
 export {
   type BufferRange,
   createFilled,
+  packBuffers,
+  type PackOptions,
   readBuffer,
   readRanges,
 } from "./src/gpu/buffers.ts";
