@@ -30,6 +30,61 @@ import { type Arr, device, Twin } from "./optim_microadam.ts";
 
 // ---- 8. Memory -----------------------------------------------------------
 
+Deno.test("memory: every batch's window, and every batch's codes, in one buffer (packBuffers); state bytes the same as the CPU reference's", () => {
+  const sizes = [5000, 70001, 33, 4097];
+  const tensors = sizes.map((n) => ({
+    param: device.createBuffer({ size: 4 * n, usage: TENSOR_USAGE }),
+    grad: device.createBuffer({ size: 4 * n, usage: TENSOR_USAGE }),
+    length: n,
+  }));
+  const made: GPUBufferDescriptor[] = [];
+  const create = device.createBuffer;
+  device.createBuffer = (d: GPUBufferDescriptor) => {
+    made.push(d);
+    return create.call(device, d);
+  };
+  let opt: MicroAdam | undefined;
+  try {
+    // Bindings of at most 32 KiB: many batches (lanes or not), none gathered.
+    opt = new MicroAdam(device, tensors, {
+      gatherBelow: 0,
+      maxBindingBytes: 32768,
+    });
+    const labelled = (l: string) => made.filter((d) => d.label === l);
+    assert.equal(labelled("microadam window").length, 1);
+    const [codes] = labelled("microadam EF codes (two halves)");
+    assert.equal(labelled("microadam EF codes (two halves)").length, 1);
+    // Two halves of ceil(len / 8) words per segment, each batch's range at
+    // a multiple of the offset alignment: at most one gap per batch (each
+    // batch has at least one segment table).
+    const batches = labelled("microadam segments").length;
+    assert.ok(batches > 4, `${batches} segment tables`);
+    const align = device.limits.minStorageBufferOffsetAlignment;
+    const words = sizes.reduce((s, n) => s + 2 * 4 * Math.ceil(n / 8), 0);
+    assert.ok(
+      codes.size >= words &&
+        codes.size < words + 2 * 4 * batches + batches * align,
+      `codes buffer ${codes.size} bytes for ${words} bytes of codes`,
+    );
+    const cpu = new MicroAdamCpu(
+      sizes.map((n) => ({
+        param: new Float32Array(n),
+        grad: new Float32Array(n),
+      })),
+      {},
+    );
+    assert.equal(opt.stateBytes(), cpu.stateBytes());
+    assert.equal(opt.memoryBytes().state, opt.stateBytes());
+  } finally {
+    device.createBuffer = create;
+    opt?.dispose();
+    for (const t of tensors) {
+      t.param.destroy();
+      t.grad.destroy();
+    }
+  }
+});
+
 Deno.test("memory: MicroAdam state at d = 2^20 matches the formula within 2 %; Adam 8 B/param, AMSGrad 12", () => {
   const d = 2 ** 20;
   const param = device.createBuffer({ size: 4 * d, usage: TENSOR_USAGE });

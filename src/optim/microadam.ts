@@ -28,7 +28,12 @@ import {
   PLACEMENT_KEYS,
   type PlacementOptions,
 } from "./gpu_optimizer.ts";
-import { bindBuffers, type BufferRange, createFilled } from "../gpu/buffers.ts";
+import {
+  bindBuffers,
+  type BufferRange,
+  createFilled,
+  packBuffers,
+} from "../gpu/buffers.ts";
 import { fastLanes } from "../gpu/kernels.ts";
 import type { Batch } from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
@@ -110,9 +115,9 @@ interface BatchState {
   fast?: Path;
   /** Segments of the others. */
   general?: Path;
-  window: GPUBuffer;
+  window: BufferRange;
   /** Two halves of `codesHalf` bytes: see kernels/microadam_common.wgsl. */
-  codes: GPUBuffer;
+  codes: BufferRange;
   codesHalf: number;
   /** Per segment: byte offsets of its window and codes (within a half). */
   offsets: {
@@ -256,9 +261,8 @@ export class MicroAdam extends GpuOptimizer {
       const fastLanesOf = (b: Batch) => b.lanes ? fastLanes(device) : 1;
       const selectPipe = this.pipeline("microadamSelect", bf16);
       const updatePipe = this.pipeline("microadamUpdate", bf16);
-      let codesStateBytes = 0;
-      this.#batches = this.plan.batches.map((b, bi) => {
-        // State offsets of each segment inside the batch's buffers.
+      // State offsets of each segment inside its batch's window and codes.
+      const layouts = this.plan.batches.map((b) => {
         let windowAt = 0;
         let codesAt = 0;
         const offsets = b.segments.map((s) => {
@@ -273,13 +277,29 @@ export class MicroAdam extends GpuOptimizer {
           codesAt += entry.codeBytes;
           return entry;
         });
-        const window = this.stateBuffer("microadam window", windowAt);
-        const codes = this.own(device.createBuffer({
+        return { offsets, windowAt, codesAt };
+      });
+      // Every batch's window, and every batch's codes, in few buffers (see
+      // stateRanges); one half of the codes is state, the other workspace.
+      const windows = this.stateRanges(
+        "microadam window",
+        layouts.map((l) => l.windowAt),
+      );
+      const packedCodes = packBuffers(
+        device,
+        layouts.map((l) => 2 * l.codesAt),
+        {
           label: "microadam EF codes (two halves)",
-          size: 2 * codesAt,
           usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
             GPUBufferUsage.COPY_DST,
-        }));
+        },
+      );
+      for (const buffer of packedCodes.buffers) this.own(buffer);
+      let codesStateBytes = 0;
+      this.#batches = this.plan.batches.map((b, bi) => {
+        const { offsets, codesAt } = layouts[bi];
+        const window = windows[bi];
+        const codes = packedCodes.ranges[bi];
         codesStateBytes += codesAt;
         const { params, grads } = b;
         // 16-byte buffers for a vec4 view of a smaller binding and for the
@@ -449,10 +469,14 @@ export class MicroAdam extends GpuOptimizer {
         const o = st.offsets[si];
         pieces.push({
           start: s.coordStart,
-          w: { buffer: st.window, offset: o.window, size: o.windowBytes },
+          w: {
+            buffer: st.window.buffer,
+            offset: st.window.offset + o.window,
+            size: o.windowBytes,
+          },
           c: {
-            buffer: st.codes,
-            offset: parity * st.codesHalf + o.codes,
+            buffer: st.codes.buffer,
+            offset: st.codes.offset + parity * st.codesHalf + o.codes,
             size: o.codeBytes,
           },
         });
