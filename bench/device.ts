@@ -589,13 +589,16 @@ function bytesPerParam(kind: Kind): number {
   return check + 4 + 8 + 16 + (kind === "AMSGrad" ? 8 : 0);
 }
 
+/** What a LLaMA row label adds for the shared layout. */
+const SHARED_SUFFIX = ", shared buffers";
+
 /**
  * The row label of LLaMA shapes `name`; torch's rows carry the label without
  * the shared layout's suffix, which is how a row finds its torch baseline.
  */
 function llamaLabel(name: string, shared = false): string {
   return `LLaMA-2-${name.toUpperCase()} (${LLAMA[name].length} tensors${
-    shared ? ", shared buffers" : ""
+    shared ? SHARED_SUFFIX : ""
   })`;
 }
 
@@ -1224,7 +1227,7 @@ const torchMs = (optimizer: string, dtype: string, shape: string) =>
   torchRows.find((r) =>
     r.optimizer === torchBaseline(optimizer) &&
     // PyTorch's multi-tensor step does not depend on where tensors lie.
-    r.label === shape.replace(", shared buffers", "") &&
+    r.label === shape.replace(SHARED_SUFFIX, "") &&
     r.dtype === (dtype === "f32" ? "float32" : "bfloat16")
   )?.ms;
 /**

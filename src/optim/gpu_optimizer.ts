@@ -195,6 +195,10 @@ export interface PlannedBatch {
   tiles: number;
 }
 
+// State buffers are read back and written by state dicts and checkpoints.
+const STATE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+  GPUBufferUsage.COPY_DST;
+
 /**
  * Base class of the WebGPU optimizers ({@link OptimizerSpec} says what a
  * subclass provides). Not used directly: see `MicroAdam`, `Adam`, `AdamW`
@@ -438,29 +442,39 @@ export abstract class GpuOptimizer {
       this.device.createBuffer({
         label,
         size: Math.max(4, Math.ceil(bytes / 4) * 4),
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
-          GPUBufferUsage.COPY_DST,
+        usage: STATE_USAGE,
       }),
       true,
     );
   }
 
   /**
-   * Zeroed state ranges of these byte sizes (counted by
-   * {@link stateBytes}), packed into as few buffers as the device allows:
-   * one buffer per range wastes memory where the allocator places buffers
-   * in larger blocks (see `packBuffers`).
+   * Zeroed ranges of these byte sizes with the state buffers' usage, packed
+   * into as few buffers as the device allows (one buffer per range wastes
+   * memory where the allocator places buffers in larger blocks: see
+   * `packBuffers`), owned as workspace.
    */
-  protected stateRanges(
+  protected packedRanges(
     label: string,
     sizes: readonly number[],
   ): BufferRange[] {
     const { buffers, ranges } = packBuffers(this.device, sizes, {
       label,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
-        GPUBufferUsage.COPY_DST,
+      usage: STATE_USAGE,
     });
     for (const b of buffers) this.own(b);
+    return ranges;
+  }
+
+  /**
+   * {@link packedRanges} counted as state by {@link stateBytes} (their
+   * alignment gaps stay workspace).
+   */
+  protected stateRanges(
+    label: string,
+    sizes: readonly number[],
+  ): BufferRange[] {
+    const ranges = this.packedRanges(label, sizes);
     for (const r of ranges) this.#packedStateBytes += r.size;
     return ranges;
   }

@@ -28,12 +28,7 @@ import {
   PLACEMENT_KEYS,
   type PlacementOptions,
 } from "./gpu_optimizer.ts";
-import {
-  bindBuffers,
-  type BufferRange,
-  createFilled,
-  packBuffers,
-} from "../gpu/buffers.ts";
+import { bindBuffers, type BufferRange, createFilled } from "../gpu/buffers.ts";
 import { fastLanes } from "../gpu/kernels.ts";
 import type { Batch } from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
@@ -285,21 +280,15 @@ export class MicroAdam extends GpuOptimizer {
         "microadam window",
         layouts.map((l) => l.windowAt),
       );
-      const packedCodes = packBuffers(
-        device,
+      const codeRanges = this.packedRanges(
+        "microadam EF codes (two halves)",
         layouts.map((l) => 2 * l.codesAt),
-        {
-          label: "microadam EF codes (two halves)",
-          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
-            GPUBufferUsage.COPY_DST,
-        },
       );
-      for (const buffer of packedCodes.buffers) this.own(buffer);
       let codesStateBytes = 0;
       this.#batches = this.plan.batches.map((b, bi) => {
         const { offsets, codesAt } = layouts[bi];
         const window = windows[bi];
-        const codes = packedCodes.ranges[bi];
+        const codes = codeRanges[bi];
         codesStateBytes += codesAt;
         const { params, grads } = b;
         // 16-byte buffers for a vec4 view of a smaller binding and for the
