@@ -25,6 +25,7 @@
 
 import { parseArgs } from "node:util";
 import { FAST_LANES } from "../src/gpu/layout.ts";
+import { BF16_LANES } from "../src/optim/microadam.ts";
 import { parseWgsl, validate, writeSpirv } from "naga-wasm";
 
 /** A kernel as SPIR-V words and the kinds of its group-0 bindings. */
@@ -142,11 +143,12 @@ if (import.meta.main) {
   for (const name of values.kernels.split(",")) {
     const source = (variant: Variant) => kernelSource(name as Name, variant);
     // The kernels without lanes, then (one-pass kernels of a build that has
-    // them) with every lane, as a batch of several binding pairs takes them.
+    // them) with the lanes a batch of several binding pairs takes: f32
+    // FAST_LANES, bf16 BF16_LANES (this tree's counts).
     const variants = source({ lanes: FAST_LANES }) === source({})
-      ? [1]
-      : [1, FAST_LANES];
-    for (const [lanes, bf16] of variants.flatMap((l) => [[l, 0], [l, 1]])) {
+      ? [[1, 0], [1, 1]]
+      : [[1, 0], [1, 1], [FAST_LANES, 0], [BF16_LANES, 1]];
+    for (const [lanes, bf16] of variants) {
       // The H200 takes the subgroup reductions and the exact fma.
       const s = spirvOf(source({ subgroups: true, lanes }), {
         BF16: bf16,

@@ -91,6 +91,16 @@ export function fastPath(g: MicroAdamGeometry): boolean {
  */
 const LANE_BELOW = 2 ** 27;
 
+/**
+ * Binding pairs a bf16 batch merges (f32: `fastLanes`). The H200's driver
+ * compiles the bf16 select kernel with 2 lanes to 48 registers, as without
+ * lanes (it keeps 20 bytes per thread in workgroup memory), but with 3 or 4
+ * to 61, one resident workgroup fewer per multiprocessor: LLaMA-2-7B bf16
+ * 1.4 % faster with 2 than with 4, 0.8 % slower with 3 (bench/RESULTS.md,
+ * round 23).
+ */
+export const BF16_LANES = 2;
+
 /** One segment table and the bind groups of the kernels that walk it. */
 interface Path {
   blocks: number;
@@ -173,6 +183,8 @@ export class MicroAdam extends GpuOptimizer {
       efBlockSize: o.efBlockSize,
     };
     const geo = (length: number) => microAdamGeometry(length, shape);
+    const lanes = (d: GPUDevice) =>
+      o.dtype === "bf16" ? Math.min(BF16_LANES, fastLanes(d)) : fastLanes(d);
     super(device, params, {
       name: "MicroAdam",
       bytesPerElement: o.dtype === "bf16" ? 2 : 4,
@@ -200,7 +212,7 @@ export class MicroAdam extends GpuOptimizer {
       // Tensors of the one-pass kernels in buffers of their own share
       // dispatches, one binding pair each, where a dispatch of their own
       // would leave the GPU idle for a noticeable part of it.
-      lanes: fastLanes,
+      lanes,
       laneable: (t) => fastPath(geo(t.length)),
       laneBelow: LANE_BELOW,
     }, options);
@@ -253,7 +265,7 @@ export class MicroAdam extends GpuOptimizer {
       // A batch of one binding pair takes the kernels without lanes: the
       // lanes' switch cost the bf16 select kernel 15 registers (48 -> 63)
       // and 8 % on the H200 (bench/RESULTS.md, round 19).
-      const fastLanesOf = (b: Batch) => b.lanes ? fastLanes(device) : 1;
+      const fastLanesOf = (b: Batch) => b.lanes ? lanes(device) : 1;
       const selectPipe = this.pipeline("microadamSelect", bf16);
       const updatePipe = this.pipeline("microadamUpdate", bf16);
       // State offsets of each segment inside its batch's window and codes.
