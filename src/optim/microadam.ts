@@ -296,12 +296,12 @@ export class MicroAdam extends GpuOptimizer {
         "microadam EF codes (two halves)",
         layouts.map((l) => 2 * l.codesAt),
       );
-      let codesStateBytes = 0;
+      // One half of each batch's codes counts as state.
+      this.#codesStateBytes = layouts.reduce((n, l) => n + l.codesAt, 0);
       this.#batches = this.plan.batches.map((b, bi) => {
         const { offsets, codesAt } = layouts[bi];
         const window = windows[bi];
         const codes = codeRanges[bi];
-        codesStateBytes += codesAt;
         const { params, grads } = b;
         // 16-byte buffers for a vec4 view of a smaller binding and for the
         // bindings of lanes a batch does not use: one per lane, as no two
@@ -423,7 +423,6 @@ export class MicroAdam extends GpuOptimizer {
         }
         return state;
       });
-      this.#codesStateBytes = codesStateBytes;
       this.#commit = bindBuffers(
         device,
         this.pipeline("microadamCommit").getBindGroupLayout(0),
