@@ -98,6 +98,16 @@ const LANE_BELOW = 2 ** 27;
  * to 61, one resident workgroup fewer per multiprocessor: LLaMA-2-7B bf16
  * 1.4 % faster with 2 than with 4, 0.8 % slower with 3 (bench/RESULTS.md,
  * round 23).
+ *
+ * @example
+ * ```ts
+ * import { fastLanes } from "../gpu/kernels.ts";
+ * import { requestDevice } from "../gpu/device.ts";
+ * import { BF16_LANES } from "./microadam.ts";
+ * const device = await requestDevice();
+ * console.log(Math.min(BF16_LANES, fastLanes(device)) <= 2); // true
+ * device.destroy();
+ * ```
  */
 export const BF16_LANES = 2;
 
