@@ -37,6 +37,7 @@ import workgroupSubgroups from "../../kernels/workgroup_subgroups.wgsl" with {
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
 import elementwise from "../../kernels/elementwise.wgsl" with { type: "text" };
 import { FAST_LANES, layoutWgsl } from "./layout.ts";
+import { pruneWgsl } from "./wgsl_prune.ts";
 
 // Structs and constants the kernels share with TypeScript, declared once in
 // src/gpu/layout.ts and emitted as WGSL ahead of every kernel.
@@ -221,7 +222,10 @@ function laneAccess(name: KernelName, lanes: number): string {
 }
 
 /**
- * The full WGSL source of a kernel (shared snippets included).
+ * The full WGSL source of a kernel: the shared snippets it needs and its own
+ * file, without the functions and workgroup variables it never reaches
+ * (`pruneWgsl`: NVIDIA's driver reserves workgroup memory for every
+ * workgroup variable of a module, used or not).
  *
  * @example
  * ```ts
@@ -234,13 +238,15 @@ export function kernelSource(
   name: KernelName,
   variant: KernelVariant = {},
 ): string {
-  return [
-    SHARED,
-    ...SOURCES[name].map((s) =>
-      s === workgroup && variant.subgroups ? workgroupSubgroups : s
-    ),
-    laneAccess(name, variant.lanes ?? 1),
-  ].join("\n");
+  return pruneWgsl(
+    [
+      SHARED,
+      ...SOURCES[name].map((s) =>
+        s === workgroup && variant.subgroups ? workgroupSubgroups : s
+      ),
+      laneAccess(name, variant.lanes ?? 1),
+    ].join("\n"),
+  );
 }
 
 // Kernels built on kernels/numeric.wgsl take its EXACT_FMA switch.
@@ -341,7 +347,11 @@ export function pipeline(
     constants = { ...constants, EXACT_FMA: hasExactFma(device) ? 1 : 0 };
   }
   const subgroups = hasSubgroups(device);
-  const key = `${name}:${JSON.stringify(constants)}:${lanes}`;
+  // The constants in name order, so that the key (and the pipeline's label,
+  // which names them) does not depend on the order they were given in.
+  const named = Object.entries(constants).sort(([a], [b]) => a < b ? -1 : 1)
+    .map(([k, v]) => `${k}=${v}`).join(" ");
+  const key = `${name}:${named}:${lanes}`;
   return cachedPipeline(device, key, () => {
     const module = device.createShaderModule({
       label: name,
@@ -349,7 +359,7 @@ export function pipeline(
     });
     const entries = EXPLICIT_LAYOUTS[name];
     return device.createComputePipeline({
-      label: name,
+      label: named ? `${name} ${named}` : name,
       layout: entries
         ? device.createPipelineLayout({
           label: name,
