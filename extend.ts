@@ -76,6 +76,7 @@ export { type SegmentFields, segmentTable } from "./src/gpu/segments.ts";
 export {
   dispatchSize,
   fastLanes,
+  KERNEL_NAMES,
   type KernelName,
   kernelSource,
   type KernelVariant,

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import {
   dispatchSize,
+  KERNEL_NAMES,
   type KernelName,
   kernelSource,
   pipeline,
@@ -19,18 +20,7 @@ import { dispatchWith, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 
-const KERNELS: KernelName[] = [
-  "checkFinite",
-  "checkFinite4",
-  "prologue",
-  "adam",
-  "adam4",
-  "microadamSelect",
-  "microadamUpdate",
-  "microadamSelectFast",
-  "microadamUpdateFast",
-  "microadamCommit",
-];
+const KERNELS = KERNEL_NAMES;
 /** Kernels whose source declares `override BF16`. */
 const WITH_BF16: KernelName[] = [
   "checkFinite",

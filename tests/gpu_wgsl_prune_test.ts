@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { pruneWgsl } from "../src/gpu/wgsl_prune.ts";
-import { type KernelName, kernelSource } from "../src/gpu/kernels.ts";
+import { KERNEL_NAMES, kernelSource } from "../src/gpu/kernels.ts";
 
 // The names a module declares at its top level, by kind.
 function declared(src: string): { fns: string[]; wgVars: string[] } {
@@ -84,18 +84,7 @@ Deno.test("pruneWgsl: the text of every item it keeps is unchanged, in order", (
   }
 });
 
-const KERNELS: KernelName[] = [
-  "checkFinite",
-  "checkFinite4",
-  "prologue",
-  "adam",
-  "adam4",
-  "microadamSelect",
-  "microadamUpdate",
-  "microadamSelectFast",
-  "microadamUpdateFast",
-  "microadamCommit",
-];
+const KERNELS = KERNEL_NAMES;
 
 Deno.test("kernelSource: every kernel's workgroup variables are all used (none left for the driver to reserve)", () => {
   for (const name of KERNELS) {

@@ -100,6 +100,19 @@ const SOURCES: Record<KernelName, string[]> = {
   microadamCommit: [numeric, grid, efQuant, commit, elementwise],
 };
 
+/**
+ * Every kernel of this library, by name.
+ *
+ * @example
+ * ```ts
+ * import { KERNEL_NAMES, kernelSource } from "./kernels.ts";
+ * console.log(KERNEL_NAMES.every((n) => kernelSource(n).includes("fn main"))); // true
+ * ```
+ */
+export const KERNEL_NAMES: readonly KernelName[] = Object.keys(
+  SOURCES,
+) as KernelName[];
+
 /** How a kernel's source is assembled for a device. */
 export interface KernelVariant {
   /**
