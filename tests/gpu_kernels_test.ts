@@ -15,6 +15,7 @@ import {
 } from "../src/gpu/kernels.ts";
 import { readBuffer } from "../src/gpu/buffers.ts";
 import { requestDevice } from "../src/gpu/device.ts";
+import { hasExactFma } from "../src/gpu/capabilities.ts";
 import grid from "../kernels/grid.wgsl" with { type: "text" };
 import { dispatchWith, testDevice } from "./gpu_util.ts";
 
@@ -128,6 +129,13 @@ Deno.test("pipeline cache: same object for the same name and constants, differen
   const bf = pipeline(device, "microadamSelect", { BF16: 1 });
   assert.notEqual(bf, a);
   assert.equal(pipeline(device, "microadamSelect", { BF16: 1 }), bf);
+  // Constants in any order name the same pipeline, and its label names them.
+  const x = hasExactFma(device) ? 1 : 0;
+  assert.equal(
+    pipeline(device, "microadamSelect", { EXACT_FMA: x, BF16: 1 }),
+    bf,
+  );
+  assert.equal(bf.label, `microadamSelect BF16=1 EXACT_FMA=${x}`);
   assert.notEqual(pipeline(device, "microadamUpdate"), a);
   assert.notEqual(pipeline(device, "microadamUpdate", { BF16: 1 }), bf);
   const distinct = new Set(

@@ -237,8 +237,8 @@ function laneAccess(name: KernelName, lanes: number): string {
 /**
  * The full WGSL source of a kernel: the shared snippets it needs and its own
  * file, without the functions and workgroup variables it never reaches
- * (`pruneWgsl`: NVIDIA's driver reserves workgroup memory for every
- * workgroup variable of a module, used or not).
+ * (`pruneWgsl`: NVIDIA's driver counts every workgroup variable of a module
+ * in the kernel's workgroup memory, used or not).
  *
  * @example
  * ```ts
