@@ -21,7 +21,6 @@ import { dispatchWith, testDevice } from "./gpu_util.ts";
 
 const device = await testDevice();
 
-const KERNELS = KERNEL_NAMES;
 /** Kernels whose source declares `override BF16`. */
 const WITH_BF16: KernelName[] = [
   "checkFinite",
@@ -46,7 +45,7 @@ async function validationError(f: () => void): Promise<string | undefined> {
 }
 
 Deno.test("kernelSource: every kernel has one `fn main` entry point; BF16 is declared exactly where expected", () => {
-  for (const name of KERNELS) {
+  for (const name of KERNEL_NAMES) {
     const src = kernelSource(name);
     assert.equal(src.match(/\bfn main\s*\(/g)?.length, 1, name);
     assert.match(src, /@compute\s+@workgroup_size\(/, name);
@@ -58,7 +57,7 @@ Deno.test("kernelSource: every kernel has one `fn main` entry point; BF16 is dec
   }
 });
 
-for (const name of KERNELS) {
+for (const name of KERNEL_NAMES) {
   Deno.test(`compile: ${name} has no compilation errors and builds a pipeline without validation errors`, async () => {
     const module = device.createShaderModule({
       label: `${name} test`,
@@ -139,12 +138,12 @@ Deno.test("pipeline cache: same object for the same name and constants, differen
   assert.notEqual(pipeline(device, "microadamUpdate"), a);
   assert.notEqual(pipeline(device, "microadamUpdate", { BF16: 1 }), bf);
   const distinct = new Set(
-    KERNELS.flatMap((n) => [
+    KERNEL_NAMES.flatMap((n) => [
       pipeline(device, n),
       ...(WITH_BF16.includes(n) ? [pipeline(device, n, { BF16: 1 })] : []),
     ]),
   );
-  assert.equal(distinct.size, KERNELS.length + WITH_BF16.length);
+  assert.equal(distinct.size, KERNEL_NAMES.length + WITH_BF16.length);
   // Another device gets its own pipelines.
   const other = await requestDevice();
   try {

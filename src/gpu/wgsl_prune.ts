@@ -25,8 +25,8 @@ interface Item {
   /** Whether it may be dropped when unreached: a function or a
    * workgroup/private variable. */
   droppable: boolean;
-  /** Whether it is an entry point (or kept unconditionally). */
-  root: boolean;
+  /** Whether it is an entry point (a `@compute` function). */
+  entry: boolean;
   /** Identifiers it mentions, comments excluded. */
   refs: Set<string>;
 }
@@ -65,7 +65,7 @@ function declaration(code: string): Omit<Item, "text" | "refs"> {
   const body = code.replace(/@\w+(\s*\([^)]*\))?/g, " ").trim();
   const fn = /^fn\s+(\w+)/.exec(body);
   if (fn) {
-    return { name: fn[1], droppable: true, root: /@compute\b/.test(code) };
+    return { name: fn[1], droppable: true, entry: /@compute\b/.test(code) };
   }
   const v = /^var\s*(<\s*(\w+)[^>]*>)?\s*(\w+)/.exec(body);
   if (v) {
@@ -73,13 +73,13 @@ function declaration(code: string): Omit<Item, "text" | "refs"> {
     return {
       name: v[3],
       droppable: space === "workgroup" || space === "private",
-      root: false,
+      entry: false,
     };
   }
   const named = /^(const|override|struct|alias)\s+(\w+)/.exec(body);
-  if (named) return { name: named[2], droppable: false, root: false };
+  if (named) return { name: named[2], droppable: false, entry: false };
   // Directives (enable, requires, diagnostic) and const_assert.
-  return { name: "", droppable: false, root: true };
+  return { name: "", droppable: false, entry: false };
 }
 
 // The module's top-level items, in order.
@@ -105,7 +105,7 @@ function items(src: string): Item[] {
         text,
         name: "",
         droppable: false,
-        root: true,
+        entry: false,
         refs: new Set(),
       });
     }
@@ -154,13 +154,14 @@ function items(src: string): Item[] {
  */
 export function pruneWgsl(src: string): string {
   const all = items(src);
-  if (!all.some((it) => it.root && it.droppable)) return src;
+  if (!all.some((it) => it.entry)) return src;
   const byName = new Map<string, Item[]>();
   for (const it of all) {
     if (it.name) byName.set(it.name, [...(byName.get(it.name) ?? []), it]);
   }
   const kept = new Set<Item>();
-  const stack = all.filter((it) => it.root || !it.droppable);
+  // Entry points and everything that is never dropped are reached.
+  const stack = all.filter((it) => it.entry || !it.droppable);
   while (stack.length) {
     const it = stack.pop()!;
     if (kept.has(it)) continue;
