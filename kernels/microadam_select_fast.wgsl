@@ -20,13 +20,16 @@
 // 12): the kernel's time follows its instruction count, and the H200 adds
 // floats at twice the rate of most integer operations.
 //
-// The candidates are the keys at or above a lower bound on T taken from the
-// subgroups' thread maxima (wg_kth_bound_part); on the benchmark's data a
-// block has 60 to 100, a thread usually none or one. Their keys go to
-// workgroup memory, where each counts the keys at or above its own, and T is
-// the largest key that at least k reach: one pass, one barrier. When they do
-// not fit (ties in bulk, or no subgroups, so no bound), radix digits over the
-// candidates find T instead (threshold_by_digits).
+// The candidates are the keys at or above a lower bound on T: the block's
+// hint, an |a| that hint_rank(k) of its values reached at the step before
+// (kept in `work`, any value correct: one that marks fewer than k is
+// replaced), else a bound taken from the subgroups' thread maxima
+// (wg_kth_bound_part). On the benchmark's data a block has 60 to 100, a
+// thread usually none or one. Their keys go to workgroup memory, where each
+// counts the keys at or above its own, and T is the largest key that at
+// least k reach: one pass, one barrier. When they do not fit (ties in bulk,
+// or no subgroups, so no bound), radix digits over the candidates find T
+// instead (threshold_by_digits).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> step: Step;
@@ -60,6 +63,7 @@ const CAND_CAP: u32 = 256u;
 var<workgroup> cand_keys: array<vec4<u32>, 64>; // CAND_CAP / 4
 var<workgroup> cand_n: atomic<u32>;
 var<workgroup> t_key: atomic<u32>; // T + 1, from the candidate list
+var<workgroup> h_key: atomic<u32>; // the next hint's key + 1 (see hint_rank)
 var<workgroup> block_quantizer: Quantizer;
 var<workgroup> zero_code: u32; // the code of a residual of 0 in the block
 
@@ -74,6 +78,7 @@ struct BlockPlace {
   stats: u32,  // its EF block
   tensor: u32,
   lane: u32,   // the binding pair of its gradients
+  hint: u32,   // its selection hint (see select_block), f32 bits of an |a|
 }
 var<workgroup> place: BlockPlace;
 
@@ -124,7 +129,8 @@ fn look_ahead(w: u32, tid: u32) {
   let mn = bf16_value(st);
   etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
   if (tid == 0u) {
-    place = BlockPlace(s.grad_off + blk.start, s.codes_off + blk.start / 8u, blk.n, blk.k, blk.row, q, s.tensor, s.lane);
+    let hint = atomicLoad(&work[table.hint_off + q]);
+    place = BlockPlace(s.grad_off + blk.start, s.codes_off + blk.start / 8u, blk.n, blk.k, blk.row, q, s.tensor, s.lane, hint);
   }
 }
 
@@ -353,6 +359,61 @@ fn mark4(range: ptr<function, Range>, a: vec4<f32>, q: u32, floor: f32) -> u32 {
   return mask4(cand) << (4u * q);
 }
 
+// The thread's candidates (bit i: element i, a valid one with |a| >= floor),
+// the others folded into `range`.
+fn mark_span(range: ptr<function, Range>, a: Corrected, valid: u32, floor: f32) -> u32 {
+  return valid & (mark4(range, quad(a, 0u), 0u, floor) | mark4(range, quad(a, 1u), 1u, floor) |
+    mark4(range, quad(a, 2u), 2u, floor) | mark4(range, quad(a, 3u), 3u, floor));
+}
+
+// Lists the keys + 1 of the thread's candidates `cand` in cand_keys, at
+// slots counted by cand_n from `base` (cand_n's value before this listing),
+// while they fit; returns cand_n after the workgroup's listing, in every
+// thread. Called in uniform control flow.
+fn list_candidates(a: Corrected, cand: u32, base: u32) -> u32 {
+  let n_cand = countOneBits(cand);
+  var slot = 0u;
+  if (n_cand > 0u) { slot = atomicAdd(&cand_n, n_cand) - base; }
+  var cm = cand;
+  while (cm != 0u && slot < CAND_CAP) {
+    let i = firstTrailingBit(cm);
+    cm &= cm - 1u;
+    cand_keys[slot >> 2u][slot & 3u] = topk_key(element(a, i)) + 1u;
+    slot++;
+  }
+  return workgroupUniformLoad(&cand_n);
+}
+
+// The largest key of the thread's n elements.
+fn thread_max_key(a: Corrected, n: u32) -> u32 {
+  if (n < VPT) {
+    var kmax = 0u;
+    for (var i = 0u; i < n; i++) { kmax = max(kmax, topk_key(element(a, i))); }
+    return kmax;
+  }
+  let m4 = max(max(abs(quad(a, 0u)), abs(quad(a, 1u))), max(abs(quad(a, 2u)), abs(quad(a, 3u))));
+  return topk_key(max(max(m4.x, m4.y), max(m4.z, m4.w)));
+}
+
+// The rank whose key a block keeps as its next step's hint: enough above k
+// that the next step's values, a little different, still mark at least k
+// (at k = 41, 69: the count at a fixed floor varies by about its square
+// root), and well inside the candidate list.
+fn hint_rank(k: u32) -> u32 {
+  return min(k + k / 2u + 8u, CAND_CAP - 32u);
+}
+
+// The f32 bits of the |a| of a top-k key.
+fn key_bits(key: u32) -> u32 {
+  if (BF16) { return key << 16u; }
+  return key;
+}
+
+// A hint a little below the |a| of f32 bits h (6 to 12 % lower), 0 near 0.
+fn lower_hint(h: u32) -> u32 {
+  return select(0u, h - (1u << 20u), h > (1u << 20u));
+}
+
 // Codes of four residuals at nibbles 4q' (q' = q mod 2) of a word, by
 // multiplies; the largest margin (see quantize_fast4) goes to `margin`, a
 // scalar for the same reason as Range's.
@@ -399,25 +460,20 @@ fn select_block(next: u32, tid: u32) {
   let valid = select(0xffffu, (1u << sp.n) - 1u, sp.n < VPT);
   let d = load_span(sp);
   let a = corrected_span(d);
-  // The largest key (for the bound only, where a smaller one is also
-  // valid) and whether some gradient is NaN or too large, by float
-  // operations: the float sum of |g| is below the limit only when none is,
-  // so the exact check by bits runs only when it is not, and for a thread
-  // at the end of a tensor. Its gradient bits are read again, so that the
-  // loaded words are dead after the sum (held, they cost the f32 kernel 15
-  // registers and a resident workgroup per SM).
-  let m4 = max(max(abs(quad(a, 0u)), abs(quad(a, 1u))), max(abs(quad(a, 2u)), abs(quad(a, 3u))));
-  var kmax = topk_key(max(max(m4.x, m4.y), max(m4.z, m4.w)));
+  // Whether some gradient is NaN or too large, by float operations: the
+  // float sum of |g| is below the limit only when none is, so the exact
+  // check by bits runs only when it is not, and for a thread at the end of a
+  // tensor. Its gradient bits are read again, so that the loaded words are
+  // dead after the sum (held, they cost the f32 kernel 15 registers and a
+  // resident workgroup per SM).
   let s4 = (abs(grad_values(d.g0)) + abs(grad_values(d.g1))) +
     (abs(grad_values(d.g2)) + abs(grad_values(d.g3)));
   let limit = bitcast<f32>((127u + GRADIENT_LIMIT_LOG2) << 23u);
   if (!((s4.x + s4.y) + (s4.z + s4.w) < limit) || sp.n < VPT) {
     let gm = select(0x7fffffffu, 0x7fffu, BF16);
     var gmax = 0u; // the largest |g| bits: too large (or NaN) exactly when one is
-    kmax = 0u;
     for (var i = 0u; i < sp.n; i++) {
       gmax = max(gmax, elem_bits(sp, i) & gm);
-      kmax = max(kmax, topk_key(element(a, i)));
     }
     let bad = select(f32_bits_too_large(gmax), bf16_bits_too_large(gmax), BF16);
     if (bad) { atomicMin(&flags[0], blk.tensor); }
@@ -426,21 +482,42 @@ fn select_block(next: u32, tid: u32) {
   // ---- Candidates --------------------------------------------------------------
   // floor = an |a| that at least blk.k elements reach (so T >= its key): only
   // keys at or above it are candidates, and the steps below visit only
-  // those. The others' residual is a: their range. This maximum, the row's
-  // scan and the residual's range below take the one-barrier `_varying`
-  // reductions: no barrier depends on their results (six barriers and
-  // three serial thread-0 steps fewer per block than the uniform ones: the
-  // f32 kernel 3 % faster on the H200, bench/RESULTS.md, round 13).
-  // The bound goes by |a|'s f32 bits (a bf16 key << 16): wg_kth_bound_part
-  // clears its result's low bits (the subgroup lane's), which a bf16 key
-  // does not have there. (Cleared from the key itself, they made the bf16
-  // kernel 20 % slower on the H200, its bound far below T.)
-  let bound = wg_kth_bound_part(tid, select(kmax, kmax << 16u, BF16), blk.k);
-  let floor = bitcast<f32>(~wg_max2_varying(tid, vec2<u32>(~bound, 0u)).x);
+  // those. The others' residual is a: their range. The candidates' keys go
+  // to workgroup memory (list_candidates). First the block's hint, the |a|
+  // that hint_rank(k) elements reached at the step before: a block's values
+  // change little from one step to the next, so it usually marks between k
+  // and CAND_CAP, and T then comes from that list with no bound computed.
+  // Otherwise (the first step, a hint from other data) the bound from the
+  // subgroups' thread maxima, and the candidates marked again.
+  var floor = bitcast<f32>(blk.hint);
   var range = Range(0.0, 0.0);
-  // bit i: element i is a candidate
-  let cand = valid & (mark4(&range, quad(a, 0u), 0u, floor) | mark4(&range, quad(a, 1u), 1u, floor) |
-    mark4(&range, quad(a, 2u), 2u, floor) | mark4(&range, quad(a, 3u), 3u, floor));
+  var cand = mark_span(&range, a, valid, floor); // bit i: element i is a candidate
+  var n_all = list_candidates(a, cand, 0u);
+  if (n_all < blk.k || n_all > CAND_CAP) {
+    // Every thread has read n_all: the list is free. Too few marked (the
+    // hint above T) leaves entries that the marking below, a superset,
+    // overwrites; too many (CAND_CAP of them listed) may leave more than
+    // it does.
+    if (n_all > CAND_CAP && tid < CAND_CAP / 4u) { cand_keys[tid] = vec4<u32>(0u); }
+    // The bound goes by |a|'s f32 bits (a bf16 key << 16): wg_kth_bound_part
+    // clears its result's low bits (the subgroup lane's), which a bf16 key
+    // does not have there. (Cleared from the key itself, they made the bf16
+    // kernel 20 % slower on the H200, its bound far below T.) Its maximum
+    // takes the one-barrier `_varying` reduction, as the row's scan and the
+    // residual's range below: no barrier depends on their results (six
+    // barriers and three serial thread-0 steps fewer per block than the
+    // uniform ones: the f32 kernel 3 % faster on the H200, bench/RESULTS.md,
+    // round 13); its barrier also orders the clearing above before the
+    // listing below.
+    let kmax = thread_max_key(a, sp.n);
+    let bound = wg_kth_bound_part(tid, select(kmax, kmax << 16u, BF16), blk.k);
+    let bound_floor = bitcast<f32>(~wg_max2_varying(tid, vec2<u32>(~bound, 0u)).x);
+    // Too many marked: either floor is a lower bound on T, take the higher.
+    floor = select(bound_floor, max(floor, bound_floor), n_all > CAND_CAP);
+    range = Range(0.0, 0.0);
+    cand = mark_span(&range, a, valid, floor);
+    n_all = list_candidates(a, cand, n_all) - n_all;
+  }
   // As order-preserving keys (the minimum complemented) for the maxima
   // below. A -0 and a +0 give different keys, and either may be the
   // minimum's: stats_from_scratch stores both as +0.
@@ -459,22 +536,12 @@ fn select_block(next: u32, tid: u32) {
   }
 
   // ---- The k-th largest key T --------------------------------------------------
-  // The candidates' keys go to workgroup memory. When they fit, every
-  // candidate counts the keys at or above its own, and T is the largest key
-  // that at least k reach: one pass, one barrier, no digit passes. Otherwise
-  // radix digits over the candidates find it.
-  let n_cand = countOneBits(cand);
-  var slot = 0u;
-  if (n_cand > 0u) { slot = atomicAdd(&cand_n, n_cand); }
-  var cm = cand;
-  while (cm != 0u && slot < CAND_CAP) {
-    let i = firstTrailingBit(cm);
-    cm &= cm - 1u;
-    cand_keys[slot >> 2u][slot & 3u] = topk_key(element(a, i)) + 1u;
-    slot++;
-  }
-  let n_all = workgroupUniformLoad(&cand_n);
+  // When the candidates fit the list, every candidate counts the keys at or
+  // above its own, and T is the largest key that at least k reach: one pass,
+  // one barrier, no digit passes; the largest key that hint_rank(k) reach is
+  // the next step's hint. Otherwise radix digits over the candidates find T.
   var threshold: u32;
+  var next_hint = 0u; // thread 0's
   if (n_all <= CAND_CAP) {
     // Every thread has read etab and place: the next block's go there now,
     // by threads that seldom hold a candidate.
@@ -490,25 +557,37 @@ fn select_block(next: u32, tid: u32) {
       for (var j = 0u; j < (n_all + 3u) / 4u; j += 2u) {
         ge4 += ((below - cand_keys[j]) >> vec4<u32>(31u)) + ((below - cand_keys[j + 1u]) >> vec4<u32>(31u));
       }
-      if (ge4.x + ge4.y + ge4.z + ge4.w >= blk.k) { atomicMax(&t_key, kt); }
+      let ge = ge4.x + ge4.y + ge4.z + ge4.w;
+      if (ge >= blk.k) { atomicMax(&t_key, kt); }
+      if (ge >= hint_rank(blk.k)) { atomicMax(&h_key, kt); }
     }
     workgroupBarrier();
     threshold = atomicLoad(&t_key) - 1u;
+    if (tid == 0u) {
+      // Fewer than hint_rank(k) listed: a floor a little lower.
+      let h = atomicLoad(&h_key);
+      next_hint = select(lower_hint(bitcast<u32>(floor)), key_bits(h - 1u), h != 0u);
+      atomicStore(&h_key, 0u);
+    }
   } else {
     threshold = threshold_by_digits(sp, cand, blk.k, tid);
     look_ahead_last(next, tid);
+    next_hint = lower_hint(key_bits(threshold));
   }
   // The candidate list was last read before the barrier above: cleared for
   // the next block, which the barriers below order it before.
   if (tid < CAND_CAP / 4u) { cand_keys[tid] = vec4<u32>(0u); }
-  if (tid == 0u) { atomicStore(&cand_n, 0u); }
+  if (tid == 0u) {
+    atomicStore(&cand_n, 0u);
+    atomicStore(&work[table.hint_off + q], next_hint);
+  }
 
   // ---- This step's row ---------------------------------------------------------
   // The row holds the entries above T in index order, then the first entries
   // at T in index order up to k; a thread's elements are consecutive, so one
   // scan of per-thread counts places them.
   var counts = 0u; // above T | at T << 16
-  cm = cand;
+  var cm = cand;
   while (cm != 0u) {
     let i = firstTrailingBit(cm);
     cm &= cm - 1u;

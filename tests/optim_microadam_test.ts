@@ -290,6 +290,45 @@ for (const dtype of ["f32", "bf16"] as const) {
   });
 }
 
+// The one-pass select kernel keeps each block's selection hint from the step
+// before (kernels/microadam_select_fast.wgsl): here every step's data differ
+// from the last one's, so the hints mark too few (the data shrank: the bound
+// marks again), too many (it grew: past the candidate list), or ties; the
+// hard selections above follow one another on one optimizer.
+for (const dtype of ["f32", "bf16"] as const) {
+  Deno.test(`one-pass selection, hints from other data, ${dtype}: == CPU`, async () => {
+    const n = 12 * 4096 + 1000;
+    const seed = testSeed(`hints ${dtype}`);
+    const twin = new Twin({ dtype, sizes: [n], seed, options: { lr: 1e-2 } });
+    const spread = (scale: number) => (_: number, r: () => number) =>
+      scale * (r() - 0.5) * 2 ** -Math.floor(12 * r());
+    // Grown 1000 times, a block marks about 3700 candidates at its hint,
+    // lists 256 of them, and lists again at the bound (the kernel clears the
+    // list in between); shrunk, it marks too few and lists again.
+    const steps = [
+      ...Array.from({ length: 8 }, (_, i) => ({
+        label: `spread, ${i % 2 ? "1e3 larger" : "as first"}`,
+        value: spread(i % 2 ? 1e3 : 1),
+      })),
+      { label: "spread, 1e6 smaller", value: spread(1e-3) },
+      { label: "spread, 1.3 times larger", value: spread(1.3e-3) },
+      ...HARD_SELECTIONS,
+      { label: "spread again", value: spread(1) },
+    ];
+    try {
+      assert.ok(twin.gpu.geometry.every(fastPath));
+      for (const [s, h] of steps.entries()) {
+        const g = new Float32Array(n);
+        for (let j = 0; j < n; j++) g[j] = h.value(j, twin.r);
+        twin.step([dtype === "f32" ? g : toBf16(g)]);
+        await twin.compare(`${h.label}: seed ${seed}, step ${s + 1}`);
+      }
+    } finally {
+      twin.dispose();
+    }
+  });
+}
+
 // The one-pass update's grouping when one owner thread holds every window
 // entry of a block: large gradients only on the coordinates of owner 5
 // (f32: c mod 256 = 5; bf16: word c / 2 mod 256 = 5), k = all of them, so

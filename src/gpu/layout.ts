@@ -360,12 +360,17 @@ export const SEG: StructLayout<
 
 /** A batch's segment table: a header, then the segments. */
 export const SEG_TABLE: StructLayout<
-  "num_segs" | "total_blocks" | "total_tiles" | "pad"
+  "num_segs" | "total_blocks" | "total_tiles" | "hint_off"
 > = new StructLayout("SegTable", [
   { name: "num_segs", type: "u32" },
   { name: "total_blocks", type: "u32" },
   { name: "total_tiles", type: "u32" },
-  { name: "pad", type: "u32" },
+  {
+    name: "hint_off",
+    type: "u32",
+    doc:
+      "one-pass MicroAdam: word of `work` holding EF block 0's selection hint",
+  },
 ], { name: "segs", of: SEG });
 
 /** Every shared layout, in the order their WGSL is emitted. */

@@ -50,7 +50,9 @@ export interface SegmentFields {
 
 /**
  * Encodes segments as the kernels' table, with the prefix sums of blocks and
- * tiles that map workgroups to segments.
+ * tiles that map workgroups to segments. `hintOff` is the word of MicroAdam's
+ * work buffer where the one-pass select kernel keeps its per-EF-block
+ * selection hints (0 for every other kernel).
  *
  * @example
  * ```ts
@@ -61,6 +63,7 @@ export interface SegmentFields {
  */
 export function segmentTable(
   segments: SegmentFields[],
+  hintOff = 0,
 ): { words: Uint32Array<ArrayBuffer>; blocks: number; tiles: number } {
   const bytes = new Uint8Array(SEG_TABLE.bytes + SEG.bytes * segments.length);
   const view = new DataView(bytes.buffer);
@@ -95,7 +98,7 @@ export function segmentTable(
     num_segs: segments.length,
     total_blocks: blocks,
     total_tiles: tiles,
-    pad: 0,
+    hint_off: hintOff,
   });
   return { words: new Uint32Array(bytes.buffer), blocks, tiles };
 }

@@ -239,8 +239,8 @@ export class MicroAdam extends GpuOptimizer {
       this.#efBlocks = ef;
       this.#stats = this.stateBuffer("microadam EF stats", 4 * ef);
 
-      // `work`: the EF statistics keys of a step (2 words per EF block), then
-      // every segment's staged window row.
+      // `work`: the EF statistics keys of a step (2 words per EF block),
+      // every segment's staged window row, then the selection hints.
       let workWords = 2 * ef;
       const stageOff = this.plan.batches.map((b) =>
         b.segments.map((s) => {
@@ -251,6 +251,12 @@ export class MicroAdam extends GpuOptimizer {
           return at;
         })
       );
+      // Then one selection hint per EF block (the one-pass select kernel's
+      // guess at its block's candidates, from the step before; any value is
+      // correct, a good one saves the kernel its bound: see
+      // kernels/microadam_select_fast.wgsl).
+      const hintOff = workWords;
+      workWords += ef;
       if (4 * workWords > device.limits.maxStorageBufferBindingSize) {
         throw new InvalidOptionError(
           `efBlockSize ${o.efBlockSize} gives ${ef} EF blocks, whose ${
@@ -259,7 +265,7 @@ export class MicroAdam extends GpuOptimizer {
         );
       }
       const work = this.own(device.createBuffer({
-        label: "microadam work (EF keys, staged rows)",
+        label: "microadam work (EF keys, staged rows, selection hints)",
         size: Math.max(4 * workWords, 4),
         usage: GPUBufferUsage.STORAGE,
       }));
@@ -358,7 +364,7 @@ export class MicroAdam extends GpuOptimizer {
           },
         );
         const table = (list: SegmentFields[]) => {
-          const t = segmentTable(list);
+          const t = segmentTable(list, hintOff);
           return {
             ...t,
             buffer: this.own(createFilled(
