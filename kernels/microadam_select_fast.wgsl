@@ -60,9 +60,9 @@ var<workgroup> pick: vec4<u32>;
 // The block's candidates (see select_block), their keys + 1 in any order and
 // 0 past the last, while they fit; cand_n counts them even when they do not,
 // and once every thread has read the count, it takes the next hint's key
-// with the top bit set (see hint_rank): one workgroup variable, not two
-// (16 bytes more of them cost the bf16 kernel 15 registers on the H200,
-// bench/RESULTS.md, round 25).
+// with the top bit set (see hint_rank). No workgroup variable of its own:
+// 16 more bytes of them cost the bf16 and lanes kernels 15 registers and a
+// resident workgroup per SM on the H200 (bench/RESULTS.md, round 25).
 const CAND_CAP: u32 = 256u;
 var<workgroup> cand_keys: array<vec4<u32>, 64>; // CAND_CAP / 4
 var<workgroup> cand_n: atomic<u32>;
@@ -75,12 +75,12 @@ var<workgroup> zero_code: u32; // the code of a residual of 0 in the block
 struct BlockPlace {
   grad: u32,   // gradient element of its first entry
   code: u32,   // EF code word of its first entry, in either half
-  nk: u32,     // elements in the block | entries to keep << 16
+  n: u32,      // elements in the block
+  k: u32,      // entries to keep
   row: u32,    // word of `work` where its staged window row starts
   stats: u32,  // its EF block
   tensor: u32,
   lane: u32,   // the binding pair of its gradients
-  hint: u32,   // its selection hint (see select_block), f32 bits of an |a|
 }
 var<workgroup> place: BlockPlace;
 
@@ -131,8 +131,7 @@ fn look_ahead(w: u32, tid: u32) {
   let mn = bf16_value(st);
   etab[tid] = ef_value(tid, mn, ef_unit(mn, bf16_value(st >> 16u)));
   if (tid == 0u) {
-    let hint = atomicLoad(&work[table.hint_off + q]);
-    place = BlockPlace(s.grad_off + blk.start, s.codes_off + blk.start / 8u, blk.n | (blk.k << 16u), blk.row, q, s.tensor, s.lane, hint);
+    place = BlockPlace(s.grad_off + blk.start, s.codes_off + blk.start / 8u, blk.n, blk.k, blk.row, q, s.tensor, s.lane);
   }
 }
 
@@ -440,8 +439,6 @@ fn undecided4(a: vec4<f32>, q: u32, qz: Quantizer) -> u32 {
 fn select_block(next: u32, tid: u32) {
   let blk = place;
   let q = blk.stats;
-  let blk_n = blk.nk & 0xffffu;
-  let blk_k = blk.nk >> 16u;
 
   // ---- Load: 16 consecutive gradients and two code words per thread ---------
   let j0 = tid * VPT;
@@ -453,7 +450,7 @@ fn select_block(next: u32, tid: u32) {
   }
   let sp = Span(
     j0,
-    select(0u, min(VPT, blk_n - j0), j0 < blk_n),
+    select(0u, min(VPT, blk.n - j0), j0 < blk.n),
     grad,
     blk.code + j0 / 8u, // see MicroAdam: word-aligned
     (grad & 3u) == 0u && grad + words <= 4u * lane_grad4_len(blk.lane),
@@ -463,6 +460,10 @@ fn select_block(next: u32, tid: u32) {
   // or, in the per-element maxima, recomputed without them.
   let valid = select(0xffffu, (1u << sp.n) - 1u, sp.n < VPT);
   let d = load_span(sp);
+  // The block's hint, read by every thread while its loads are in flight
+  // (in `place`, the bf16 and lanes kernels took 63 and 64 registers on the
+  // H200 where they take 48 this way: bench/RESULTS.md, round 25).
+  let hint = atomicLoad(&work[table.hint_off + q]);
   let a = corrected_span(d);
   // Whether some gradient is NaN or too large, by float operations: the
   // float sum of |g| is below the limit only when none is, so the exact
@@ -484,7 +485,7 @@ fn select_block(next: u32, tid: u32) {
   }
 
   // ---- Candidates --------------------------------------------------------------
-  // floor = an |a| that at least blk_k elements reach (so T >= its key): only
+  // floor = an |a| that at least blk.k elements reach (so T >= its key): only
   // keys at or above it are candidates, and the steps below visit only
   // those. The others' residual is a: their range. The candidates' keys go
   // to workgroup memory (list_candidates). First the block's hint, the |a|
@@ -493,11 +494,11 @@ fn select_block(next: u32, tid: u32) {
   // and CAND_CAP, and T then comes from that list with no bound computed.
   // Otherwise (the first step, a hint from other data) the bound from the
   // subgroups' thread maxima, and the candidates marked again.
-  var floor = bitcast<f32>(blk.hint);
+  var floor = bitcast<f32>(hint);
   var range = Range(0.0, 0.0);
   var cand = mark_span(&range, a, valid, floor); // bit i: element i is a candidate
   var n_all = list_candidates(a, cand, 0u);
-  if (n_all < blk_k || n_all > CAND_CAP) {
+  if (n_all < blk.k || n_all > CAND_CAP) {
     // Every thread has read n_all: the list is free. Too few marked (the
     // hint above T) leaves entries that the marking below, a superset,
     // overwrites; too many (CAND_CAP of them listed) may leave more than
@@ -514,7 +515,7 @@ fn select_block(next: u32, tid: u32) {
     // round 13); its barrier also orders the clearing above before the
     // listing below.
     let kmax = thread_max_key(a, sp.n);
-    let bound = wg_kth_bound_part(tid, select(kmax, kmax << 16u, BF16), blk_k);
+    let bound = wg_kth_bound_part(tid, select(kmax, kmax << 16u, BF16), blk.k);
     let bound_floor = bitcast<f32>(~wg_max2_varying(tid, vec2<u32>(~bound, 0u)).x);
     // Too many marked: either floor is a lower bound on T, take the higher.
     floor = select(bound_floor, max(floor, bound_floor), n_all > CAND_CAP);
@@ -562,8 +563,8 @@ fn select_block(next: u32, tid: u32) {
         ge4 += ((below - cand_keys[j]) >> vec4<u32>(31u)) + ((below - cand_keys[j + 1u]) >> vec4<u32>(31u));
       }
       let ge = ge4.x + ge4.y + ge4.z + ge4.w;
-      if (ge >= blk_k) { atomicMax(&t_key, kt); }
-      if (ge >= hint_rank(blk_k)) { atomicMax(&cand_n, 0x80000000u | (kt - 1u)); }
+      if (ge >= blk.k) { atomicMax(&t_key, kt); }
+      if (ge >= hint_rank(blk.k)) { atomicMax(&cand_n, 0x80000000u | (kt - 1u)); }
     }
     workgroupBarrier();
     threshold = atomicLoad(&t_key) - 1u;
@@ -573,7 +574,7 @@ fn select_block(next: u32, tid: u32) {
       next_hint = select(lower_hint(bitcast<u32>(floor)), key_bits(h & 0x7fffffffu), h >= 0x80000000u);
     }
   } else {
-    threshold = threshold_by_digits(sp, cand, blk_k, tid);
+    threshold = threshold_by_digits(sp, cand, blk.k, tid);
     look_ahead_last(next, tid);
     next_hint = lower_hint(key_bits(threshold));
   }
@@ -605,7 +606,7 @@ fn select_block(next: u32, tid: u32) {
   // Every thread read t_key before the scan's barrier.
   if (tid == 0u) { atomicStore(&t_key, 0u); }
   let greater = sc.y & 0xffffu;
-  let ties = blk_k - greater;
+  let ties = blk.k - greater;
   var next_g = sc.x & 0xffffu;
   var next_t = sc.x >> 16u;
   // The candidates again: kept entries go to the row and leave a residual
