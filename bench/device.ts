@@ -580,7 +580,9 @@ const wanted = values.optimizers === "all"
 function bytesPerParam(kind: Kind): number {
   if (kind.startsWith("MicroAdam")) {
     const k = Math.ceil(4096 * 0.01);
-    const rows = 4 * 10 * k / 4096 + 3 * 4 * k / 4096; // window, staged row in/out, row commit
+    // window, staged row in/out, row commit; the select kernel's selection
+    // hint (one word per block read and written)
+    const rows = 4 * 10 * k / 4096 + 3 * 4 * k / 4096 + 8 / 4096;
     return kind === "MicroAdam f32" ? 4 + 1 + 8 + rows : 2 + 1 + 4 + rows;
   }
   // The non-finite check's read (none when unchecked), then g, p, m, v
