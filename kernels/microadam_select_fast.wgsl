@@ -60,9 +60,9 @@ var<workgroup> pick: vec4<u32>;
 // The block's candidates (see select_block), their keys + 1 in any order and
 // 0 past the last, while they fit; cand_n counts them even when they do not,
 // and once every thread has read the count, it takes the next hint's key
-// with the top bit set (see hint_rank). No workgroup variable of its own:
-// 16 more bytes of them cost the bf16 and lanes kernels 15 registers and a
-// resident workgroup per SM on the H200 (bench/RESULTS.md, round 25).
+// with the top bit set (see hint_rank): the workgroup memory stays as it
+// was (a variable of its own changed no register count on the H200,
+// bench/RESULTS.md, round 25).
 const CAND_CAP: u32 = 256u;
 var<workgroup> cand_keys: array<vec4<u32>, 64>; // CAND_CAP / 4
 var<workgroup> cand_n: atomic<u32>;
@@ -461,8 +461,8 @@ fn select_block(next: u32, tid: u32) {
   let valid = select(0xffffu, (1u << sp.n) - 1u, sp.n < VPT);
   let d = load_span(sp);
   // The block's hint, read by every thread while its loads are in flight
-  // (in `place`, the bf16 and lanes kernels took 63 and 64 registers on the
-  // H200 where they take 48 this way: bench/RESULTS.md, round 25).
+  // (read from `place`, the f32 lanes kernel took 64 registers on the H200,
+  // where it takes 48 this way: bench/RESULTS.md, round 25).
   let hint = atomicLoad(&work[table.hint_off + q]);
   let a = corrected_span(d);
   // Whether some gradient is NaN or too large, by float operations: the
