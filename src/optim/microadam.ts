@@ -28,7 +28,12 @@ import {
   PLACEMENT_KEYS,
   type PlacementOptions,
 } from "./gpu_optimizer.ts";
-import { bindBuffers, type BufferRange, createFilled } from "../gpu/buffers.ts";
+import {
+  bindBuffers,
+  type BufferRange,
+  createFilled,
+  readRanges,
+} from "../gpu/buffers.ts";
 import { fastLanes } from "../gpu/kernels.ts";
 import type { Batch } from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
@@ -141,6 +146,26 @@ interface BatchState {
     codes: number;
     codeBytes: number;
   }[];
+}
+
+/** Where each MicroAdam keeps its selection hints (see readSelectionHints). */
+const SELECTION_HINTS = new WeakMap<MicroAdam, BufferRange>();
+
+/**
+ * The one-pass select kernel's selection hints of `opt`, read back: one word
+ * per EF block, in optimizer order, each the f32 bits of an |a| at which the
+ * block's candidates are marked first at the next step (0: none yet).
+ * kernels/microadam_select_fast.wgsl says how a step writes them. They are
+ * workspace, not state: for tests that check what the kernel keeps there.
+ *
+ * @param opt The optimizer.
+ * @returns One word per EF block.
+ */
+export async function readSelectionHints(opt: MicroAdam): Promise<Uint32Array> {
+  const hints = SELECTION_HINTS.get(opt);
+  if (!hints) throw new Error("readSelectionHints: this MicroAdam has no hints");
+  const [bytes] = await readRanges(opt.device, [hints]);
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
 }
 
 /**
@@ -267,8 +292,13 @@ export class MicroAdam extends GpuOptimizer {
       const work = this.own(device.createBuffer({
         label: "microadam work (EF keys, staged rows, selection hints)",
         size: Math.max(4 * workWords, 4),
-        usage: GPUBufferUsage.STORAGE,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
       }));
+      SELECTION_HINTS.set(this, {
+        buffer: work,
+        offset: 4 * hintOff,
+        size: 4 * ef,
+      });
       const stubs: GPUBuffer[] = [];
       const kernel = (
         pipe: GPUComputePipeline,
