@@ -163,7 +163,9 @@ const SELECTION_HINTS = new WeakMap<MicroAdam, BufferRange>();
  */
 export async function readSelectionHints(opt: MicroAdam): Promise<Uint32Array> {
   const hints = SELECTION_HINTS.get(opt);
-  if (!hints) throw new Error("readSelectionHints: this MicroAdam has no hints");
+  if (!hints) {
+    throw new Error("readSelectionHints: this MicroAdam has no hints");
+  }
   const [bytes] = await readRanges(opt.device, [hints]);
   return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
 }
