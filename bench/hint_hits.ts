@@ -15,7 +15,8 @@
  *
  * Prints, per tensor with one-pass blocks, how many block-steps had a hint,
  * and of those how many marked between k and 256 (used), fewer than k, or
- * more than 256. Runs on any WebGPU device (llvmpipe included): which blocks
+ * more than 256, and how many values a block that used its hint listed on
+ * average (each candidate's count loop reads them all). Runs on any WebGPU device (llvmpipe included): which blocks
  * can use their hint depends on the data, not on the device.
  *
  * @module
@@ -47,6 +48,8 @@ export interface HintUse {
   few: number;
   /** More than 256 marked: the bound too, or radix digits. */
   many: number;
+  /** Values marked in the block-steps that used their hint, summed (the candidates each one counts). */
+  listed: number;
 }
 
 /** Candidate list size of the select kernel (CAND_CAP). */
@@ -64,9 +67,9 @@ export const CAND_CAP = 256;
  * import { microAdamGeometry } from "../src/core/geometry.ts";
  * const geo = microAdamGeometry(8, { window: 1, density: 0.25, topkBlockSize: 4, efBlockSize: 4 });
  * const hint = new Uint32Array(new Float32Array([1.5]).buffer)[0];
- * const use = { none: 0, used: 0, few: 0, many: 0 };
+ * const use = { none: 0, used: 0, few: 0, many: 0, listed: 0 };
  * countHintUse(geo, new Float32Array([3, -2, 0, 1, 1, 1, 1, 1]), [hint, hint], use);
- * console.log(use); // { none: 0, used: 1, few: 1, many: 0 }
+ * console.log(use); // { none: 0, used: 1, few: 1, many: 0, listed: 2 }
  * ```
  */
 export function countHintUse(
@@ -90,7 +93,10 @@ export function countHintUse(
     }
     if (marked < k) into.few++;
     else if (marked > CAND_CAP) into.many++;
-    else into.used++;
+    else {
+      into.used++;
+      into.listed += marked;
+    }
   }
   return into;
 }
@@ -134,6 +140,7 @@ async function main(): Promise<void> {
     used: 0,
     few: 0,
     many: 0,
+    listed: 0,
   }));
 
   /** The hints and the EF state before the next step. */
@@ -198,10 +205,11 @@ async function main(): Promise<void> {
     `MicroAdam f32, lr ${config.lr}, ${done} steps of the MLP 784-256-128-10 (data: ${trainer.dataSource})`,
   );
   console.log(
-    "| tensor | elements | blocks | block-steps with a hint | used | fewer than k | more than 256 |",
+    "| tensor | elements | blocks | block-steps with a hint | used | fewer than k | more than 256 | listed when used |",
   );
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-  const total: HintUse = { none: 0, used: 0, few: 0, many: 0 };
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  const total: HintUse = { none: 0, used: 0, few: 0, many: 0, listed: 0 };
+  const mean = (c: HintUse) => c.used ? (c.listed / c.used).toFixed(1) : "—";
   geometry.forEach((geo, i) => {
     if (!fastPath(geo)) return;
     const c = counts[i];
@@ -212,14 +220,14 @@ async function main(): Promise<void> {
     console.log(
       `| ${params[i].name} | ${geo.length} | ${geo.blocks} | ${n} | ${
         percent(c.used, n)
-      } | ${percent(c.few, n)} | ${percent(c.many, n)} |`,
+      } | ${percent(c.few, n)} | ${percent(c.many, n)} | ${mean(c)} |`,
     );
   });
   const n = total.used + total.few + total.many;
   console.log(
     `| all | | | ${n} | ${percent(total.used, n)} | ${
       percent(total.few, n)
-    } | ${percent(total.many, n)} |`,
+    } | ${percent(total.many, n)} | ${mean(total)} |`,
   );
   trainer.dispose();
   device.destroy();

@@ -29,12 +29,18 @@ Deno.test("countHintUse: a block uses its hint when k to 256 of its |a| reach it
   set(3, CAND_CAP + 1, 3); // 257: many
   set(4, 7, 5); // the tail's k = 7: used
   const hint = bits(1);
-  const use: HintUse = { none: 0, used: 0, few: 0, many: 0 };
+  const use: HintUse = { none: 0, used: 0, few: 0, many: 0, listed: 0 };
   countHintUse(geo, a, [hint, hint, hint, hint, hint], use);
-  assert.deepEqual(use, { none: 0, used: 3, few: 1, many: 1 });
+  assert.deepEqual(use, { none: 0, used: 3, few: 1, many: 1, listed: 273 });
   // No hint yet (0) counts apart, whatever the values.
   countHintUse(geo, a, [0, 0, hint, 0, bits(6)], use);
-  assert.deepEqual(use, { none: 3, used: 4, few: 2, many: 1 });
+  assert.deepEqual(use, {
+    none: 3,
+    used: 4,
+    few: 2,
+    many: 1,
+    listed: 273 + 256,
+  });
 });
 
 Deno.test({
@@ -76,6 +82,9 @@ Deno.test({
       const blocks = Number(cells[3] || 0);
       if (cells[1] !== "all") assert.equal(Number(cells[4]), 2 * blocks);
       const shares = cells.slice(5, 8).map((c) => parseFloat(c));
+      // Those that used a hint listed between k and 256 values.
+      const listed = parseFloat(cells[8]);
+      assert.ok(listed >= 1 && listed <= 256, `${r}: listed ${cells[8]}`);
       const sum = shares.reduce((x, y) => x + y, 0);
       assert.ok(Math.abs(sum - 100) < 0.2, `${r}: shares add to ${sum}`);
     }
