@@ -36,6 +36,7 @@ import {
 import { addErrorFeedback } from "../src/reference/microadam.ts";
 import { readRanges } from "../src/gpu/buffers.ts";
 import type { OptimizerState } from "../src/core/state.ts";
+import { u32View } from "../src/core/state_checks.ts";
 import type { MicroAdamGeometry } from "../src/core/geometry.ts";
 
 /** Block-steps by what the block's hint marked (see {@link countHintUse}). */
@@ -153,9 +154,6 @@ async function main(): Promise<void> {
     };
   }
 
-  const words = (b: Uint8Array) =>
-    new Uint32Array(b.slice().buffer, 0, b.byteLength >> 2);
-
   let before = await snapshot();
   let done = 0;
   await trainer.train({
@@ -181,8 +179,8 @@ async function main(): Promise<void> {
         const a = addErrorFeedback(
           geo,
           {
-            codes: words(buffers.codes),
-            stats: words(buffers.stats),
+            codes: u32View(buffers.codes),
+            stats: u32View(buffers.stats),
           },
           grad,
           (x) => x,

@@ -11,6 +11,7 @@ import {
 } from "../src/optim/microadam.ts";
 import { addErrorFeedback, bf16View } from "../src/reference/microadam.ts";
 import { microAdamGeometry } from "../src/core/geometry.ts";
+import { u32View } from "../src/core/state_checks.ts";
 import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { MicroAdamOptions } from "../src/core/options.ts";
 import { hasSubgroups } from "../src/gpu/capabilities.ts";
@@ -364,13 +365,11 @@ for (const dtype of ["f32", "bf16"] as const) {
         const bits = toBf16(g);
         const grad = dtype === "f32" ? g : bf16View(bits);
         const { buffers } = twin.cpu.stateDict().tensors[0];
-        const words = (b: Uint8Array) =>
-          new Uint32Array(b.slice().buffer, 0, b.byteLength >> 2);
         const a = addErrorFeedback(
           geo,
           {
-            codes: words(buffers.codes),
-            stats: words(buffers.stats),
+            codes: u32View(buffers.codes),
+            stats: u32View(buffers.stats),
           },
           grad,
           rnd,

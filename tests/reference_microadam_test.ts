@@ -23,15 +23,12 @@ import {
   TensorMismatchError,
 } from "../src/errors.ts";
 import type { OptimizerState } from "../src/core/state.ts";
-
-function u32(b: Uint8Array): Uint32Array {
-  return new Uint32Array(b.slice().buffer);
-}
+import { u32View } from "../src/core/state_checks.ts";
 
 /** Block-local indices of window row `slot` of tensor `i`, block after block. */
 function windowRow(opt: MicroAdamCpu, i: number, slot: number): number[] {
   const g = opt.geometry[i];
-  const win = u32(opt.stateDict().tensors[i].buffers.window);
+  const win = u32View(opt.stateDict().tensors[i].buffers.window);
   const out: number[] = [];
   for (let b = 0; b < g.blocks; b++) {
     const kb = blockK(g, b);
@@ -44,8 +41,8 @@ function windowRow(opt: MicroAdamCpu, i: number, slot: number): number[] {
 /** EF value of every element: dequantized from codes and stats as step 1 does. */
 function efValues(opt: MicroAdamCpu, i: number): number[] {
   const t = opt.stateDict().tensors[i];
-  const codes = u32(t.buffers.codes);
-  const stats = u32(t.buffers.stats);
+  const codes = u32View(t.buffers.codes);
+  const stats = u32View(t.buffers.stats);
   const Q = opt.options.efBlockSize;
   return Array.from({ length: t.length }, (_, j) => {
     const s = stats[Math.floor(j / Q)];
@@ -160,7 +157,7 @@ Deno.test("top-k ties: strictly larger first, then equal |a| in ascending index"
   });
   opt.step();
   assert.deepEqual(windowRow(opt, 0, 0), [1, 2, 4]);
-  const win = u32(opt.stateDict().tensors[0].buffers.window);
+  const win = u32View(opt.stateDict().tensors[0].buffers.window);
   assert.deepEqual(
     Array.from(win.subarray(0, 3), (e) => bf16ToNumber(e >>> 16)),
     [-3, 3, -3],
@@ -218,12 +215,12 @@ Deno.test("quantizer: nearest 4-bit codes, constant block → code 0", () => {
   });
   opt.step();
   const t = opt.stateDict().tensors[0];
-  const codes = u32(t.buffers.codes);
+  const codes = u32View(t.buffers.codes);
   assert.deepEqual(
     Array.from({ length: 8 }, (_, j) => getCode(codes, j)),
     [0, 15, 15, 15, 0, 0, 0, 0],
   );
-  const stats = u32(t.buffers.stats);
+  const stats = u32View(t.buffers.stats);
   assert.equal(stats.length, 3); // floor(8/4) + 1: the last pair is unused
   assert.deepEqual(
     Array.from(
@@ -250,7 +247,7 @@ Deno.test("quantizer: nearest 4-bit codes, constant block → code 0", () => {
     }
   }
   const ev = efValues(o2, 0);
-  const st = u32(o2.stateDict().tensors[0].buffers.stats);
+  const st = u32View(o2.stateDict().tensors[0].buffers.stats);
   for (let j = 0; j < d; j++) {
     const s = st[Math.floor(j / 64)];
     const u = (bf16ToNumber(s >>> 16) - bf16ToNumber(s & 0xffff)) / 15;
@@ -271,7 +268,7 @@ Deno.test("f32 mode stats bracket the block: min rounded down, max rounded up", 
   const a = grad.slice();
   const row = windowRow(opt, 0, 0);
   for (const idx of row) a[idx] = 0; // one block: local = global
-  const stats = u32(opt.stateDict().tensors[0].buffers.stats);
+  const stats = u32View(opt.stateDict().tensors[0].buffers.stats);
   let rounded = 0;
   for (let b = 0; b * Q < d; b++) {
     const blk = a.subarray(b * Q, (b + 1) * Q);

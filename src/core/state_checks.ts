@@ -28,7 +28,19 @@ function f32View(bytes: Uint8Array): Float32Array {
   return new Float32Array(bytes.slice().buffer, 0, bytes.byteLength >> 2);
 }
 
-function u32View(bytes: Uint8Array): Uint32Array {
+/**
+ * A state buffer's bytes (as in a state dict) as u32 words: a view when they
+ * are 4-byte aligned, else a copy. Read it; do not write through it.
+ *
+ * @example
+ * ```ts
+ * import { u32View } from "./state_checks.ts";
+ * const bytes = new Uint8Array([1, 0, 0, 0, 2, 1, 0, 0]);
+ * console.log(Array.from(u32View(bytes))); // [ 1, 258 ]
+ * console.log(Array.from(u32View(bytes.subarray(4)))); // [ 258 ]
+ * ```
+ */
+export function u32View(bytes: Uint8Array): Uint32Array {
   if (bytes.byteOffset % 4 === 0) {
     return new Uint32Array(
       bytes.buffer,
