@@ -158,6 +158,23 @@ const SELECTION_HINTS = new WeakMap<MicroAdam, BufferRange>();
  * kernels/microadam_select_fast.wgsl says how a step writes them. They are
  * workspace, not state: for tests that check what the kernel keeps there.
  *
+ * @example
+ * ```ts
+ * import { MicroAdam, readSelectionHints } from "./microadam.ts";
+ * import { requestDevice } from "../gpu/device.ts";
+ * const device = await requestDevice();
+ * const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+ * const param = device.createBuffer({ size: 4 * 4096, usage });
+ * const grad = device.createBuffer({ size: 4 * 4096, usage });
+ * device.queue.writeBuffer(grad, 0, new Float32Array(4096).map((_, j) => Math.sin(j)));
+ * const opt = new MicroAdam(device, [{ param, grad, length: 4096 }], { lr: 1e-3 });
+ * console.log(Array.from(await readSelectionHints(opt))); // [ 0, 0 ]
+ * opt.step();
+ * console.log((await readSelectionHints(opt))[0] > 0); // true
+ * opt.dispose();
+ * device.destroy();
+ * ```
+ *
  * @param opt The optimizer.
  * @returns One word per EF block.
  */
