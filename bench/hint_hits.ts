@@ -16,8 +16,9 @@
  * Prints, per tensor with one-pass blocks, how many block-steps had a hint,
  * and of those how many marked between k and 256 (used), fewer than k, or
  * more than 256, and how many values a block that used its hint listed on
- * average (each candidate's count loop reads them all). Runs on any WebGPU device (llvmpipe included): which blocks
- * can use their hint depends on the data, not on the device.
+ * average (each candidate's count loop reads them all). Runs on any WebGPU
+ * device (llvmpipe included): which blocks can use their hint depends on the
+ * data, not on the device.
  *
  * @module
  */
@@ -38,6 +39,9 @@ import { readRanges } from "../src/gpu/buffers.ts";
 import type { OptimizerState } from "../src/core/state.ts";
 import { u32View } from "../src/core/state_checks.ts";
 import type { MicroAdamGeometry } from "../src/core/geometry.ts";
+import selectFast from "../kernels/microadam_select_fast.wgsl" with {
+  type: "text",
+};
 
 /** Block-steps by what the block's hint marked (see {@link countHintUse}). */
 export interface HintUse {
@@ -53,8 +57,18 @@ export interface HintUse {
   listed: number;
 }
 
-/** Candidate list size of the select kernel (CAND_CAP). */
-export const CAND_CAP = 256;
+/** Candidate list size of the select kernel, read from its CAND_CAP (256). */
+export const CAND_CAP: number = candidateCap(selectFast);
+
+function candidateCap(wgsl: string): number {
+  const m = /const CAND_CAP: u32 = (\d+)u;/.exec(wgsl);
+  if (!m) {
+    throw new Error(
+      "bench/hint_hits.ts: expected `const CAND_CAP: u32 = <n>u;` in kernels/microadam_select_fast.wgsl, found none",
+    );
+  }
+  return Number(m[1]);
+}
 
 /**
  * Adds to `into` what each top-k block of one tensor's step makes of its
