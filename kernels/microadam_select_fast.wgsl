@@ -84,11 +84,12 @@ struct BlockPlace {
 }
 var<workgroup> place: BlockPlace;
 
-// A workgroup walks blocks w, w + grid, ... (the grid is at most FAST_GRID
-// workgroups): what a workgroup costs to start (the workgroup memory WGSL
-// zeroes) is paid once per workgroup, not once per block, and each block's
-// place in the segment table is looked up once, by the last 16 threads
-// while the block before it counts its candidates (see select_block).
+// A workgroup walks blocks w, w + grid, ... (two or more where there are
+// that many; fastGrid in src/gpu/layout.ts): what a workgroup costs to start
+// (the workgroup memory WGSL zeroes) is paid once per workgroup, not once per
+// block, and each block's place in the segment table is looked up once, by
+// the last 16 threads while the block before it counts its candidates (see
+// select_block).
 @compute @workgroup_size(256)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,

@@ -15,7 +15,7 @@ import { u32View } from "../src/core/state_checks.ts";
 import type { PlacementOptions } from "../src/optim/gpu_optimizer.ts";
 import type { MicroAdamOptions } from "../src/core/options.ts";
 import { hasSubgroups } from "../src/gpu/capabilities.ts";
-import { FAST_GRID } from "../src/gpu/layout.ts";
+import { FAST_GRID, fastGrid } from "../src/gpu/layout.ts";
 import { bf16Bits, roundBf16 } from "../src/numeric/bf16.ts";
 import { testSeed } from "./gpu_util.ts";
 import {
@@ -164,12 +164,16 @@ const EDGES: {
   },
   {
     label:
-      "more blocks than FAST_GRID: one-pass workgroups walk several blocks each",
-    sizes: [FAST_GRID * 16 + 300 * 16 + 5, 40],
+      "more blocks than FAST_GRID.select: each one-pass workgroup walks two blocks, the last one one",
+    sizes: [FAST_GRID.select * 16 + 300 * 16 + 5, 40],
     options: { topkBlockSize: 16, efBlockSize: 16, density: 2 / 16 },
     check: (opt) => {
       assert.ok(opt.geometry.every(fastPath));
-      assert.ok(opt.geometry[0].blocks > FAST_GRID);
+      const blocks = opt.geometry[0].blocks;
+      assert.ok(blocks > FAST_GRID.select);
+      // An odd count: the last workgroup walks one block, the others two.
+      assert.equal(fastGrid("select", blocks), Math.ceil(blocks / 2));
+      assert.equal(blocks % 2, 1);
     },
   },
   {

@@ -415,13 +415,52 @@ export const FAST_K = 256;
 export const FAST_LANES = 4;
 
 /**
- * Workgroups the one-pass kernels are dispatched with, at most: each walks
- * every FAST_GRID-th block, so what starting a workgroup costs (the
- * workgroup memory WGSL zeroes) is paid once per workgroup, not per block.
- * On the H200 at 2^28 (65,536 blocks), 16384 beat 1024, 4096 and one
- * workgroup per block (bench/RESULTS.md).
+ * Workgroups each of MicroAdam's one-pass kernels is dispatched with, at
+ * most (see {@link fastGrid}). On the H200 at 2^28 (65,536 blocks), the
+ * select kernel ran fastest on 16384 (four blocks a workgroup: it beat
+ * 1024, 4096 and one workgroup per block, and in round 27 8192 and 32768),
+ * the update kernel on 32768 (two blocks a workgroup: 3 % faster than on
+ * 16384, f32; bench/RESULTS.md, round 27).
  */
-export const FAST_GRID = 16384;
+export const FAST_GRID: Readonly<Record<"select" | "update", number>> = {
+  select: 16384,
+  update: 32768,
+};
+
+/**
+ * Blocks each workgroup of a one-pass kernel walks, at least, where a
+ * dispatch has that many: the select kernel looks up its next block's place
+ * while it works on the current one, and what starting a workgroup costs
+ * (the workgroup memory WGSL zeroes, the update's decay tables) is paid
+ * once per workgroup. With one block a workgroup (the LLaMA shapes' smaller
+ * batches, and 2^26 and below), a step was 2 % (bf16, LLaMA-2-7B) and 2-3 %
+ * (2^26) slower on the H200 (bench/RESULTS.md, round 27).
+ */
+export const FAST_MIN_BLOCKS_PER_WORKGROUP = 2;
+
+/**
+ * How many workgroups a one-pass kernel (`stage`) is dispatched with over
+ * `blocks` top-k blocks: each walks blocks w, w + grid, ..., at least
+ * {@link FAST_MIN_BLOCKS_PER_WORKGROUP} where there are that many, on at
+ * most {@link FAST_GRID}[stage] workgroups.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fastGrid } from "./layout.ts";
+ *
+ * assert.equal(fastGrid("select", 65536), 16384); // four blocks a workgroup
+ * assert.equal(fastGrid("update", 65536), 32768); // two
+ * assert.equal(fastGrid("select", 4097), 2049);
+ * assert.equal(fastGrid("update", 1), 1);
+ * ```
+ */
+export function fastGrid(stage: "select" | "update", blocks: number): number {
+  return Math.min(
+    Math.ceil(blocks / FAST_MIN_BLOCKS_PER_WORKGROUP),
+    FAST_GRID[stage],
+  );
+}
 
 /**
  * Distinct call identities the prologue can check a step's hyperparameter

@@ -39,10 +39,10 @@ import type { Batch } from "../gpu/plan.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   FAST_BLOCK,
-  FAST_GRID,
   FAST_K,
   FAST_WINDOW,
   FAST_WINDOW_ENTRIES,
+  fastGrid,
 } from "../gpu/layout.ts";
 import type { ConfigValue, OptimizerState } from "../core/state.ts";
 
@@ -583,9 +583,9 @@ export class MicroAdam extends GpuOptimizer {
     );
   }
 
-  // One stage's kernels over every batch: the one-pass kernel on at most
-  // FAST_GRID workgroups (each walks several blocks), the general one per
-  // block (select) or per tile (update).
+  // One stage's kernels over every batch: the one-pass kernel on fastGrid's
+  // workgroups (each walks several blocks), the general one per block
+  // (select) or per tile (update).
   #encodeBlockKernels(stage: "select" | "update"): void {
     for (const b of this.#batches) {
       if (b.fast) {
@@ -593,7 +593,7 @@ export class MicroAdam extends GpuOptimizer {
         this.dispatch(
           k.pipe,
           k.bindGroup,
-          Math.min(b.fast.blocks, FAST_GRID),
+          fastGrid(stage, b.fast.blocks),
           `microadam_${stage}_fast`,
         );
       }
