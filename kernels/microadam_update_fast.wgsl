@@ -183,11 +183,15 @@ fn update_block(w: u32, tid: u32) {
   // Every thread has read `owned`: cleared for the next block, which the
   // barrier below orders it before.
   atomicStore(&owned[tid], 0u);
-  var run0 = 0u; // see place
-  var run1 = 0u;
-  if (has0) { run0 = place(ent0, group0); }
-  if (has1) { run1 = place(ent1, group1); }
+  var at_sorted0 = 0u; // see place
+  var at_sorted1 = 0u;
+  if (has0) { at_sorted0 = place(ent0, group0); }
+  if (has1) { at_sorted1 = place(ent1, group1); }
   workgroupBarrier();
+  var run0 = 0u; // see run_at
+  var run1 = 0u;
+  if (has0) { run0 = run_at(at_sorted0, ent0 >> 20u, group0); }
+  if (has1) { run1 = run_at(at_sorted1, ent1 >> 20u, group1); }
   if (direct) {
     if (run0 != 0u) { apply_direct(s.lane, run0, group0, at0, p0, h.neg_lr); }
     if (run1 != 0u) { apply_direct(s.lane, run1, group1, at1, p1, h.neg_lr); }
@@ -241,23 +245,34 @@ fn item_of(c: u32) -> u32 {
 }
 
 // Entry e's place by (coordinate, slot) among the entries of its group
-// (first | count << 16 in `group`), from counts over the group: e goes to
-// `sorted` there. Returns, when e is its coordinate's first entry, where
-// the coordinate starts | its entries << 16 (else 0).
+// (first | count << 16 in `group`): the count of the group's entries below
+// it, where e goes in `sorted` (returned). A coordinate appears at most once
+// per slot, so the keys are distinct. Only that count is taken here, one
+// compare a group entry; whether e is its coordinate's first entry, and how
+// many it has, are read from `sorted` next to it (run_at): counting those
+// here too, in the loop every entry runs, made it three counts an entry.
 fn place(e: u32, group: u32) -> u32 {
   let first = group & 0xffffu;
   let key = e >> 16u; // coordinate << 4 | slot
-  var below = 0u; // entries before e
-  var coord_below = 0u; // entries of smaller coordinates
-  var same = 0u; // entries of e's coordinate, e included
+  var below = 0u;
   for (var x = first; x < first + (group >> 16u); x++) {
-    let other = grouped[x] >> 16u;
-    below += select(0u, 1u, other < key);
-    coord_below += select(0u, 1u, (other >> 4u) < (key >> 4u));
-    same += select(0u, 1u, (other >> 4u) == (key >> 4u));
+    below += select(0u, 1u, (grouped[x] >> 16u) < key);
   }
   sorted[first + below] = e;
-  return select(0u, (first + below) | (same << 16u), below == coord_below);
+  return first + below;
+}
+
+// For the entry of coordinate c at `sorted` index `at` of its group (first
+// | count << 16 in `group`), once every entry is placed: when it is its
+// coordinate's first entry, where the coordinate's entries start | how many
+// << 16 (they follow it in slot order); else 0.
+fn run_at(at: u32, c: u32, group: u32) -> u32 {
+  let first = group & 0xffffu;
+  let end = first + (group >> 16u);
+  if (at > first && (sorted[at - 1u] >> 20u) == c) { return 0u; }
+  var n = 1u;
+  while (at + n < end && (sorted[at + n] >> 20u) == c) { n++; }
+  return at | (n << 16u);
 }
 
 // Spec steps 7-8 for the coordinate whose entries are sorted[start ..
