@@ -752,7 +752,7 @@ fn select_block(next: u32, tid: u32) {
 // The k-th largest key T of the block from its candidates (the valid
 // entries with |a| >= floor, bit i of cand for a[i], and perhaps a few
 // below it), when they are too many for the candidate list: 8-bit radix
-// digits (for bf16 after octave counts), until the bin is exactly the rest
+// digits, until the bin is exactly the rest
 // of the top-k (then T is its smallest key) or every bit is decided (T = the
 // bin's key). Called in uniform control flow: its barriers depend on uniform
 // counts only.
@@ -770,65 +770,15 @@ fn threshold_by_digits(sp: Span, cand: u32, k: u32, tid: u32) -> u32 {
   let top = wide.x;
   let bottom = min(~wide.y, top); // top when there is no candidate
   var rem = k; // entries still to place at or below the current bin
-  var shift: u32;
-  var prefix: u32; // the bin: keys whose bits above `shift` equal prefix's
+  // Every candidate key lies in [bottom, top], so all share the leading bits
+  // of the two: the radix digits start below them (for a bf16 key, 16 bits,
+  // at most two digits). bf16 keys once took octave counts relative to the
+  // block maximum first; without them the bf16 kernel fits 48 registers
+  // (five resident workgroups per SM instead of four) and its select runs
+  // 6 % faster on the H200 (bench/RESULTS.md, round 29).
+  var shift = 32u - countLeadingZeros(top ^ bottom);
+  var prefix = top & ~((1u << shift) - 1u); // the bin: keys whose bits above `shift` equal prefix's
   var in_bin = 0xffffffffu; // not counted yet
-  if (BF16) {
-    // bf16: octave counts relative to the block maximum first (with the
-    // f32 path's start, the compiler's allocation made the bf16 kernel
-    // 38 % slower on the H200: bench/RESULTS.md, round 7).
-    let exp_shift = 7u;
-    shift = exp_shift;
-    var eb = top >> exp_shift; // highest exponent of the current window of 8
-    // Octaves: how many keys have exponent eb, eb - 1, ..., eb - 7 (packed
-    // counters, no atomics), until the octave holding the k-th largest.
-    loop {
-      var lo = 0u;
-      var hi = 0u;
-      var cm = cand;
-      while (cm != 0u) {
-        let i = firstTrailingBit(cm);
-        cm &= cm - 1u;
-        let e = topk_key(elem_a(sp, i)) >> exp_shift;
-        if (e <= eb && eb - e < 8u) {
-          let d = eb - e;
-          let inc = 1u << ((d & 3u) * 8u);
-          if (d < 4u) { lo += inc; } else { hi += inc; }
-        }
-      }
-      let c = wg_sum4(tid, vec4<u32>(
-        lo & 0x00ff00ffu,
-        (lo >> 8u) & 0x00ff00ffu,
-        hi & 0x00ff00ffu,
-        (hi >> 8u) & 0x00ff00ffu,
-      ));
-      // Octave d's count: bins 0, 2 in c.x; 1, 3 in c.y; 4, 6 in c.z; 5, 7 in c.w.
-      var cum = 0u;
-      var found = false;
-      for (var d = 0u; d < 8u; d++) {
-        let word = select(select(c.w, c.z, (d & 1u) == 0u), select(c.y, c.x, (d & 1u) == 0u), d < 4u);
-        let count = (word >> (16u * ((d >> 1u) & 1u))) & 0xffffu;
-        if (!found && d <= eb) {
-          if (cum + count >= rem) {
-            found = true;
-            prefix = (eb - d) << exp_shift;
-            in_bin = count;
-            rem -= cum;
-          } else {
-            cum += count;
-          }
-        }
-      }
-      if (found || eb < 8u) { break; }
-      rem -= cum;
-      eb -= 8u;
-    }
-  } else {
-    // Every candidate key lies in [bottom, top], so all share the leading
-    // bits of the two: the radix digits start below them.
-    shift = 32u - countLeadingZeros(top ^ bottom);
-    prefix = top & ~((1u << shift) - 1u);
-  }
   loop {
     if (in_bin == rem || shift == 0u) { break; }
     let width = min(shift, 8u);
