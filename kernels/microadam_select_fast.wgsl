@@ -752,10 +752,9 @@ fn select_block(next: u32, tid: u32) {
 // The k-th largest key T of the block from its candidates (the valid
 // entries with |a| >= floor, bit i of cand for a[i], and perhaps a few
 // below it), when they are too many for the candidate list: 8-bit radix
-// digits, until the bin is exactly the rest
-// of the top-k (then T is its smallest key) or every bit is decided (T = the
-// bin's key). Called in uniform control flow: its barriers depend on uniform
-// counts only.
+// digits, until the bin is exactly the rest of the top-k (then T is its
+// smallest key) or every bit is decided (T = the bin's key). Called in
+// uniform control flow: its barriers depend on uniform counts only.
 fn threshold_by_digits(sp: Span, cand: u32, k: u32, tid: u32) -> u32 {
   // The candidates' largest key (the block's) and smallest, exactly.
   var ends = vec2<u32>(0u);
@@ -777,7 +776,8 @@ fn threshold_by_digits(sp: Span, cand: u32, k: u32, tid: u32) -> u32 {
   // (five resident workgroups per SM instead of four) and its select runs
   // 6 % faster on the H200 (bench/RESULTS.md, round 29).
   var shift = 32u - countLeadingZeros(top ^ bottom);
-  var prefix = top & ~((1u << shift) - 1u); // the bin: keys whose bits above `shift` equal prefix's
+  // The bin: keys whose bits above `shift` equal prefix's.
+  var prefix = top & ~((1u << shift) - 1u);
   var in_bin = 0xffffffffu; // not counted yet
   loop {
     if (in_bin == rem || shift == 0u) { break; }
