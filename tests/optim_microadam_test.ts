@@ -245,6 +245,20 @@ const HARD_SELECTIONS: {
       return b < 2040 ? 1e-3 * (1 + r()) : 0.5;
     },
   },
+  {
+    // 40 values near 2 and four ties at |a| = 1.5 over small ones: k = 41
+    // keeps the first tie, the only negative one, and leaves three positive
+    // ones in the residual. Few enough candidates for the candidate list from
+    // the second step on (the hint): a range that took the kept tie's -1.5,
+    // or missed the others' 1.5, gives other codes.
+    label: "four ties at the threshold, the kept one the only negative",
+    value: (j, r) => {
+      const b = j % 4096;
+      if (b % 100 === 50 && b < 4000) return 2 + r();
+      if (b % 1000 === 7) return b === 7 ? -1.5 : 1.5;
+      return (r() < 0.5 ? -1e-3 : 1e-3) * (1 + r());
+    },
+  },
   ...[5, 3].map((jump) => ({
     // Threads 12, 25, ... of a block read 15 values near 2^-jump (or one
     // there and 14 an octave lower, for jump 3), then one near 1; all other
