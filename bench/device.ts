@@ -11,7 +11,7 @@
  *   deno run -A bench/device.ts [--sizes 24,26,28] [--llama 7b,13b] [--layout own,shared] [--steps 50]
  *       [--per-submit 1] [--repeat 1] [--warmup-ms 300] [--heat-ms 1500] [--optimizers all] [--skip-torch] [--skip-tfjs] [--tfjs-sizes 20,24,26,28]
  *       [--skip-training] [--profile-all] [--residency] [--registers DIR] [--memory-probe 1024,500,172,64]
- *       [--impl ../mod.ts --label new] [--out DIR]
+ *       [--microadam-wd 0] [--impl ../mod.ts --label new] [--out DIR]
  *
  * How a step is timed (bench/RESULTS.md): N ≥ 50 steps are submitted back to
  * back; the time per step is the GPU span from the first step's begin
@@ -50,6 +50,12 @@
  * refuses one, prints the total, and frees them before the next size. A
  * total that depends on the size is the allocator's granularity, not the
  * device's memory.
+ *
+ * `--microadam-wd` is the MicroAdam rows' weight decay (default 0, the
+ * library's default; PyTorch's AdamW rows and ours run 0.01). With weight
+ * decay every parameter word is read and written each step (the update
+ * kernel's walk); without it only the coordinates the window touches (its
+ * direct path): bench/RESULTS.md, round 30, measures both.
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.
@@ -111,6 +117,7 @@ const { values } = parseArgs({
     // Buffer sizes in MiB for the memory probe (none by default).
     "memory-probe": { type: "string", default: "" },
     "tfjs-sizes": { type: "string", default: "20,24,26,28" },
+    "microadam-wd": { type: "string", default: "0" },
     impl: { type: "string", default: "../mod.ts" },
     label: { type: "string", default: "this project" },
     out: { type: "string" },
@@ -121,6 +128,14 @@ const perSubmit = Number(values["per-submit"]);
 const repeat = Number(values.repeat);
 const warmupMs = Number(values["warmup-ms"]);
 const heatMs = Number(values["heat-ms"]);
+const microadamWd = Number(values["microadam-wd"]);
+if (!(microadamWd >= 0)) {
+  throw new RangeError(
+    `--microadam-wd: expected a weight decay >= 0, got "${
+      values["microadam-wd"]
+    }"`,
+  );
+}
 const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
 const llamaNames = values.llama ? values.llama.split(",") : [];
 const probeSizes = values["memory-probe"]
@@ -614,9 +629,16 @@ function llamaKinds(name: string): Kind[] {
 function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
   switch (kind) {
     case "MicroAdam f32":
-      return new lib.MicroAdam(device, tensors, { lr: 1e-4 });
+      return new lib.MicroAdam(device, tensors, {
+        lr: 1e-4,
+        weightDecay: microadamWd,
+      });
     case "MicroAdam bf16":
-      return new lib.MicroAdam(device, tensors, { lr: 1e-4, dtype: "bf16" });
+      return new lib.MicroAdam(device, tensors, {
+        lr: 1e-4,
+        dtype: "bf16",
+        weightDecay: microadamWd,
+      });
     case "Adam":
       return new lib.Adam(device, tensors, { lr: 1e-4 });
     case "AdamW":
@@ -1244,7 +1266,9 @@ const lines: string[] = [];
 lines.push(
   `copy bandwidth: torch ${fmt(torchCopy?.tbps, 2)} TB/s, WGSL ${
     copy.tbps.toFixed(2)
-  } TB/s; floor = bytes / ${bw.toFixed(2)} TB/s`,
+  } TB/s; floor = bytes / ${
+    bw.toFixed(2)
+  } TB/s; MicroAdam weight decay ${microadamWd}`,
 );
 lines.push(
   "| implementation | optimizer | dtype | shape | ms/step | host ms | median ms | B/param | floor ms | × floor | % copy BW | vs torch ¹ |",
