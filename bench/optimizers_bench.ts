@@ -10,6 +10,11 @@
  *   queue overheads included). Optimizer construction, pipeline compilation
  *   and the wait for earlier work are outside the timed region.
  *
+ * MicroAdam runs twice per dtype: with its default weight decay, 0 (the
+ * update touches only the coordinates its window holds), and with 0.01
+ * (every parameter word is decayed, each thread walking its own words;
+ * bench/RESULTS.md, round 30).
+ *
  * Gradients are fixed pseudo-random values, uniform in [-0.5, 0.5), the same
  * at every step. Without a WebGPU adapter the `gpu` group is ignored (and
  * says why) while the `cpu` group still runs. Results: bench/RESULTS.md.
@@ -115,6 +120,17 @@ const gpu: [string, 2 | 4, (d: GPUDevice, t: TensorSpec) => GpuOptimizer][] = [
     "MicroAdam bf16",
     2,
     (d, t) => new MicroAdam(d, [t], { lr: 1e-4, dtype: "bf16" }),
+  ],
+  [
+    "MicroAdam f32 weight decay 0.01",
+    4,
+    (d, t) => new MicroAdam(d, [t], { lr: 1e-4, weightDecay: 0.01 }),
+  ],
+  [
+    "MicroAdam bf16 weight decay 0.01",
+    2,
+    (d, t) =>
+      new MicroAdam(d, [t], { lr: 1e-4, dtype: "bf16", weightDecay: 0.01 }),
   ],
   ["Adam", 4, (d, t) => new Adam(d, [t], { lr: 1e-4 })],
   ["AdamW", 4, (d, t) => new AdamW(d, [t], { lr: 1e-4 })],

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  benchReport,
   compare,
   medianRatios,
   MIN_TOLERANCE,
@@ -102,4 +103,21 @@ Deno.test("medianRatios: the middle run per bench (mean of the middle two for an
   };
   assert.equal(compare(runs[0], base)[1].verdict, "regression");
   assert.equal(compare(medianRatios(runs), base)[1].verdict, "ok");
+});
+
+Deno.test("benchReport: a failed exit counts only after a whole report with every bench's result", () => {
+  const whole = JSON.stringify(json);
+  assert.deepEqual(benchReport(true, whole), { json, aborted: false });
+  const ok = { ...json, benches: json.benches.slice(0, 3) };
+  assert.deepEqual(benchReport(false, JSON.stringify(ok)), {
+    json: ok,
+    aborted: true,
+  });
+  // A bench without a result (it failed), a cut report, no output at all.
+  assert.throws(() => benchReport(false, whole), /deno bench failed: Broken/);
+  assert.throws(
+    () => benchReport(false, whole.slice(0, 100)),
+    /exited before its report/,
+  );
+  assert.throws(() => benchReport(true, ""), /its output is not JSON/);
 });
