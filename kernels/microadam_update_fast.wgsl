@@ -5,10 +5,10 @@
 // its group by (coordinate, slot) by counting the group's entries below it,
 // and the thread holding a coordinate's first entry rebuilds its M and S in
 // slot order. Only coordinates the window touches get the Adam update:
-// elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly. Without weight
-// decay that thread applies step 9 too; with it, every coordinate is decayed,
-// and each thread walks its own. A skipped step only carries the codes over
-// to the other half.
+// elsewhere M = S = 0, so u = 0 and p + (-lr)·0 = p exactly: that thread
+// applies step 9 (and weight decay) too. With weight decay, each thread also
+// decays its own untouched words while the sort runs. A skipped step only
+// carries the codes over to the other half.
 //
 // No thread walks more than its entries' groups and one coordinate's slots
 // per entry. The earlier form, where each owner thread insertion-sorted its
@@ -39,12 +39,11 @@ var<workgroup> decay1: array<f32, FAST_WINDOW>; // beta1^age of slot i
 var<workgroup> decay2: array<f32, FAST_WINDOW>;
 // Per owner thread: its entry count, then its group as first | count << 16.
 var<workgroup> owned: array<atomic<u32>, 256>;
-// Per owner thread, for the walk (with weight decay): bit i set when its
-// i-th coordinate (see item_of) is in the window.
+// Per owner thread, with weight decay: bit i set when its i-th coordinate
+// (see item_of) is in the window.
 var<workgroup> owned_items: array<atomic<u32>, 256>;
 // Entries (coordinate << 20 | slot << 16 | bf16 value) grouped by owner, in
-// no order within a group; then, for the walk, u of the touched coordinates,
-// the owner's j-th at index j of its group.
+// no order within a group.
 var<workgroup> grouped: array<u32, FAST_WINDOW_ENTRIES>;
 // The entries by (owner, coordinate, slot).
 var<workgroup> sorted: array<u32, FAST_WINDOW_ENTRIES>;
@@ -126,45 +125,42 @@ fn update_block(w: u32, tid: u32) {
   var ent1 = 0u;
   if (has0) { ent0 = take_entry(blk, base, this_slot, tid); }
   if (has1) { ent1 = take_entry(blk, base, this_slot, tid + WG_SIZE); }
-  // Without weight decay, the thread that rebuilds a coordinate's moments
-  // applies step 9 to it too (see apply_direct), so the parameter word of
-  // each entry's coordinate is loaded now, in flight through the sort's
-  // barriers (a coordinate's other entries load it too and drop it).
+  // The thread that rebuilds a coordinate's moments applies steps 6 and 9
+  // to it too (see apply_direct), so the parameter word of each entry's
+  // coordinate is loaded now, in flight through the sort's barriers (a
+  // coordinate's other entries load it too and drop it). Both in one call
+  // (a lane's binding is picked by a switch); without its second entry a
+  // thread loads its block's first word for nothing.
   let h = step.param_groups[s.param_group];
-  let direct = !(h.wd > 0.0);
+  let decay = h.wd > 0.0;
   let at0 = param_word(s.param_off + blk.start + (ent0 >> 20u));
   let at1 = param_word(s.param_off + blk.start + (ent1 >> 20u));
-  var p0 = 0u;
-  var p1 = 0u;
-  if (direct) {
-    // Both in one call (a lane's binding is picked by a switch); without
-    // its second entry a thread loads its block's first word for nothing.
-    let p = lane_param2(s.lane, at0, at1);
-    p0 = p.x;
-    p1 = p.y;
-  }
-  // `owned` was cleared by the block before (or is still zero); the walk
-  // with weight decay needs `owned_items` cleared, and a barrier after
-  // that, since its last reads came after the previous block's last one.
-  if (!direct) {
-    atomicStore(&owned_items[tid], 0u);
-    workgroupBarrier();
+  let p = lane_param2(s.lane, at0, at1);
+  var p0 = p.x;
+  var p1 = p.y;
+  if (decay) {
+    // Step 6 on the loaded words: apply_direct then stores them with step 9.
+    p0 = decayed_word(p0, h.decay, ((ent0 >> 20u) | 1u) < blk.n);
+    p1 = decayed_word(p1, h.decay, ((ent1 >> 20u) | 1u) < blk.n);
   }
   // Count the entries per owner (an entry's rank in its group is the count
-  // before it) and, for the walk, mark the owners' touched coordinates.
+  // before it) and, with weight decay, mark the owners' touched items
+  // (`owned_items`, cleared by its owner after its last read in the block
+  // before).
   let owner0 = owner_of(ent0 >> 20u);
   let owner1 = owner_of(ent1 >> 20u);
   var rank0 = 0u;
   var rank1 = 0u;
   if (has0) {
     rank0 = atomicAdd(&owned[owner0], 1u);
-    if (!direct) { atomicOr(&owned_items[owner0], 1u << item_of(ent0 >> 20u)); }
+    if (decay) { atomicOr(&owned_items[owner0], 1u << item_of(ent0 >> 20u)); }
   }
   if (has1) {
     rank1 = atomicAdd(&owned[owner1], 1u);
-    if (!direct) { atomicOr(&owned_items[owner1], 1u << item_of(ent1 >> 20u)); }
+    if (decay) { atomicOr(&owned_items[owner1], 1u << item_of(ent1 >> 20u)); }
   }
   workgroupBarrier();
+  if (decay) { decay_untouched(s.lane, blk, s.param_off, h.decay, tid); }
   let mine = atomicLoad(&owned[tid]);
   let first = wg_prefix(tid, mine);
   atomicStore(&owned[tid], first | (mine << 16u));
@@ -192,44 +188,8 @@ fn update_block(w: u32, tid: u32) {
   var run1 = 0u;
   if (has0) { run0 = run_at(at_sorted0, ent0 >> 20u, group0); }
   if (has1) { run1 = run_at(at_sorted1, ent1 >> 20u, group1); }
-  if (direct) {
-    if (run0 != 0u) { apply_direct(s.lane, run0, group0, at0, p0, h.neg_lr); }
-    if (run1 != 0u) { apply_direct(s.lane, run1, group1, at1, p1, h.neg_lr); }
-    return;
-  }
-  // Spec steps 7-8, by the thread holding each coordinate's first entry: M
-  // and S in slot order, then u, at index j of the owner's group for the
-  // owner's j-th touched coordinate.
-  if (run0 != 0u) { grouped[u_index(ent0 >> 20u, group0)] = bitcast<u32>(moments_u(run0)); }
-  if (run1 != 0u) { grouped[u_index(ent1 >> 20u, group1)] = bitcast<u32>(moments_u(run1)); }
-  workgroupBarrier();
-
-  let items = select(VPT, VPT / 2u, BF16);
-  let word0 = select(s.param_off + blk.start, (s.param_off + blk.start) >> 1u, BF16);
-
-  // Step 9 (and weight decay), only on the thread's live items, in
-  // coordinate order. The coordinates the window touches take their u in
-  // that order; elsewhere u = 0 and p + (-lr)·0 = p, so without weight decay
-  // an untouched word is neither read nor written. A warp loops as often as
-  // its busiest thread has live items, not once per item: nearly every warp
-  // has some lane whose item l is touched, so looping over all 16 items ran
-  // the load and update code 16 times (this loop made the kernel 18-20 %
-  // faster on the H200, bench/RESULTS.md, round 8; taking the items two at
-  // a time, loads first, was no faster).
-  var walk: ItemWalk;
-  walk.next = first;
-  walk.touched = atomicLoad(&owned_items[tid]);
-  walk.n = blk.n;
-  walk.decay = h.wd > 0.0;
-  walk.factor = h.decay;
-  walk.neg_lr = h.neg_lr;
-  var live = live_items(&walk, items, tid);
-  while (live != 0u) {
-    let i = firstTrailingBit(live);
-    live &= live - 1u;
-    let at = word0 + i * WG_SIZE + tid;
-    set_lane_param(s.lane, at, apply_item(&walk, lane_param(s.lane, at), i, tid));
-  }
+  if (run0 != 0u) { apply_direct(s.lane, run0, group0, at0, p0, h.neg_lr); }
+  if (run1 != 0u) { apply_direct(s.lane, run1, group1, at1, p1, h.neg_lr); }
 }
 
 // The owner thread of block-local coordinate c: f32 c belongs to thread
@@ -279,9 +239,15 @@ fn run_at(at: u32, c: u32, group: u32) -> u32 {
   let first = group & 0xffffu;
   let end = first + (group >> 16u);
   if (at > first && (sorted[at - 1u] >> 20u) == c) { return 0u; }
-  var n = 1u;
+  return at | ((1u + run_length(at + 1u, c, end)) << 16u);
+}
+
+// How many entries of coordinate c follow one another in `sorted` from
+// index `at`, before `end`.
+fn run_length(at: u32, c: u32, end: u32) -> u32 {
+  var n = 0u;
   while (at + n < end && (sorted[at + n] >> 20u) == c) { n++; }
-  return at | (n << 16u);
+  return n;
 }
 
 // Spec steps 7-8 for the coordinate whose entries are sorted[start ..
@@ -303,17 +269,18 @@ fn moments_u(run: u32) -> f32 {
 // The parameter word of element e: e itself, or for bf16 its pair's.
 fn param_word(e: u32) -> u32 { return e >> select(0u, 1u, BF16); }
 
-// Steps 7-9 without weight decay for the coordinate whose entries are
-// sorted[run] (run = start | count << 16, in its owner's group `group`), by
-// the thread of its first entry, on its parameter word (`word`, at `at` in
-// lane `lane`): each touched coordinate once, and no other. The walk over
-// every owner's items (still taken with weight decay) issued its loads one
-// after another, after the sort: this form made the kernel 11 % (f32) and
-// 22 % (bf16) faster on the H200, and with its loads at the end instead it
-// was 76 % slower (bench/RESULTS.md, round 18). A bf16 word's two
-// coordinates share an owner, so their entries are adjacent in the group:
-// the even one's thread takes the word, and the odd one's too (its run
-// follows), unless only the odd one is touched.
+// Steps 7-9 for the coordinate whose entries are sorted[run] (run = start |
+// count << 16, in its owner's group `group`), by the thread of its first
+// entry, on its parameter word (`word`, at `at` in lane `lane`, already
+// decayed where there is weight decay): each touched coordinate once, and
+// no other (the others' weight decay is decay_untouched's). The walk over
+// every owner's items issued its loads one after another, after the sort:
+// this form made the kernel 11 % (f32) and 22 % (bf16) faster on the H200
+// without weight decay, and with its loads at the end instead it was 76 %
+// slower (bench/RESULTS.md, round 18). A bf16 word's two coordinates share an
+// owner, so their entries are adjacent in the group: the even one's thread
+// takes the word, and the odd one's too (its run follows), unless only the
+// odd one is touched.
 fn apply_direct(lane: u32, run: u32, group: u32, at: u32, word: u32, neg_lr: f32) {
   if (!BF16) {
     set_lane_param(lane, at, bitcast<u32>(step9(bitcast<f32>(word), moments_u(run), neg_lr)));
@@ -326,12 +293,64 @@ fn apply_direct(lane: u32, run: u32, group: u32, at: u32, word: u32, neg_lr: f32
   var w = with_half(word, c & 1u, moments_u(run), neg_lr);
   if ((c & 1u) == 0u) {
     let next = start + (run >> 16u);
-    let end = first + (group >> 16u);
-    var n = 0u;
-    while (next + n < end && (sorted[next + n] >> 20u) == c + 1u) { n++; }
+    let n = run_length(next, c + 1u, first + (group >> 16u));
     if (n > 0u) { w = with_half(w, 1u, moments_u(next | (n << 16u)), neg_lr); }
   }
   set_lane_param(lane, at, w);
+}
+
+// Spec step 6 for the parameter word `word`: p·f (bf16: rounded), both
+// halves of a bf16 pair, the high one only where `high` (in the block).
+fn decayed_word(word: u32, f: f32, high: bool) -> u32 {
+  if (!BF16) { return bitcast<u32>(bitcast<f32>(word) * f); }
+  let d = vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u)) * f;
+  let out = (bitcast<u32>(bf16_round(d.x)) >> 16u) | (bitcast<u32>(bf16_round(d.y)) & 0xffff0000u);
+  return select((out & 0xffffu) | (word & 0xffff0000u), out, high);
+}
+
+// Spec step 6 (weight decay by factor f) on thread tid's words of block
+// `blk` that the window does not touch (apply_direct takes the others),
+// four at a time, their loads first; then `owned_items[tid]`, read only
+// here, is cleared for the next block (its marks come after this block's
+// later barriers). Called once the touched items are marked: it needs
+// nothing of the sort that follows, so its traffic is in flight while the
+// sort's barriers wait. With weight decay this made the update 20 % (f32)
+// and 17 % (bf16) faster on the H200 than a walk over every word after the
+// sort; at the block's end it was slower than that walk in f32, and two
+// words at a time 7 % slower in f32 (bench/RESULTS.md, round 31).
+fn decay_untouched(lane: u32, blk: TopkBlock, param_off: u32, f: f32, tid: u32) {
+  var touched = atomicLoad(&owned_items[tid]);
+  atomicStore(&owned_items[tid], 0u);
+  var n_words = blk.n;
+  if (BF16) {
+    n_words = (blk.n + 1u) / 2u;
+    // Bit 2i | bit 2i + 1 (the halves of word i) -> bit i.
+    touched = (touched | (touched >> 1u)) & 0x55555555u;
+    touched = (touched | (touched >> 1u)) & 0x33333333u;
+    touched = (touched | (touched >> 2u)) & 0x0f0f0f0fu;
+    touched = (touched | (touched >> 4u)) & 0x00ff00ffu;
+    touched = (touched | (touched >> 8u)) & 0x0000ffffu;
+  }
+  // The thread's words in the block: the first ceil((n_words - tid) / 256).
+  let count = select(0u, (n_words - tid + WG_SIZE - 1u) / WG_SIZE, n_words > tid);
+  let todo = ((1u << count) - 1u) & ~touched;
+  let word0 = param_word(param_off + blk.start) + tid;
+  for (var i = 0u; i < select(VPT, VPT / 2u, BF16); i += 4u) {
+    let m = (todo >> i) & 15u;
+    if (m == 0u) { continue; }
+    let at = word0 + i * WG_SIZE;
+    var w = vec4<u32>(0u);
+    if ((m & 1u) != 0u) { w.x = lane_param(lane, at); }
+    if ((m & 2u) != 0u) { w.y = lane_param(lane, at + WG_SIZE); }
+    if ((m & 4u) != 0u) { w.z = lane_param(lane, at + 2u * WG_SIZE); }
+    if ((m & 8u) != 0u) { w.w = lane_param(lane, at + 3u * WG_SIZE); }
+    // Only a bf16 block's last word can hold a coordinate past its end.
+    let c = 2u * (i * WG_SIZE + tid) + 1u;
+    if ((m & 1u) != 0u) { set_lane_param(lane, at, decayed_word(w.x, f, c < blk.n)); }
+    if ((m & 2u) != 0u) { set_lane_param(lane, at + WG_SIZE, decayed_word(w.y, f, c + 2u * WG_SIZE < blk.n)); }
+    if ((m & 4u) != 0u) { set_lane_param(lane, at + 2u * WG_SIZE, decayed_word(w.z, f, c + 4u * WG_SIZE < blk.n)); }
+    if ((m & 8u) != 0u) { set_lane_param(lane, at + 3u * WG_SIZE, decayed_word(w.w, f, c + 6u * WG_SIZE < blk.n)); }
+  }
 }
 
 // A bf16 pair with step 9 applied to its half `half` (0 low, 1 high).
@@ -347,72 +366,4 @@ fn step9(p: f32, u: f32, neg_lr: f32) -> f32 {
   // so the exact fma_short applies.
   if (BF16) { return fma_short(neg_lr, bf16_round(u), p); }
   return fma(neg_lr, u, p);
-}
-
-// Where the u of coordinate c goes: index j of its owner's group (first |
-// count << 16 in `group`) for the owner's j-th touched coordinate.
-fn u_index(c: u32, group: u32) -> u32 {
-  let below = atomicLoad(&owned_items[owner_of(c)]) & ((1u << item_of(c)) - 1u);
-  return (group & 0xffffu) + countOneBits(below);
-}
-
-// Bit i: item i of thread tid is in the block and changes this step.
-// Closed form, not a loop over the items: the items in the block are the
-// first ceil((words - tid) / 256); without weight decay only the touched
-// ones change (bf16: an item is touched when either of its halves is).
-fn live_items(walk: ptr<function, ItemWalk>, items: u32, tid: u32) -> u32 {
-  let words = ((*walk).n + item_coords() - 1u) / item_coords();
-  let count = select(0u, (words - tid + WG_SIZE - 1u) / WG_SIZE, words > tid);
-  let in_block = (1u << min(count, items)) - 1u;
-  if ((*walk).decay) { return in_block; }
-  var t = (*walk).touched;
-  if (BF16) {
-    // Bit 2i | bit 2i + 1 -> bit i.
-    t = (t | (t >> 1u)) & 0x55555555u;
-    t = (t | (t >> 1u)) & 0x33333333u;
-    t = (t | (t >> 2u)) & 0x0f0f0f0fu;
-    t = (t | (t >> 4u)) & 0x00ff00ffu;
-    t = (t | (t >> 8u)) & 0x0000ffffu;
-  }
-  return t & in_block;
-}
-
-// A thread's walk over its items in coordinate order for step 9.
-struct ItemWalk {
-  next: u32,    // `grouped` index of the next touched coordinate's u
-  touched: u32, // bit l: the thread's l-th coordinate is in the window
-  n: u32,       // elements in the block
-  decay: bool,
-  factor: f32,  // 1 - lr·wd
-  neg_lr: f32,
-}
-
-// Coordinates per item: one f32, or a bf16 pair in a word.
-fn item_coords() -> u32 { return select(1u, 2u, BF16); }
-
-// Steps 6 and 9 for the coordinates of item i (one f32, or a bf16 pair).
-fn apply_item(walk: ptr<function, ItemWalk>, word_in: u32, i: u32, tid: u32) -> u32 {
-  var word = word_in;
-  for (var half = 0u; half < item_coords(); half++) {
-    let c = (i * WG_SIZE + tid) * item_coords() + half;
-    if (c >= (*walk).n) { break; }
-    let bits = half * 16u;
-    var p: f32;
-    if (BF16) { p = bf16_value(word >> bits); } else { p = bitcast<f32>(word); }
-    if ((*walk).decay) {
-      p = p * (*walk).factor;
-      if (BF16) { p = bf16_round(p); }
-    }
-    if ((((*walk).touched >> (i * item_coords() + half)) & 1u) == 1u) {
-      p = step9(p, bitcast<f32>(grouped[(*walk).next]), (*walk).neg_lr);
-      (*walk).next += 1u;
-    }
-    if (BF16) {
-      let pb = bitcast<u32>(bf16_round(p)) >> 16u;
-      word = (word & ~(0xffffu << bits)) | (pb << bits);
-    } else {
-      word = bitcast<u32>(p);
-    }
-  }
-  return word;
 }

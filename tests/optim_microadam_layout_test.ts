@@ -210,28 +210,44 @@ for (const dtype of ["f32", "bf16"] as const) {
     }
   });
 
-  Deno.test(`shared buffer: tensors at offsets of one param/grad buffer, ${dtype}, batched natively, == CPU`, async () => {
-    const seed = testSeed(`shared ${dtype}`);
-    const sizes = [37, 1000, 5, 4097, 2, 300, 70001, 1];
-    const twin = new Twin({ dtype, sizes, seed, layout: "shared" });
-    try {
-      const plan = planOf(twin.gpu);
-      assert.equal(plan.batches.length, 1, "one batch");
-      assert.equal(plan.batches[0].segments.length, sizes.length);
-      assert.equal(plan.batches[0].gather, undefined, "not gathered");
-      if (dtype === "bf16") {
-        assert.ok(twin.gpuTensors.every((t) => (t.offset ?? 0) % 2 === 0));
+  // With weight decay every parameter word of a block is rewritten, so the
+  // half-word after an odd bf16 tensor (a gap here) must be kept by hand:
+  // checked with a decay of 5 % a step (lr·wd), which changes the bf16
+  // sentinel where 0.001 % would not.
+  for (const weightDecay of [0, 5]) {
+    Deno.test(`shared buffer: tensors at offsets of one param/grad buffer, ${dtype}, weight decay ${weightDecay}, batched natively, == CPU`, async () => {
+      const seed = testSeed(
+        weightDecay ? `shared ${dtype} wd` : `shared ${dtype}`,
+      );
+      const sizes = [37, 1000, 5, 4097, 2, 300, 70001, 1];
+      const twin = new Twin({
+        dtype,
+        sizes,
+        seed,
+        layout: "shared",
+        options: { weightDecay, lr: 1e-2 },
+      });
+      try {
+        const plan = planOf(twin.gpu);
+        assert.equal(plan.batches.length, 1, "one batch");
+        assert.equal(plan.batches[0].segments.length, sizes.length);
+        assert.equal(plan.batches[0].gather, undefined, "not gathered");
+        if (dtype === "bf16") {
+          assert.ok(twin.gpuTensors.every((t) => (t.offset ?? 0) % 2 === 0));
+        }
+        for (let s = 1; s <= 10; s++) {
+          twin.step();
+          if (s === 1 || s === 10) {
+            await twin.compare(`seed ${seed}, step ${s}`);
+          }
+        }
+        await twin.assertGapsUntouched(`seed ${seed}`);
+        twin.report(`shared ${dtype}, weight decay ${weightDecay}`);
+      } finally {
+        twin.dispose();
       }
-      for (let s = 1; s <= 10; s++) {
-        twin.step();
-        if (s === 1 || s === 10) await twin.compare(`seed ${seed}, step ${s}`);
-      }
-      await twin.assertGapsUntouched(`seed ${seed}`);
-      twin.report(`shared ${dtype}`);
-    } finally {
-      twin.dispose();
-    }
-  });
+    });
+  }
 }
 
 // ---- Tensors in buffers of their own sharing dispatches (lanes) ----------
