@@ -54,8 +54,9 @@
  * `--microadam-wd` is the MicroAdam rows' weight decay (default 0, the
  * library's default; PyTorch's AdamW rows and ours run 0.01). With weight
  * decay every parameter word is read and written each step (the update
- * kernel's walk); without it only the coordinates the window touches (its
- * direct path): bench/RESULTS.md, round 30, measures both.
+ * kernel decays the words its window does not touch while it sorts the
+ * window); without it only the coordinates the window touches:
+ * bench/RESULTS.md, rounds 30 and 31, measure both.
  *
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.

@@ -12,8 +12,8 @@
  *
  * MicroAdam runs twice per dtype: with its default weight decay, 0 (the
  * update touches only the coordinates its window holds), and with 0.01
- * (every parameter word is decayed, each thread walking its own words;
- * bench/RESULTS.md, round 30).
+ * (every parameter word is read, decayed and written; bench/RESULTS.md,
+ * rounds 30 and 31).
  *
  * Gradients are fixed pseudo-random values, uniform in [-0.5, 0.5), the same
  * at every step. Without a WebGPU adapter the `gpu` group is ignored (and

@@ -212,13 +212,14 @@ for (const dtype of ["f32", "bf16"] as const) {
 
 /**
  * Gradients that drive `microadam_select_fast` through each of its ways to
- * the k-th largest |a| (3 full blocks and a tail; k = 41 per block): the
- * octave of the k-th largest holding few elements (the common case) or all
- * of them (digits down to the last bit), more equal keys at the threshold
- * than entries left to place (only the first by index are kept, and they lie
- * in both halves of the block), the k-th largest 4 or 5 octaves below the
- * block maximum, and a maximum far above the rest (the octave search walks
- * down many windows of 8).
+ * the k-th largest |a| (3 full blocks and a tail; k = 41 per block): more
+ * candidates than its list holds, so that radix digits find T (down to the
+ * last bit where every key ties), more equal keys at the threshold than
+ * entries left to place (only the first by index are kept, and they lie in
+ * both halves of the block), ties at the threshold of both signs (the
+ * residual's range), the k-th largest 4 or 5 octaves below the block
+ * maximum, a candidate bound that is exactly tight, and a maximum far above
+ * the rest.
  */
 const HARD_SELECTIONS: {
   label: string;
@@ -263,7 +264,8 @@ const HARD_SELECTIONS: {
     // Threads 12, 25, ... of a block read 15 values near 2^-jump (or one
     // there and 14 an octave lower, for jump 3), then one near 1; all other
     // values are tiny. The k-th largest lies 5 or 4 octaves below the block
-    // maximum: in the second word of the kernel's packed octave counters.
+    // maximum (written for the octave counters that bf16 had until round 29;
+    // kept for candidates whose keys span several octaves).
     label: `the k-th largest ${jump === 5 ? 5 : 4} octaves below the maximum`,
     value: (j: number, r: () => number) => {
       const b = j % 4096;
