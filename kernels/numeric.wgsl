@@ -19,6 +19,17 @@ fn bf16_round_number(x: f32) -> f32 {
   return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
 }
 
+// bf16_round_number by three float operations (Veltkamp's split of x at 16
+// bits: g = x·65537 rounded once, as x·65536 is exact, then g - (g - x)):
+// the same result for every normal x below 2^100 in magnitude, for ±0, and
+// for a subnormal x that is already a bf16 (checked over every f32). `one`
+// must be 1.0 read at run time: with a literal 1, the compilers of llvmpipe
+// and of the H200's driver both fold g - (g - x) to x.
+fn bf16_round_split(x: f32, one: f32) -> f32 {
+  let g = x * 65536.0 + x;
+  return g - (g * one - x);
+}
+
 fn bf16_value(bits: u32) -> f32 { return bitcast<f32>((bits & 0xffffu) << 16u); }
 
 // bf16 bits at or below x (toward -inf).

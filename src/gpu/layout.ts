@@ -164,6 +164,7 @@ export const CONFIG: StructLayout<
   | "kind"
   | "amsgrad"
   | "decoupled"
+  | "one"
 > = new StructLayout("Config", [
   { name: "beta1", type: "f32" },
   { name: "beta2", type: "f32" },
@@ -176,6 +177,11 @@ export const CONFIG: StructLayout<
     name: "decoupled",
     type: "u32",
     doc: "weight decay: 1 decoupled (AdamW), 0 L2 (Adam)",
+  },
+  {
+    name: "one",
+    type: "f32",
+    doc: "1.0, which the shader compilers cannot fold (see bf16_round_split)",
   },
 ]);
 

@@ -134,6 +134,7 @@ export class StepScalars {
       kind: kernel.kind,
       amsgrad: kernel.amsgrad ? 1 : 0,
       decoupled: kernel.decoupled ? 1 : 0,
+      one: 1,
     });
     this.config = own(
       createFilled(device, cfg, GPUBufferUsage.UNIFORM, "config"),
