@@ -172,7 +172,10 @@ const EDGES: {
       const blocks = opt.geometry[0].blocks;
       assert.ok(blocks > FAST_GRID.select);
       // An odd count: the last workgroup walks one block, the others two.
-      assert.equal(fastGrid("select", blocks), Math.ceil(blocks / 2));
+      assert.equal(
+        fastGrid("select", blocks, opt.options.dtype),
+        Math.ceil(blocks / 2),
+      );
       assert.equal(blocks % 2, 1);
     },
   },

@@ -17,6 +17,7 @@
  */
 
 import { GRADIENT_LIMIT_LOG2 } from "../core/limits.ts";
+import type { DType } from "../core/options.ts";
 
 /** A WGSL scalar type the layouts use. */
 export type ScalarType = "u32" | "f32";
@@ -425,17 +426,24 @@ export const FAST_LANES = 4;
  * most (see {@link fastGrid}). On the H200 at 2^28 (65,536 blocks), the
  * select kernel ran fastest on 16384 (four blocks a workgroup: it beat
  * 1024, 4096 and one workgroup per block, and in round 27 8192 and 32768),
- * the update kernel on 32768 (two blocks a workgroup: 3 % faster than on
- * 16384, f32; bench/RESULTS.md, round 27).
+ * the bf16 update kernel on 32768 (two blocks a workgroup: 3 % faster than
+ * on 16384, round 27; 1.8 % faster than on one block a workgroup, round
+ * 29), the f32 update kernel on one block a workgroup (`updateF32`: 2.0 %
+ * faster than on two, and its LLaMA-2-7B step 0.2 %; bench/RESULTS.md,
+ * rounds 29 and 33).
  */
-export const FAST_GRID: Readonly<Record<"select" | "update", number>> = {
+export const FAST_GRID: Readonly<
+  Record<"select" | "update" | "updateF32", number>
+> = {
   select: 16384,
   update: 32768,
+  updateF32: 65536,
 };
 
 /**
  * Blocks each workgroup of a one-pass kernel walks, at least, where a
- * dispatch has that many: the select kernel looks up its next block's place
+ * dispatch has that many (the f32 update kernel excepted: see
+ * {@link FAST_GRID}): the select kernel looks up its next block's place
  * while it works on the current one, and what starting a workgroup costs
  * (the workgroup memory WGSL zeroes, the update's decay tables) is paid
  * once per workgroup. With one block a workgroup (the LLaMA shapes' smaller
@@ -445,23 +453,33 @@ export const FAST_GRID: Readonly<Record<"select" | "update", number>> = {
 export const FAST_MIN_BLOCKS_PER_WORKGROUP = 2;
 
 /**
- * How many workgroups a one-pass kernel (`stage`) is dispatched with over
- * `blocks` top-k blocks: each walks blocks w, w + grid, ..., at least
- * {@link FAST_MIN_BLOCKS_PER_WORKGROUP} where there are that many, on at
- * most {@link FAST_GRID}[stage] workgroups.
+ * How many workgroups a one-pass kernel (`stage`, for parameters of
+ * `dtype`) is dispatched with over `blocks` top-k blocks: each walks blocks
+ * w, w + grid, ..., at least {@link FAST_MIN_BLOCKS_PER_WORKGROUP} where
+ * there are that many, on at most {@link FAST_GRID}[stage] workgroups; the
+ * f32 update kernel one block a workgroup, on at most
+ * `FAST_GRID.updateF32`.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { fastGrid } from "./layout.ts";
  *
- * assert.equal(fastGrid("select", 65536), 16384); // four blocks a workgroup
- * assert.equal(fastGrid("update", 65536), 32768); // two
- * assert.equal(fastGrid("select", 4097), 2049);
- * assert.equal(fastGrid("update", 1), 1);
+ * assert.equal(fastGrid("select", 65536, "f32"), 16384); // four blocks a workgroup
+ * assert.equal(fastGrid("update", 65536, "bf16"), 32768); // two
+ * assert.equal(fastGrid("update", 65536, "f32"), 65536); // one
+ * assert.equal(fastGrid("select", 4097, "bf16"), 2049);
+ * assert.equal(fastGrid("update", 1, "bf16"), 1);
  * ```
  */
-export function fastGrid(stage: "select" | "update", blocks: number): number {
+export function fastGrid(
+  stage: "select" | "update",
+  blocks: number,
+  dtype: DType,
+): number {
+  if (stage === "update" && dtype === "f32") {
+    return Math.min(blocks, FAST_GRID.updateF32);
+  }
   return Math.min(
     Math.ceil(blocks / FAST_MIN_BLOCKS_PER_WORKGROUP),
     FAST_GRID[stage],

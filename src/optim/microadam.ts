@@ -593,7 +593,7 @@ export class MicroAdam extends GpuOptimizer {
         this.dispatch(
           k.pipe,
           k.bindGroup,
-          fastGrid(stage, b.fast.blocks),
+          fastGrid(stage, b.fast.blocks, this.options.dtype),
           `microadam_${stage}_fast`,
         );
       }
