@@ -164,7 +164,7 @@ const EDGES: {
   },
   {
     label:
-      "more blocks than FAST_GRID.select: each one-pass workgroup walks two blocks, the last one one",
+      "more blocks than FAST_GRID.select: each select workgroup (and bf16 update workgroup) walks two blocks, the last one one",
     sizes: [FAST_GRID.select * 16 + 300 * 16 + 5, 40],
     options: { topkBlockSize: 16, efBlockSize: 16, density: 2 / 16 },
     check: (opt) => {
