@@ -176,6 +176,11 @@ const EDGES: {
         fastGrid("select", blocks, opt.options.dtype),
         Math.ceil(blocks / 2),
       );
+      // The update walks two too in bf16; in f32 one a workgroup.
+      assert.equal(
+        fastGrid("update", blocks, opt.options.dtype),
+        opt.options.dtype === "bf16" ? Math.ceil(blocks / 2) : blocks,
+      );
       assert.equal(blocks % 2, 1);
     },
   },

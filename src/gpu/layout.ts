@@ -429,8 +429,8 @@ export const FAST_LANES = 4;
  * the bf16 update kernel on 32768 (two blocks a workgroup: 3 % faster than
  * on 16384, round 27; 1.8 % faster than on one block a workgroup, round
  * 29), the f32 update kernel on one block a workgroup (`updateF32`: 2.0 %
- * faster than on two, and its LLaMA-2-7B step 0.2 %; bench/RESULTS.md,
- * rounds 29 and 33).
+ * faster than on two, the f32 step 0.8 % at 2^28 and 0.3 % on the
+ * LLaMA-2-7B shapes; bench/RESULTS.md, rounds 29 and 33).
  */
 export const FAST_GRID: Readonly<
   Record<"select" | "update" | "updateF32", number>
