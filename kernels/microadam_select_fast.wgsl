@@ -231,10 +231,10 @@ fn grad_values(bits: vec4<u32>) -> vec4<f32> {
 // Spec step 1, a = g + e, of gradient g with code `code`. A NaN gradient
 // skips the step, so its a is never used and bf16 rounding needs no NaN case
 // here, nor one for |a| >= 2^100 (on a step that is applied, |a| < 2^61: see
-// listed_key). The rounding by float operations (bf16_round_split; g and e are bf16, so a
-// subnormal a is one too) instead of integer ones: the bf16 select 1.3 %
-// faster on the H200, whose integer units issue at half the float rate
-// (bench/RESULTS.md, round 32).
+// listed_key). The rounding by float operations (bf16_round_split; g and e
+// are bf16, so a subnormal a is one too) instead of integer ones: the bf16
+// select 1.3 % faster on the H200, whose integer units issue at half the
+// float rate (bench/RESULTS.md, round 32).
 fn corrected_value(g: f32, code: u32) -> f32 {
   let a = g + etab[code];
   if (BF16) { return bf16_round_split(a, cfg.one); }
