@@ -11,9 +11,15 @@
  * 2-core machine: +42 % in one run, within the noise in the runs after it)
  * is not a regression.
  *
+ * `deno bench` runs with `LP_NUM_THREADS=1` unless the environment sets it:
+ * llvmpipe (Mesa's CPU Vulkan driver) then runs each dispatch on one thread
+ * instead of racing the host's threads for a small machine's cores. On a
+ * 2-vCPU VM that took the run-to-run range of the MicroAdam / Adam ratio from
+ * ±8 % to ±2 % (bench/RESULTS.md, round 36). Other drivers ignore it.
+ *
  *   deno run -A bench/compare.ts              # run and compare
  *   deno run -A bench/compare.ts --confirm 0  # one run decides
- *   deno run -A bench/compare.ts --update     # record a new baseline (2 runs)
+ *   deno run -A bench/compare.ts --update     # record a new baseline (5 runs)
  *
  * @module
  */
@@ -39,7 +45,7 @@ export interface Baseline {
 }
 
 /** Smallest tolerance: ratios that move less than this are never flagged. */
-export const MIN_TOLERANCE = 0.2;
+export const MIN_TOLERANCE = 0.1;
 
 interface BenchJson {
   runtime: string;
@@ -202,10 +208,29 @@ export function benchReport(
   return { json, aborted: !success };
 }
 
+/**
+ * The environment `deno bench` runs in: `env` with `LP_NUM_THREADS` set to
+ * `"1"` where `env` does not set it (llvmpipe's dispatches on one thread; see
+ * the module's header).
+ *
+ * @example
+ * ```ts
+ * import { benchEnv } from "./compare.ts";
+ * console.log(benchEnv({}).LP_NUM_THREADS); // "1"
+ * console.log(benchEnv({ LP_NUM_THREADS: "4" }).LP_NUM_THREADS); // "4"
+ * ```
+ */
+export function benchEnv(
+  env: Record<string, string>,
+): Record<string, string> {
+  return { ...env, LP_NUM_THREADS: env.LP_NUM_THREADS ?? "1" };
+}
+
 async function runBench(): Promise<BenchJson> {
   const here = new URL(".", import.meta.url).pathname;
   const r = await new Deno.Command(Deno.execPath(), {
     args: ["bench", "-A", "--json", here],
+    env: benchEnv(Deno.env.toObject()),
     stdout: "piped",
     stderr: "inherit",
   }).output();
@@ -225,7 +250,7 @@ if (import.meta.main) {
   const { values } = parseArgs({
     options: {
       update: { type: "boolean", default: false },
-      runs: { type: "string", default: "2" },
+      runs: { type: "string", default: "5" },
       confirm: { type: "string", default: "2" },
       baseline: {
         type: "string",

@@ -17,7 +17,10 @@
  *
  * Gradients are fixed pseudo-random values, uniform in [-0.5, 0.5), the same
  * at every step. Without a WebGPU adapter the `gpu` group is ignored (and
- * says why) while the `cpu` group still runs. Results: bench/RESULTS.md.
+ * says why) while the `cpu` group still runs. `deno task bench`
+ * (bench/compare.ts) runs this file with `LP_NUM_THREADS=1`, so that llvmpipe
+ * runs each dispatch on one thread; a plain `deno bench` does not. Results:
+ * bench/RESULTS.md.
  *
  * @module
  */
@@ -42,8 +45,13 @@ import type { GpuOptimizer } from "../extend.ts";
 const CPU_D = 1 << 16;
 /** Elements of the tensor the GPU optimizers step. */
 const GPU_D = 1 << 18;
-/** `step()` calls per timed GPU iteration. */
-const GPU_STEPS = 10;
+/**
+ * `step()` calls per timed GPU iteration. Deno's `onSubmittedWorkDone` waits
+ * in polls about 10 ms apart, so each iteration carries 10–20 ms that is no
+ * optimizer's; at 40 steps that is under a tenth of Adam's time on llvmpipe
+ * (at 10 steps it was a third, and it squeezed every ratio toward 1).
+ */
+const GPU_STEPS = 40;
 
 /** Deterministic values in [-0.5, 0.5) (mulberry32). */
 function noise(n: number, seed: number): Float32Array<ArrayBuffer> {

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  benchEnv,
   benchReport,
   compare,
   medianRatios,
@@ -120,4 +121,12 @@ Deno.test("benchReport: a failed exit counts only after a whole report with ever
     /exited before its report/,
   );
   assert.throws(() => benchReport(true, ""), /its output is not JSON/);
+});
+
+Deno.test("benchEnv: llvmpipe on one thread unless the caller chose", () => {
+  assert.deepEqual(benchEnv({ HOME: "/h" }), {
+    HOME: "/h",
+    LP_NUM_THREADS: "1",
+  });
+  assert.deepEqual(benchEnv({ LP_NUM_THREADS: "8" }), { LP_NUM_THREADS: "8" });
 });
