@@ -48,7 +48,7 @@ const GPU_D = 1 << 18;
 /**
  * `step()` calls per timed GPU iteration. Deno's `onSubmittedWorkDone` waits
  * in polls about 10 ms apart, so each iteration carries 10–20 ms that is no
- * optimizer's; at 40 steps that is under a tenth of Adam's time on llvmpipe
+ * optimizer's; at 40 steps that is about a tenth of Adam's time on llvmpipe
  * (at 10 steps it was a third, and it squeezed every ratio toward 1).
  */
 const GPU_STEPS = 40;
