@@ -269,6 +269,59 @@ for (const kind of KINDS) {
   });
 }
 
+for (const kind of KINDS) {
+  Deno.test(`${kind}: hyperparameter ring — step()'s own submits with one lr write it once per 64 calls, and step bit for bit as a write per call does`, async () => {
+    // Calls 1–150 one lr, 151–160 a new lr each, 161–165 into one caller's
+    // encoder, 166–245 submitted by step() again with 165's lr.
+    const lrOf = (c: number) =>
+      c <= 150 ? 0.01 : c <= 160 ? 0.001 * (c - 150) : 0.003;
+    const calls = 245;
+    const run = async (writePerCall: boolean) => {
+      const s = setup(kind, [5000, 300, 77], { lr: 0.01 }, device, 11);
+      const queue = device.queue;
+      const write = queue.writeBuffer;
+      let ringWrites = 0;
+      queue.writeBuffer = function (buffer, ...rest) {
+        if (buffer.label === "hyperparameter ring") ringWrites++;
+        return write.call(this, buffer, ...rest);
+      };
+      try {
+        let enc: GPUCommandEncoder | undefined;
+        for (let c = 1; c <= calls; c++) {
+          s.opt.paramGroups[0].lr = lrOf(c);
+          const encoded = c > 160 && c <= 165;
+          if (writePerCall || encoded) {
+            // A caller's encoder: step() writes this call's slot alone.
+            enc ??= device.createCommandEncoder();
+            s.opt.step({ encoder: enc });
+            if (writePerCall || c === 165) {
+              queue.submit([enc.finish()]);
+              enc = undefined;
+            }
+          } else {
+            s.opt.step();
+          }
+        }
+        const status = await s.opt.status(); // throws if a step was refused
+        assert.equal(status.step, calls);
+        return { params: await params(s), ringWrites };
+      } finally {
+        Reflect.deleteProperty(queue, "writeBuffer");
+        s.dispose();
+      }
+    };
+    const perCall = await run(true);
+    const ring = await run(false);
+    assert.equal(perCall.ringWrites, calls);
+    // 1; the runs from 2, 66 and 130; 151–165 one each; 166–229 one each (the
+    // ring still held slots of the encoded calls); the run from 230.
+    assert.equal(ring.ringWrites, 1 + 3 + 15 + 64 + 1);
+    ring.params.forEach((p, i) => {
+      assert.deepEqual(p, perCall.params[i], `tensor ${i}`);
+    });
+  });
+}
+
 Deno.test("hyperparameter ring: 64 unsubmitted steps (the documented maximum) each use their own lr (Adam closed form)", async () => {
   const n = 2000;
   const s = setup("Adam", [n], { lr: 0 }, device, 9);

@@ -658,7 +658,7 @@ export abstract class GpuOptimizer {
   ): void {
     const enc = options.encoder ??
       this.device.createCommandEncoder({ label: `${this.#kind} step` });
-    this.scalars.queueHyper(call, hyper);
+    this.scalars.queueHyper(call, hyper, !options.encoder);
     encodeGatherIn(enc, this.plan.batches);
     const pass = options.profile ? undefined : enc.beginComputePass({
       label: `${this.#kind} step`,

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { MAX_COUNT } from "../core/limits.ts";
 import { bindBuffers, createFilled } from "../gpu/buffers.ts";
 import {
   CALL_IDS,
@@ -108,6 +109,13 @@ export class StepScalars {
   readonly #stride: number;
   readonly #ids: { buffer: GPUBuffer; stride: number };
   #prologue?: GPUBindGroup;
+  // The calls whose ring slots one write filled ahead (queueHyper), with the
+  // lr and weight decay of each group, flattened.
+  #run?: { from: number; to: number; values: number[] };
+  // The values of the last call, and the last call encoded into a caller's
+  // encoder (whose submit step() does not see).
+  #previous?: number[];
+  #lastEncodedCall = -Infinity;
 
   /**
    * Allocates the buffers.
@@ -174,24 +182,65 @@ export class StepScalars {
    * one submit, a later call overwrites the slot, and the prologue refuses
    * the step (counted in `refused`) rather than run it with another step's
    * learning rate.
+   *
+   * A run of calls that `step()` submits itself (`submitted`) with the same
+   * values writes the whole ring at once, for this call and the next
+   * {@link HYPER_SLOTS} − 1, and those calls queue no write: each write is a
+   * copy the GPU runs before the step (about 5 µs of an AdamW step at 2^24,
+   * bench/RESULTS.md, round 14). The ring's old slots belong to the previous
+   * {@link HYPER_SLOTS} calls, so this happens only when each of them was
+   * submitted by `step()` too, hence already queued ahead of the write.
+   *
+   * @param call The step call's number.
+   * @param hyper Each param group's lr and weight decay for this call.
+   * @param submitted Whether `step()` submits this call itself (no caller's
+   * encoder).
    */
   queueHyper(
     call: number,
     hyper: readonly { lr: number; weightDecay: number }[],
+    submitted: boolean,
   ): void {
-    const values = new Uint8Array(this.#stride);
-    const view = new DataView(values.buffer);
-    STEP_CALL.write(view, { call });
-    hyper.forEach(({ lr, weightDecay }, i) => {
-      // decay = 1 − lr·wd in f64, then rounded: the CPU references do the same.
-      GROUP_HYPER.write(view, {
-        lr,
-        wd: weightDecay,
-        decay: 1 - lr * weightDecay,
-        neg_lr: -lr,
-      }, STEP_CALL.bytes + GROUP_HYPER.bytes * i);
-    });
-    this.#device.queue.writeBuffer(this.#ring, this.#slotOffset(call), values);
+    const values = hyper.flatMap(({ lr, weightDecay }) => [lr, weightDecay]);
+    const same = (other?: readonly number[]) =>
+      other !== undefined && other.length === values.length &&
+      other.every((x, i) => Object.is(x, values[i]));
+    if (!submitted) this.#lastEncodedCall = call;
+    const run = this.#run;
+    const previous = this.#previous;
+    this.#previous = values;
+    if (
+      submitted && run && call >= run.from && call < run.to && same(run.values)
+    ) {
+      return;
+    }
+    const slots = submitted && same(previous) &&
+        call - this.#lastEncodedCall > HYPER_SLOTS
+      ? Math.min(HYPER_SLOTS, MAX_COUNT - call + 1)
+      : 1;
+    const bytes = new Uint8Array(slots === 1 ? this.#stride : this.#ring.size);
+    const view = new DataView(bytes.buffer);
+    for (let c = call; c < call + slots; c++) {
+      const at = slots === 1 ? 0 : this.#slotOffset(c);
+      STEP_CALL.write(view, { call: c }, at);
+      hyper.forEach(({ lr, weightDecay }, i) => {
+        // decay = 1 − lr·wd in f64, then rounded: the CPU references do the same.
+        GROUP_HYPER.write(view, {
+          lr,
+          wd: weightDecay,
+          decay: 1 - lr * weightDecay,
+          neg_lr: -lr,
+        }, at + STEP_CALL.bytes + GROUP_HYPER.bytes * i);
+      });
+    }
+    this.#device.queue.writeBuffer(
+      this.#ring,
+      slots === 1 ? this.#slotOffset(call) : 0,
+      bytes,
+    );
+    this.#run = slots > 1
+      ? { from: call, to: call + slots, values }
+      : undefined;
   }
 
   // Where step call `call`'s ring slot starts.
