@@ -218,10 +218,12 @@ export class StepScalars {
         call - this.#lastEncodedCall > HYPER_SLOTS
       ? Math.min(HYPER_SLOTS, MAX_COUNT - call + 1)
       : 1;
+    // One slot is written where it lies; several, as the whole ring from 0.
+    const base = slots === 1 ? this.#slotOffset(call) : 0;
     const bytes = new Uint8Array(slots === 1 ? this.#stride : this.#ring.size);
     const view = new DataView(bytes.buffer);
     for (let c = call; c < call + slots; c++) {
-      const at = slots === 1 ? 0 : this.#slotOffset(c);
+      const at = this.#slotOffset(c) - base;
       STEP_CALL.write(view, { call: c }, at);
       hyper.forEach(({ lr, weightDecay }, i) => {
         // decay = 1 − lr·wd in f64, then rounded: the CPU references do the same.
@@ -233,11 +235,7 @@ export class StepScalars {
         }, at + STEP_CALL.bytes + GROUP_HYPER.bytes * i);
       });
     }
-    this.#device.queue.writeBuffer(
-      this.#ring,
-      slots === 1 ? this.#slotOffset(call) : 0,
-      bytes,
-    );
+    this.#device.queue.writeBuffer(this.#ring, base, bytes);
     this.#run = slots > 1
       ? { from: call, to: call + slots, values }
       : undefined;
