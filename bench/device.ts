@@ -61,6 +61,11 @@
  * `--impl` times another build of the library (its `mod.ts`), e.g. the main
  * branch's checkout, with the same method.
  *
+ * TensorFlow.js's Adam runs at `--tfjs-sizes` (bench/tfjs_adam.ts, from the
+ * carried npm cache); where `--sizes` leaves one of those out (2^20 by
+ * default), our AdamW is timed there too, alone, so that every TF.js row has
+ * its ratio to our AdamW.
+ *
  * `--registers DIR` adds the Vulkan driver's report of what it compiled the
  * kernels to (registers and local memory per thread, workgroup memory):
  * `bench/vkstats.py` on the SPIR-V that `bench/spirv.ts` wrote to DIR on a
@@ -138,6 +143,9 @@ if (!(microadamWd >= 0)) {
   );
 }
 const sizes = values.sizes ? values.sizes.split(",").map(Number) : [];
+const tfjsSizes = values["tfjs-sizes"]
+  ? values["tfjs-sizes"].split(",").map(Number)
+  : [];
 const llamaNames = values.llama ? values.llama.split(",") : [];
 const probeSizes = values["memory-probe"]
   ? values["memory-probe"].split(",").map(Number)
@@ -899,6 +907,14 @@ for (const log2 of sizes) {
       values["profile-all"] ||
         (kind.startsWith("MicroAdam") && log2 === Math.max(...sizes)),
     );
+  }
+}
+// The TF.js rows' ratio needs our AdamW at each of their sizes: AdamW alone
+// at those that --sizes leaves out (2^20 by default).
+if (!values["skip-tfjs"] && wanted.includes("AdamW")) {
+  for (const log2 of tfjsSizes.filter((s) => !sizes.includes(s))) {
+    const n = 2 ** log2;
+    await bench("AdamW", `2^${log2}`, [[n]], n <= 2 ** 24 ? 4 : 1, false);
   }
 }
 for (const name of llamaNames) {
