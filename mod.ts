@@ -68,7 +68,10 @@ export type { OptimizerState, OptimizerStatus } from "./src/core/state.ts";
 // Devices and tensors.
 export { requestDevice, type RequestDeviceOptions } from "./src/gpu/device.ts";
 export type { GpuTensor } from "./src/gpu/tensors.ts";
-export type { CpuTensor } from "./src/reference/cpu_optimizer.ts";
+export type {
+  CpuStepOptions,
+  CpuTensor,
+} from "./src/reference/cpu_optimizer.ts";
 export {
   createTensor,
   type CreateTensorOptions,

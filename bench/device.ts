@@ -33,10 +33,14 @@
  * parameters, gradients spread over 12 octaves.
  *
  * `--optimizers` takes a comma-separated list of MicroAdam f32, MicroAdam
- * bf16, Adam, AdamW, AdamW unchecked and AMSGrad ("all", the default, is
- * every one). "AdamW unchecked" is AdamW with `nonFinite: "unchecked"`: no
- * check_finite pass (28 B/param, like PyTorch's fused AdamW without a
- * GradScaler); its "vs torch" column, like every row's but AMSGrad's, is
+ * bf16, Adam, AdamW, AdamW unchecked, AdamW foundInf and AMSGrad ("all", the
+ * default, is every one). "AdamW unchecked" is AdamW with `nonFinite:
+ * "unchecked"`: no check_finite pass (28 B/param, like PyTorch's fused AdamW
+ * without a GradScaler). "AdamW foundInf" is AdamW stepped with a caller's
+ * found-inf flag (`step({ foundInf })`, a clear one), which replaces the
+ * check_finite pass by a 4-byte copy, as PyTorch's fused AdamW takes a
+ * GradScaler's `found_inf` (28 B/param). Their "vs torch" column, like every
+ * row's but AMSGrad's, is
  * against torch's fused AdamW at the row's dtype (fp32 here). AMSGrad keeps
  * one more state tensor, so its "vs torch" is against torch's fused AMSGrad
  * in fp32 (`torch.optim.Adam(amsgrad=True, fused=True)`, L2 weight decay 0
@@ -580,13 +584,16 @@ interface Row {
 const rows: Row[] = [];
 
 // "AdamW unchecked" is AdamW with nonFinite: "unchecked": no check_finite
-// pass, as PyTorch's fused AdamW without a GradScaler.
+// pass, as PyTorch's fused AdamW without a GradScaler. "AdamW foundInf" is
+// AdamW given a (clear) found-inf flag at every step, as PyTorch's fused
+// AdamW with a GradScaler: a 4-byte copy instead of the check_finite pass.
 type Kind =
   | "MicroAdam f32"
   | "MicroAdam bf16"
   | "Adam"
   | "AdamW"
   | "AdamW unchecked"
+  | "AdamW foundInf"
   | "AMSGrad";
 const KINDS: Kind[] = [
   "MicroAdam f32",
@@ -594,6 +601,7 @@ const KINDS: Kind[] = [
   "Adam",
   "AdamW",
   "AdamW unchecked",
+  "AdamW foundInf",
   "AMSGrad",
 ];
 const wanted = values.optimizers === "all"
@@ -609,9 +617,9 @@ function bytesPerParam(kind: Kind): number {
     const rows = 4 * 10 * k / 4096 + 3 * 4 * k / 4096 + 8 / 4096;
     return kind === "MicroAdam f32" ? 4 + 1 + 8 + rows : 2 + 1 + 4 + rows;
   }
-  // The non-finite check's read (none when unchecked), then g, p, m, v
-  // (and AMSGrad's maximum): 28 B unchecked, as PyTorch's fused AdamW.
-  const check = kind === "AdamW unchecked" ? 0 : 4;
+  // The non-finite check's read (none when unchecked or flagged), then g,
+  // p, m, v (and AMSGrad's maximum): 28 B then, as PyTorch's fused AdamW.
+  const check = kind === "AdamW unchecked" || kind === "AdamW foundInf" ? 0 : 4;
   return check + 4 + 8 + 16 + (kind === "AMSGrad" ? 8 : 0);
 }
 
@@ -633,6 +641,17 @@ function llamaKinds(name: string): Kind[] {
   return name === "13b"
     ? wanted.filter((k) => k.startsWith("MicroAdam") || k === "AdamW")
     : wanted;
+}
+
+let flag: GPUBuffer | undefined;
+
+/** A found-inf flag that stays clear (0), for "AdamW foundInf". */
+function clearFlag(): GPUBuffer {
+  return flag ??= device.createBuffer({
+    label: "found-inf flag",
+    size: 4,
+    usage: GPUBufferUsage.COPY_SRC,
+  });
 }
 
 function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
@@ -657,6 +676,14 @@ function make(kind: Kind, tensors: Lib.GpuTensor[]): GpuOptimizer {
         lr: 1e-4,
         nonFinite: "unchecked",
       });
+    case "AdamW foundInf": {
+      // Every step() of this optimizer (warm-up, timed, profiled) gets the
+      // flag: its own method, wrapped.
+      const opt = new lib.AdamW(device, tensors, { lr: 1e-4 });
+      const step = opt.step.bind(opt);
+      opt.step = (options = {}) => step({ ...options, foundInf: clearFlag() });
+      return opt;
+    }
     case "AMSGrad":
       return new lib.AMSGrad(device, tensors, { lr: 1e-4 });
   }

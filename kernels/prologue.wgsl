@@ -2,8 +2,9 @@
 // (a copy command before the pass did it until round 14; without it AdamW at
 // 2^24 is 1-2 % faster on the H200, bench/RESULTS.md), then one thread counts
 // the call, decides whether the step is applied (its hyperparameters are its
-// own, its gradients finite), advances the step counter and the window ring,
-// and computes the bias-correction scalars.
+// own, its gradients finite, the caller's found-inf flag clear), advances
+// the step counter and the window ring, and computes the bias-correction
+// scalars.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read_write> step: Step;
@@ -28,6 +29,10 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   step.calls = step.calls + 1u;
   let bad = atomicLoad(&flags[0]);
   atomicStore(&flags[0], 0xffffffffu);
+  // The caller's found-inf flag, copied in before the pass by a step() given
+  // one (0 otherwise): any bit but the sign's says found (f32 1.0, u32 1).
+  let found = (atomicLoad(&flags[FOUND_INF_WORD]) & 0x7fffffffu) != 0u;
+  atomicStore(&flags[FOUND_INF_WORD], 0u);
   // The hyperparameters copied for this step belong to another call: more
   // steps were encoded before a submit than the ring has slots, and a later
   // call overwrote this one's. Refuse the step rather than run it with
@@ -37,10 +42,10 @@ fn main(@builtin(local_invocation_index) tid: u32) {
     step.refused = step.refused + 1u;
     return;
   }
-  if (bad != 0xffffffffu) {
+  if (bad != 0xffffffffu || found) {
     step.skip = 1u;
     step.skipped = step.skipped + 1u;
-    step.bad_tensor = bad + 1u;
+    step.bad_tensor = select(FOUND_INF_SKIP, bad + 1u, bad != 0xffffffffu);
     step.bad_call = step.call;
     return;
   }

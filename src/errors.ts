@@ -17,26 +17,46 @@ export class TensorMismatchError extends TypeError {
   override name = "TensorMismatchError";
 }
 
-/** A gradient held NaN or ±Infinity; the step was not applied. */
+/**
+ * A gradient held NaN or ±Infinity (or the caller's `foundInf` flag said
+ * so); the step was not applied.
+ *
+ * @example
+ * ```ts
+ * import { NonFiniteGradientError } from "./errors.ts";
+ * const e = new NonFiniteGradientError("w", 3);
+ * console.log(e.message.startsWith('non-finite gradient (NaN or Infinity) in tensor "w" at step call 3')); // true
+ * console.log(new NonFiniteGradientError("", 4, true).foundInf); // true
+ * ```
+ */
 export class NonFiniteGradientError extends Error {
   /** Error name, for logs. */
   override name = "NonFiniteGradientError";
-  /** Name (or index) of the first tensor found with a non-finite gradient. */
+  /**
+   * Name (or index) of the first tensor found with a non-finite gradient;
+   * `""` when the caller's `foundInf` flag reported it.
+   */
   readonly tensor: string;
   /** Number of step() calls made when the bad gradient was seen (1-based). */
   readonly call: number;
+  /** Whether the `foundInf` flag given to `step()` reported it, not the optimizer's own check. */
+  readonly foundInf: boolean;
   /**
    * Builds the message from the tensor and the step call.
    *
-   * @param tensor Name (or index) of the offending tensor.
+   * @param tensor Name (or index) of the offending tensor (ignored with `foundInf`).
    * @param call The 1-based step() call that carried it.
+   * @param foundInf The caller's `foundInf` flag reported it.
    */
-  constructor(tensor: string, call: number) {
+  constructor(tensor: string, call: number, foundInf = false) {
     super(
-      `non-finite gradient (NaN or Infinity) in tensor "${tensor}" at step call ${call}; the step was skipped and the optimizer state is unchanged`,
+      foundInf
+        ? `non-finite gradient reported by the foundInf flag given to step call ${call}; the step was skipped and the optimizer state is unchanged`
+        : `non-finite gradient (NaN or Infinity) in tensor "${tensor}" at step call ${call}; the step was skipped and the optimizer state is unchanged`,
     );
-    this.tensor = tensor;
+    this.tensor = foundInf ? "" : tensor;
     this.call = call;
+    this.foundInf = foundInf;
   }
 }
 

@@ -34,6 +34,16 @@ Deno.test("error classes: names, base classes and NonFiniteGradientError's field
   assert.equal(nf.call, 7);
   assert.match(nf.message, /tensor "w1" at step call 7/);
   assert.match(nf.message, /state is unchanged/);
+  assert.equal(nf.foundInf, false);
+  // Reported by the caller's foundInf flag: no tensor to name.
+  const flagged = new NonFiniteGradientError("w1", 8, true);
+  assert.equal(flagged.tensor, "");
+  assert.equal(flagged.call, 8);
+  assert.equal(flagged.foundInf, true);
+  assert.equal(
+    flagged.message,
+    "non-finite gradient reported by the foundInf flag given to step call 8; the step was skipped and the optimizer state is unchanged",
+  );
 });
 
 Deno.test("describe: numbers as written, strings quoted, arrays and typed arrays readable", () => {

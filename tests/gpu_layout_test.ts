@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import {
   CONFIG,
+  FLAG_CONSTANTS,
   GROUP_HYPER,
   LAYOUTS,
   layoutWgsl,
@@ -193,6 +194,7 @@ Deno.test("layout: declared once: no kernel file declares a shared struct or con
   const names = [
     ...LAYOUTS.map((l) => `struct ${l.name}\\b`),
     ...Object.keys(SHARED_CONSTANTS).map((k) => `const ${k}\\b`),
+    ...Object.keys(FLAG_CONSTANTS).map((k) => `const ${k}\\b`),
   ];
   const dir = new URL("../kernels/", import.meta.url);
   for await (const e of Deno.readDir(dir)) {
@@ -202,9 +204,20 @@ Deno.test("layout: declared once: no kernel file declares a shared struct or con
       assert.doesNotMatch(text, new RegExp(n), `kernels/${e.name}: ${n}`);
     }
   }
-  // And every kernel gets exactly one copy of each.
+  // And every kernel gets exactly one copy of each shared one; the flags'
+  // constants go to the prologue alone.
+  const shared = names.filter((n) => !/FOUND_INF/.test(n));
   const src = kernelSource("adam");
-  for (const n of names) {
+  for (const n of shared) {
     assert.equal(src.match(new RegExp(n, "g"))?.length, 1, n);
+  }
+  const prologue = kernelSource("prologue");
+  for (const [k, v] of Object.entries(FLAG_CONSTANTS)) {
+    assert.equal(src.includes(`const ${k}`), false, `adam: ${k}`);
+    assert.equal(
+      prologue.match(new RegExp(`const ${k}: u32 = ${v}u;`, "g"))?.length,
+      1,
+      `prologue: ${k}`,
+    );
   }
 });

@@ -1,12 +1,13 @@
 /**
  * src/optim/nonfinite_watch.ts: the cumulative skip counter of the step
- * header becomes one NonFiniteGradientError per new skip (named tensor and
- * call), read back with one staging buffer and at most one readback in flight.
+ * header becomes one NonFiniteGradientError per new skip (named tensor, or
+ * the caller's foundInf flag, and call), read back with one staging buffer and at most one readback in flight.
  */
 
 import assert from "node:assert/strict";
 import { NonFiniteGradientError } from "../src/errors.ts";
 import { createFilled } from "../src/gpu/buffers.ts";
+import { FOUND_INF_SKIP } from "../src/gpu/layout.ts";
 import { NonFiniteWatch } from "../src/optim/nonfinite_watch.ts";
 import {
   STEP_READBACK_BYTES,
@@ -53,6 +54,15 @@ Deno.test("nonfinite watch: each new skip is one error, named; a loaded state's 
   w.reset(3);
   w.observe(header(3, 1, 8));
   assert.equal(w.take(), undefined);
+  // A skip for the caller's foundInf flag names no tensor.
+  w.observe(header(4, FOUND_INF_SKIP, 9));
+  const flagged = w.take();
+  assert.ok(flagged instanceof NonFiniteGradientError);
+  assert.deepEqual([flagged.foundInf, flagged.tensor, flagged.call], [
+    true,
+    "",
+    9,
+  ]);
   step.destroy();
 });
 

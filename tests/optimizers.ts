@@ -36,6 +36,7 @@ import {
   readBf16,
   readF32,
   rng,
+  TENSOR_USAGE,
   testDevice,
   writeTo,
 } from "./gpu_util.ts";
@@ -158,6 +159,12 @@ export interface Handle {
   /** Writes the gradients (f32 values; rounded to bf16 for bf16 tensors). */
   setGrads(grads: Float32Array[]): void;
   step(): void;
+  /**
+   * A step with the caller's found-inf flag `bits` (GPU: a u32 word read by
+   * the kernels at byte 12 of a buffer of 16; CPU: `foundInf` is whether a
+   * bit but the sign's is set, as the GPU reads the word).
+   */
+  stepFlagged(bits: number): void;
   /** Current parameters as f32 (bf16 widened exactly). */
   params(): Promise<Float32Array[]>;
   status(): Promise<OptimizerStatus>;
@@ -265,6 +272,9 @@ export function make(
       step() {
         opt.step();
       },
+      stepFlagged(bits) {
+        opt.step({ foundInf: (bits & 0x7fffffff) !== 0 });
+      },
       params() {
         return Promise.resolve(
           flat.map((t) =>
@@ -313,6 +323,7 @@ export function make(
     throw e;
   }
   const bf16 = s.dtype === "bf16";
+  let flag: GPUBuffer | undefined;
   return {
     spec: s,
     opt,
@@ -325,6 +336,14 @@ export function make(
     },
     step() {
       opt.step();
+    },
+    stepFlagged(bits) {
+      if (!flag) {
+        flag = device.createBuffer({ size: 16, usage: TENSOR_USAGE });
+        buffers.push(flag);
+      }
+      writeTo(device, flag, new Uint32Array([bits]), 3);
+      opt.step({ foundInf: { buffer: flag, offset: 12 } });
     },
     params() {
       return Promise.all(

@@ -1,6 +1,7 @@
 /**
  * Fuzzing the public API: random option values (every non-finite policy
- * included), tensor layouts, non-finite injections and checkpoint mutations,
+ * included), tensor layouts, non-finite injections, the caller's found-inf
+ * flag (set or clear) on some steps, and checkpoint mutations,
  * driven through the CPU and GPU twins alike. Every case must end in a typed
  * error (the same class on both backends) or in identical results (within
  * a few ulps where the device's division is the hardware's, see
@@ -38,6 +39,11 @@ import { device } from "./optimizers.ts";
 
 const CASES = Number(Deno.env.get("MICROADAM_FUZZ_CASES") ?? 60);
 const IEEE = hasIeeeArithmetic(device);
+// The caller's found-inf flag (`step({ foundInf })`) of the GPU twins.
+const FLAG = device.createBuffer({
+  size: 4,
+  usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+});
 
 type Family = "MicroAdam" | "Adam" | "AdamW" | "AMSGrad";
 type Rand = () => number;
@@ -306,6 +312,7 @@ Deno.test(`fuzz: ${CASES} random cases of options, layouts, non-finite gradients
     agreed: 0,
     steps: 0,
     refusedSteps: 0,
+    flagged: 0,
     mutations: 0,
   };
   for (let c = 0; c < CASES; c++) {
@@ -360,15 +367,21 @@ Deno.test(`fuzz: ${CASES} random cases of options, layouts, non-finite gradients
           writeTensor(device, twin.gpuTensors[i], g);
           twin.cpuTensors[i].grad.set(twin.bf16 ? toBf16Array(g) : g);
         }
+        // The caller's found-inf flag on some steps, set or clear.
+        const flag = r() < 0.25 ? r() < 0.5 : undefined;
+        if (flag !== undefined) {
+          device.queue.writeBuffer(FLAG, 0, new Float32Array([flag ? 1 : 0]));
+          tally.flagged++;
+        }
         let cpuError: unknown;
         try {
-          twin.cpu.step();
+          twin.cpu.step(flag === undefined ? {} : { foundInf: flag });
         } catch (e) {
           cpuError = e;
         }
         let gpuError: unknown;
         try {
-          twin.gpu.step();
+          twin.gpu.step(flag === undefined ? {} : { foundInf: FLAG });
         } catch (e) {
           gpuError = e;
         }
@@ -444,6 +457,6 @@ Deno.test(`fuzz: ${CASES} random cases of options, layouts, non-finite gradients
     }
   }
   console.log(
-    `fuzz: ${CASES} cases: ${tally.typed} refused with typed errors by both twins, ${tally.agreed} agreed over ${tally.steps} steps (${tally.refusedSteps} steps refused by both) and ${tally.mutations} checkpoint mutations`,
+    `fuzz: ${CASES} cases: ${tally.typed} refused with typed errors by both twins, ${tally.agreed} agreed over ${tally.steps} steps (${tally.refusedSteps} steps refused by both, ${tally.flagged} with a found-inf flag) and ${tally.mutations} checkpoint mutations`,
   );
 });

@@ -36,12 +36,19 @@ import workgroupSubgroups from "../../kernels/workgroup_subgroups.wgsl" with {
 };
 import commit from "../../kernels/microadam_commit.wgsl" with { type: "text" };
 import elementwise from "../../kernels/elementwise.wgsl" with { type: "text" };
-import { FAST_LANES, layoutWgsl } from "./layout.ts";
+import {
+  constantsWgsl,
+  FAST_LANES,
+  FLAG_CONSTANTS,
+  layoutWgsl,
+} from "./layout.ts";
 import { pruneWgsl } from "./wgsl_prune.ts";
 
 // Structs and constants the kernels share with TypeScript, declared once in
 // src/gpu/layout.ts and emitted as WGSL ahead of every kernel.
 const SHARED = layoutWgsl();
+// The non-finite flags' constants, for the prologue alone.
+const FLAGS = constantsWgsl(FLAG_CONSTANTS);
 
 /** The compute kernels of this library. */
 export type KernelName =
@@ -66,7 +73,7 @@ const VEC4 =
 const SOURCES: Record<KernelName, string[]> = {
   checkFinite: [SCALAR, grid, segments, checkFinite],
   checkFinite4: [VEC4, grid, segments, checkFinite],
-  prologue: [numeric, grid, prologue],
+  prologue: [numeric, grid, FLAGS, prologue],
   adam: [SCALAR, grid, segments, adam],
   adam4: [VEC4, grid, segments, adam],
   microadamSelect: [

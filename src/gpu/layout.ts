@@ -256,7 +256,8 @@ export const STEP: StructLayout<
   {
     name: "bad_tensor",
     type: "u32",
-    doc: "1 + index of the first non-finite tensor of the last skip",
+    doc:
+      "1 + index of the first non-finite tensor of the last skip; FOUND_INF_SKIP: the caller's flag",
   },
   { name: "c1", type: "f32", doc: "MicroAdam: (1-b1)/(1-b1^t); Adam: 1-b1^t" },
   {
@@ -494,6 +495,28 @@ export function fastGrid(
  */
 export const CALL_IDS = 1024;
 
+/**
+ * Word of the non-finite flag buffer (src/optim/step_scalars.ts) that holds
+ * the caller's found-inf flag for the prologue: `step({ foundInf })` copies
+ * it there before the step's pass. Word 0 is the first non-finite tensor.
+ */
+export const FOUND_INF_WORD = 1;
+
+/**
+ * `Step.bad_tensor` of a step skipped for the caller's found-inf flag rather
+ * than for a tensor of its own (those are 1 + the tensor's index).
+ */
+export const FOUND_INF_SKIP = 0xffffffff;
+
+/**
+ * Constants of the non-finite flags, which only the prologue sees: as shared
+ * constants they shifted the SPIR-V ids of every other kernel.
+ */
+export const FLAG_CONSTANTS: Readonly<Record<string, number>> = {
+  FOUND_INF_WORD,
+  FOUND_INF_SKIP,
+};
+
 /** Constants every kernel sees, by name (all u32). */
 export const SHARED_CONSTANTS: Readonly<Record<string, number>> = {
   GRADIENT_LIMIT_LOG2,
@@ -518,8 +541,22 @@ export const SHARED_CONSTANTS: Readonly<Record<string, number>> = {
  * ```
  */
 export function layoutWgsl(): string {
-  const consts = Object.entries(SHARED_CONSTANTS).map(([k, v]) =>
-    `const ${k}: u32 = ${v}u;`
-  );
-  return [...consts, ...LAYOUTS.map((l) => l.wgsl())].join("\n");
+  return [constantsWgsl(SHARED_CONSTANTS), ...LAYOUTS.map((l) => l.wgsl())]
+    .join("\n");
+}
+
+/**
+ * WGSL `const` declarations (u32) of named constants.
+ *
+ * @example
+ * ```ts
+ * import { constantsWgsl } from "./layout.ts";
+ * console.log(constantsWgsl({ A: 1, B: 0xffffffff })); // "const A: u32 = 1u;\nconst B: u32 = 4294967295u;"
+ * ```
+ */
+export function constantsWgsl(
+  constants: Readonly<Record<string, number>>,
+): string {
+  return Object.entries(constants).map(([k, v]) => `const ${k}: u32 = ${v}u;`)
+    .join("\n");
 }

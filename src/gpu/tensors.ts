@@ -63,7 +63,17 @@ const USAGE_FLAGS = [
   "QUERY_RESOLVE",
 ] as const;
 
-function usageNames(usage: number): string {
+/**
+ * A buffer usage as its flags' names, for error messages.
+ *
+ * @example
+ * ```ts
+ * import { usageNames } from "./tensors.ts";
+ * console.log(usageNames(GPUBufferUsage.COPY_SRC | GPUBufferUsage.STORAGE)); // "COPY_SRC|STORAGE"
+ * console.log(usageNames(0)); // "none"
+ * ```
+ */
+export function usageNames(usage: number): string {
   const names = USAGE_FLAGS.filter((n) => (usage & GPUBufferUsage[n]) !== 0);
   return names.length ? names.join("|") : "none";
 }

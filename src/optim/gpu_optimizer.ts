@@ -38,7 +38,7 @@ import {
   type Segment,
   vec4Aligned,
 } from "../gpu/plan.ts";
-import { CHECK_TILES } from "../gpu/layout.ts";
+import { CHECK_TILES, FOUND_INF_SKIP } from "../gpu/layout.ts";
 import { type SegmentFields, segmentTable } from "../gpu/segments.ts";
 import {
   type GpuTensor,
@@ -58,6 +58,11 @@ import type {
   OptimizerState,
   OptimizerStatus,
 } from "../core/state.ts";
+import {
+  encodeFoundInf,
+  type FoundInfSource,
+  foundInfSource,
+} from "./found_inf.ts";
 import { encodeGatherIn, encodeGatherOut } from "./gather.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { NonFiniteWatch } from "./nonfinite_watch.ts";
@@ -133,12 +138,30 @@ export interface StepOptions {
    * @default {undefined}
    */
   profile?: { querySet: GPUQuerySet; labels: string[] };
+  /**
+   * A flag that your own kernels set when they found a non-finite gradient
+   * (a gradient scaler's unscale, a norm taken for clipping), as PyTorch's
+   * fused optimizers take `found_inf`: the 4 bytes at the binding's offset
+   * (of a `GPUBuffer` alone, its first 4; the buffer needs
+   * `GPUBufferUsage.COPY_SRC`), read on the GPU when the step runs. Any bit
+   * set but the sign's (f32 1.0, u32 1, NaN) skips the step as a non-finite
+   * gradient does, state unchanged, counted in `status().skipped` and, with
+   * `nonFinite: "error"`, reported as a `NonFiniteGradientError` whose
+   * `foundInf` is true; 0 (or -0.0) lets it run. The flag is honoured under
+   * every policy, `"unchecked"` included. Adam, AdamW and AMSGrad trust it
+   * and leave out their own check for this step: one read of every gradient
+   * less, 4 of the 32 bytes a parameter an f32 step moves, so a NaN that
+   * the flag misses goes into the arithmetic as with `"unchecked"`.
+   * MicroAdam checks inside its first kernel at no cost and does both.
+   * @default {undefined} (the optimizer's own check, as `nonFinite` says)
+   */
+  foundInf?: GPUBuffer | GPUBufferBinding;
 }
 
 function checkStepOptions(options: StepOptions): void {
   const o = checkKeys(
     options,
-    ["encoder", "timestampWrites", "profile"],
+    ["encoder", "timestampWrites", "profile", "foundInf"],
     "step options",
   );
   if (o.encoder !== undefined && !(o.encoder instanceof GPUCommandEncoder)) {
@@ -400,8 +423,13 @@ export abstract class GpuOptimizer {
    * optimizer whose first kernel reads every gradient anyway checks there
    * instead (its kernels must then leave the state as it was when the
    * prologue skips the step).
+   *
+   * @param flagged The step has the caller's found-inf flag
+   * (`StepOptions.foundInf`), which vouches for the gradients: the default
+   * encodes no check then.
    */
-  protected encodeNonFiniteCheck(): void {
+  protected encodeNonFiniteCheck(flagged: boolean): void {
+    if (flagged) return;
     for (const c of this.#checkBatches) {
       this.dispatch(c.pipe, c.bindGroup, c.workgroups, "check_finite");
     }
@@ -601,12 +629,17 @@ export abstract class GpuOptimizer {
    * step did not run); `StepLimitError` past the counters' range or the 64
    * steps one encoder may hold; `TensorMismatchError` when a tensor's buffer
    * is mapped; `InvalidOptionError` for an lr or weight decay (a group's, or
-   * a schedule's output) that is not a finite f32 >= 0;
+   * a schedule's output) that is not a finite f32 >= 0, and for a
+   * `foundInf` that is not a COPY_SRC buffer with the flag at a multiple of
+   * 4 bytes inside it;
    * `GpuUnavailableError` after the device was lost; `DisposedError`.
    */
   step(options: StepOptions = {}): void {
     this.#life.assertUsable();
     checkStepOptions(options);
+    const found = options.foundInf === undefined
+      ? undefined
+      : foundInfSource(options.foundInf);
     this.#life.throwPending();
     const pending = this.#watch?.take();
     if (pending) throw pending;
@@ -640,7 +673,7 @@ export abstract class GpuOptimizer {
     );
     this.#life.beginStep();
     try {
-      this.#encodeStep(call, hyper, options);
+      this.#encodeStep(call, hyper, options, found);
     } finally {
       // A refused step never runs: it will not show in the GPU's counters.
       this.#life.endStep(call, () => this.#dropped++);
@@ -655,18 +688,20 @@ export abstract class GpuOptimizer {
     call: number,
     hyper: { lr: number; weightDecay: number }[],
     options: StepOptions,
+    found: FoundInfSource | undefined,
   ): void {
     const enc = options.encoder ??
       this.device.createCommandEncoder({ label: `${this.#kind} step` });
     this.scalars.queueHyper(call, hyper, !options.encoder);
     encodeGatherIn(enc, this.plan.batches);
+    if (found) encodeFoundInf(enc, found, this.scalars.flags);
     const pass = options.profile ? undefined : enc.beginComputePass({
       label: `${this.#kind} step`,
       timestampWrites: options.timestampWrites,
     });
     this.#encoding = { encoder: enc, pass, profile: options.profile };
     try {
-      this.encodeNonFiniteCheck();
+      this.encodeNonFiniteCheck(found !== undefined);
       this.dispatch(
         this.pipeline("prologue"),
         this.scalars.prologueBindGroup(this.#prologueLayout),
@@ -723,7 +758,10 @@ export abstract class GpuOptimizer {
       calls: this.#calls,
       skipped: h.skipped,
     };
-    const bad = h.badTensor ? this.tensors[h.badTensor - 1]?.name : undefined;
+    // 0: no skip yet; FOUND_INF_SKIP: the last came from the caller's flag.
+    const bad = h.badTensor && h.badTensor !== FOUND_INF_SKIP
+      ? this.tensors[h.badTensor - 1]?.name
+      : undefined;
     if (bad !== undefined) status.lastNonFiniteTensor = bad;
     return status;
   }

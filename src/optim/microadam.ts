@@ -567,6 +567,8 @@ export class MicroAdam extends GpuOptimizer {
    * The select kernels, before the prologue: they read every gradient
    * anyway and flag a non-finite one there; what they write (staged rows,
    * EF keys, the other codes half) is only committed by an applied step.
+   * A caller's found-inf flag changes nothing here: the check costs nothing,
+   * and the prologue honours the flag too.
    */
   protected override encodeNonFiniteCheck(): void {
     this.#encodeBlockKernels("select");

@@ -12,6 +12,7 @@
  */
 
 import { NonFiniteGradientError } from "../errors.ts";
+import { FOUND_INF_SKIP } from "../gpu/layout.ts";
 import {
   STEP_READBACK_BYTES,
   type StepHeader,
@@ -85,9 +86,11 @@ export class NonFiniteWatch {
   observe(h: StepHeader): void {
     if (h.skipped > this.#seenSkipped) {
       this.#seenSkipped = h.skipped;
+      const byFlag = h.badTensor === FOUND_INF_SKIP;
       this.#error = new NonFiniteGradientError(
-        this.#tensorName(h.badTensor - 1),
+        byFlag ? "" : this.#tensorName(h.badTensor - 1),
         h.badCall,
+        byFlag,
       );
     }
   }

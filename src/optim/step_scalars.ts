@@ -102,7 +102,12 @@ export class StepScalars {
   readonly config: GPUBuffer;
   /** Step scalars and per-group hyperparameters. */
   readonly step: GPUBuffer;
-  /** Non-finite flag written by the check kernel (atomic min of a tensor index). */
+  /**
+   * The non-finite flags: word 0 the first non-finite tensor's index (the
+   * check kernels' atomic min), word FOUND_INF_WORD the caller's found-inf
+   * flag (copied in by `step({ foundInf })`); the prologue reads and resets
+   * both.
+   */
   readonly flags: GPUBuffer;
   readonly #device: GPUDevice;
   readonly #ring: GPUBuffer;
@@ -284,7 +289,7 @@ export class StepScalars {
     };
   }
 
-  /** Queues a header holding these counters, and clears the flag. */
+  /** Queues a header holding these counters, and clears the flags. */
   write(
     counters: { step: number; ring: number; skipped: number; calls: number },
   ): void {
@@ -299,6 +304,6 @@ export class StepScalars {
         calls: counters.calls,
       }).subarray(0, STEP_HEADER_BYTES),
     );
-    q.writeBuffer(this.flags, 0, new Uint32Array([NO_BAD_TENSOR]));
+    q.writeBuffer(this.flags, 0, new Uint32Array([NO_BAD_TENSOR, 0, 0, 0]));
   }
 }

@@ -82,6 +82,11 @@ export class AdamFamilyCpu extends CpuOptimizer<ResolvedAdamOptions> {
     }));
   }
 
+  /** A caller's found-inf flag replaces the check, as on the GPU. */
+  protected override get checksWithFoundInf(): boolean {
+    return false;
+  }
+
   /** L2 (added to the gradient) unless `decoupledWeightDecay`. */
   protected override get decoupledDecay(): boolean {
     return this.options.decoupledWeightDecay;

@@ -18,6 +18,7 @@ import {
 } from "../errors.ts";
 import { matchState } from "../checkpoint/validate.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/file.ts";
+import { checkKeys } from "../core/checks.ts";
 import { groupHyper, normalizeGroups } from "../core/groups.ts";
 import type { ParamGroup, ParamGroupSpec } from "../core/groups.ts";
 import type { DType, NonFinitePolicy } from "../core/options.ts";
@@ -49,6 +50,31 @@ export interface CpuTensor {
   grad: Float32Array | Uint16Array;
   /** Name used in error messages and state dicts. @default {the tensor's index} */
   name?: string;
+}
+
+/**
+ * Options of a CPU optimizer's `step()`, the twins of the WebGPU ones that
+ * mean something on the CPU.
+ *
+ * @example
+ * ```ts
+ * import { AdamCpu, type CpuStepOptions } from "../../mod.ts";
+ * const opt = new AdamCpu([{ param: new Float32Array(2), grad: new Float32Array([1, 2]) }]);
+ * const options: CpuStepOptions = { foundInf: true }; // the caller's own check found one
+ * console.log(opt.step(options), opt.status().skipped); // false 1
+ * ```
+ */
+export interface CpuStepOptions {
+  /**
+   * The caller's own finding of a non-finite gradient, as the WebGPU
+   * optimizers' `step({ foundInf })` reads it from a GPU buffer: `true`
+   * skips the step as a non-finite gradient does, `false` lets it run. Given
+   * either way, Adam, AdamW and AMSGrad trust it and do not check the
+   * gradients themselves (as on the GPU, where that saves a read of every
+   * gradient); MicroAdam checks them too.
+   * @default {undefined} (the optimizer's own check, as `nonFinite` says)
+   */
+  foundInf?: boolean;
 }
 
 /**
@@ -318,14 +344,33 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
   protected validateState(_s: OptimizerState): void {}
 
   /**
+   * Whether the optimizer checks the gradients itself even when the caller
+   * hands it a found-inf flag (`step({ foundInf })`): true unless
+   * overridden (MicroAdam, whose GPU twin's check costs nothing); the Adam
+   * family trusts the flag.
+   */
+  protected get checksWithFoundInf(): boolean {
+    return true;
+  }
+
+  /**
    * Performs one optimizer step.
    *
+   * @param options See {@link CpuStepOptions}.
    * @returns true when applied, false when skipped for a non-finite gradient
-   * (never with `nonFinite: "unchecked"`).
-   * @throws {NonFiniteGradientError} on a non-finite gradient with `nonFinite: "error"`.
+   * or a `foundInf` of true (never for a gradient with `nonFinite: "unchecked"`).
+   * @throws {NonFiniteGradientError} on a non-finite gradient (or a `foundInf`
+   * of true) with `nonFinite: "error"`.
+   * @throws {InvalidOptionError} for options that are not {@link CpuStepOptions}.
    */
-  step(): boolean {
+  step(options: CpuStepOptions = {}): boolean {
     this.#live();
+    const flag = checkKeys(options, ["foundInf"], "step options").foundInf;
+    if (flag !== undefined && typeof flag !== "boolean") {
+      throw new InvalidOptionError(
+        `step options: foundInf: expected a boolean, got ${describe(flag)}`,
+      );
+    }
     if (this.#calls >= MAX_COUNT) {
       throw new StepLimitError(
         `${this.kind}: ${this.#calls} step calls, the most the optimizers count (the GPU twins hold it in a u32); save the parameters and start a new optimizer`,
@@ -361,16 +406,21 @@ export abstract class CpuOptimizer<O extends BaseResolvedOptions> {
       }
     });
     // Every gradient is checked before any state changes, so a skip is exact
-    // (policy "unchecked": not at all, as on the GPU).
-    const bad = this.options.nonFinite === "unchecked"
-      ? undefined
-      : inputs.find((x) => !allWithinLimit(x.tensor.grad));
+    // (policy "unchecked", or a caller's flag that the optimizer trusts: not
+    // at all, as on the GPU). A bad tensor is named before the flag.
+    const checks = this.options.nonFinite !== "unchecked" &&
+      (flag === undefined || this.checksWithFoundInf);
+    const bad = checks
+      ? inputs.find((x) => !allWithinLimit(x.tensor.grad))
+      : undefined;
     this.#calls = call;
-    if (bad) {
+    if (bad || flag === true) {
       this.#skipped++;
-      this.#lastBad = this.#names[bad.index];
+      this.#lastBad = bad ? this.#names[bad.index] : undefined;
       if (this.options.nonFinite === "error") {
-        throw new NonFiniteGradientError(this.#names[bad.index], call);
+        throw bad
+          ? new NonFiniteGradientError(this.#names[bad.index], call)
+          : new NonFiniteGradientError("", call, true);
       }
       return false;
     }
