@@ -23,7 +23,6 @@ import {
   randomData,
   run,
   type Spec,
-  tensorsOf,
 } from "./optimizers.ts";
 
 const F32_ONE = 0x3f800000;
