@@ -13,7 +13,8 @@
  * MicroAdam runs twice per dtype: with its default weight decay, 0 (the
  * update touches only the coordinates its window holds), and with 0.01
  * (every parameter word is read, decayed and written; bench/RESULTS.md,
- * rounds 30 and 31).
+ * rounds 30 and 31). AdamW runs twice: as is, and given a clear found-inf
+ * flag (`step({ foundInf })`), which replaces its check pass (round 38).
  *
  * Gradients are fixed pseudo-random values, uniform in [-0.5, 0.5), the same
  * at every step. Without a WebGPU adapter the `gpu` group is ignored (and
@@ -37,6 +38,7 @@ import {
   MicroAdamCpu,
   MicroAdamTheoryCpu,
   requestDevice,
+  type StepOptions,
   toBf16Array,
 } from "../mod.ts";
 import type { GpuOptimizer } from "../extend.ts";
@@ -122,7 +124,13 @@ try {
 const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
 
-const gpu: [string, 2 | 4, (d: GPUDevice, t: TensorSpec) => GpuOptimizer][] = [
+// Each optimizer, its bytes per element, and the options of its steps.
+const gpu: [
+  string,
+  2 | 4,
+  (d: GPUDevice, t: TensorSpec) => GpuOptimizer,
+  ((d: GPUDevice) => StepOptions)?,
+][] = [
   ["MicroAdam f32", 4, (d, t) => new MicroAdam(d, [t], { lr: 1e-4 })],
   [
     "MicroAdam bf16",
@@ -142,6 +150,15 @@ const gpu: [string, 2 | 4, (d: GPUDevice, t: TensorSpec) => GpuOptimizer][] = [
   ],
   ["Adam", 4, (d, t) => new Adam(d, [t], { lr: 1e-4 })],
   ["AdamW", 4, (d, t) => new AdamW(d, [t], { lr: 1e-4 })],
+  // A caller's found-inf flag (clear) in place of the check pass.
+  [
+    "AdamW foundInf",
+    4,
+    (d, t) => new AdamW(d, [t], { lr: 1e-4 }),
+    (d) => ({
+      foundInf: d.createBuffer({ size: 4, usage: GPUBufferUsage.COPY_SRC }),
+    }),
+  ],
   ["AMSGrad", 4, (d, t) => new AMSGrad(d, [t], { lr: 1e-4 })],
 ];
 
@@ -165,8 +182,9 @@ function tensor(d: GPUDevice, bytesPerElement: 2 | 4): TensorSpec {
   return { name: "w", param: make(1), grad: make(2), length: GPU_D };
 }
 
-for (const [name, bpe, make] of gpu) {
+for (const [name, bpe, make, stepOptions] of gpu) {
   const opt = device ? make(device, tensor(device, bpe)) : undefined;
+  const options = device && stepOptions ? stepOptions(device) : {};
   Deno.bench({
     name: `${name} ${GPU_STEPS} steps, d = 2^18`,
     group: "gpu",
@@ -178,7 +196,7 @@ for (const [name, bpe, make] of gpu) {
       const queue = device!.queue;
       await queue.onSubmittedWorkDone();
       b.start();
-      for (let i = 0; i < GPU_STEPS; i++) opt!.step();
+      for (let i = 0; i < GPU_STEPS; i++) opt!.step(options);
       await queue.onSubmittedWorkDone();
       b.end();
     },
