@@ -40,10 +40,10 @@
  * found-inf flag (`step({ foundInf })`, a clear one), which replaces the
  * check_finite pass by a 4-byte copy, as PyTorch's fused AdamW takes a
  * GradScaler's `found_inf` (28 B/param). Their "vs torch" column, like every
- * row's but AMSGrad's, is
- * against torch's fused AdamW at the row's dtype (fp32 here). AMSGrad keeps
- * one more state tensor, so its "vs torch" is against torch's fused AMSGrad
- * in fp32 (`torch.optim.Adam(amsgrad=True, fused=True)`, L2 weight decay 0
+ * row's but AMSGrad's, is against torch's fused AdamW at the row's dtype
+ * (fp32 here). AMSGrad keeps one more state tensor, so its "vs torch" is
+ * against torch's fused AMSGrad in fp32
+ * (`torch.optim.Adam(amsgrad=True, fused=True)`, L2 weight decay 0
  * as our AMSGrad's default; 36 B/param: g 4, p 8, m 8, v 8, max_v 8), timed
  * by bench/torch_adamw.py as its fused AdamW, on the sizes and LLaMA shapes
  * our AMSGrad runs (not 13B), and only when AMSGrad is among `--optimizers`.
